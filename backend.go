@@ -1,0 +1,101 @@
+package kannuki
+
+import (
+	"context"
+	"time"
+)
+
+// Mode is exclusive (writer) or shared (reader).
+type Mode uint8
+
+const (
+	// ModeExclusive admits one holder at a time. The default.
+	ModeExclusive Mode = iota
+	// ModeShared admits many shared holders at once and excludes exclusive
+	// ones. Only where the database has it (PostgreSQL, file, memory).
+	ModeShared
+)
+
+func (m Mode) String() string {
+	if m == ModeShared {
+		return "shared"
+	}
+	return "exclusive"
+}
+
+// WaitForever, as Request.Wait, waits until the lock is granted or the
+// context ends.
+const WaitForever time.Duration = -1
+
+// Request is one acquisition asked of a Backend.
+type Request struct {
+	Mode Mode
+	// Wait is WaitForever (any negative value), 0 for a single try, or the
+	// longest time to wait. The context's deadline bounds it too.
+	Wait time.Duration
+}
+
+// Backend is the contract a lock store implements. The Locker adds keys,
+// strategies, re-entrancy, keepalive and events on top; a Backend only takes
+// and gives back one lock at a time. Backends must be safe for concurrent use.
+//
+// Optional abilities are found by interface assertion: Lister (listing held
+// and waiting locks), Checker on a Lease (keepalive), and io.Closer.
+// A backend without shared locks returns an error matching ErrUnsupported
+// from Acquire with Mode ModeShared.
+//
+// The package backendtest holds the conformance suite every Backend must pass.
+type Backend interface {
+	// Acquire takes key in req.Mode and waits as req.Wait says, without
+	// polling where the store can wait itself.
+	//
+	// On success the lock is held until Lease.Release. When the lock is not
+	// granted (held on a try, wait ran out) Acquire returns an error matching
+	// ErrNotAcquired. When ctx ends first it returns an error matching
+	// ctx.Err(). On any error nothing may remain held: a grant that raced a
+	// cancellation must be undone before Acquire returns. Deadlocks match
+	// ErrDeadlock.
+	Acquire(ctx context.Context, key Key, req Request) (Lease, error)
+
+	// Held reports whether anyone (this process included) holds key in any
+	// mode, as the store sees it now.
+	Held(ctx context.Context, key Key) (bool, error)
+}
+
+// Lease is one held lock.
+type Lease interface {
+	// Release gives the lock back. It must work when ctx is already
+	// canceled (bounded by the backend's own timeout) and must never leave
+	// the lock held on a connection that goes back to a pool: when in doubt
+	// it destroys the connection. If the lock turns out not to have been
+	// held any more, Release returns an error matching ErrLockLost.
+	// Release is called at most once by the Locker.
+	Release(ctx context.Context) error
+}
+
+// Checker is implemented by leases that can tell whether their lock is still
+// held (a keepalive round trip on the holding connection). The Locker calls
+// Check every Options.KeepaliveInterval while the lock is held, never
+// concurrently with Release. An error means the lock is, or may be, lost.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// Lister is implemented by backends that can list locks, for introspection
+// and the CLI.
+type Lister interface {
+	Locks(ctx context.Context) ([]LockInfo, error)
+}
+
+// LockInfo describes one held or awaited lock as the store reports it.
+// Fields the store cannot tell are zero.
+type LockInfo struct {
+	Name        string    // readable name, where the store knows it (lock name, SQL comment)
+	ID          int64     // PostgreSQL bigint id, when applicable
+	Mode        Mode      // exclusive or shared
+	Granted     bool      // true: held; false: waiting
+	PID         int64     // database session or OS process id
+	Application string    // application_name or program, where known
+	Client      string    // client address, where known
+	Since       time.Time // when the session began waiting or holding, where known
+}

@@ -1,0 +1,176 @@
+package kannuki
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Handle is a held lock, returned by Acquire. Release it exactly when done;
+// Release is idempotent and works with an already canceled context, so
+// `defer h.Release(ctx)` is always right.
+type Handle struct {
+	l       *Locker
+	key     Key
+	mode    Mode
+	lease   Lease
+	ctx     context.Context // the acquiring call's values, never canceled: for events and checks
+	granted time.Time
+	lost    chan struct{}
+
+	mu       sync.Mutex
+	lostErr  error
+	released bool
+	onLost   func(error) // set before the keepalive starts
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func newHandle(ctx context.Context, l *Locker, k Key, m Mode, lease Lease) *Handle {
+	return &Handle{
+		l: l, key: k, mode: m, lease: lease,
+		ctx:     context.WithoutCancel(ctx),
+		granted: time.Now(),
+		lost:    make(chan struct{}),
+	}
+}
+
+// Key returns the full key, prefix included.
+func (h *Handle) Key() string { return h.key.String }
+
+// Mode returns the lock's mode.
+func (h *Handle) Mode() Mode { return h.mode }
+
+// Lost returns a channel that is closed when the lock is found lost (the
+// keepalive failed, or the release showed it was no longer held).
+func (h *Handle) Lost() <-chan struct{} { return h.lost }
+
+// Err returns nil while the lock is held, and an error matching ErrLockLost
+// once it was found lost.
+func (h *Handle) Err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lostErr
+}
+
+// startKeepalive checks the lease every interval, if it can be checked.
+func (h *Handle) startKeepalive() {
+	c, ok := h.lease.(Checker)
+	every := h.l.opts.keepalive()
+	if !ok || every < 0 {
+		return
+	}
+	h.stop, h.done = make(chan struct{}), make(chan struct{})
+	go h.keepalive(c, every)
+}
+
+func (h *Handle) keepalive(c Checker, every time.Duration) {
+	defer close(h.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(h.ctx, max(every, time.Second))
+		err := c.Check(ctx)
+		cancel()
+		if err != nil {
+			h.markLost(err)
+			return
+		}
+	}
+}
+
+// markLost records the loss once, tells the waiting parties and emits EventLost.
+func (h *Handle) markLost(cause error) error {
+	h.mu.Lock()
+	if h.lostErr != nil {
+		err := h.lostErr
+		h.mu.Unlock()
+		return err
+	}
+	err := &LockLostError{Key: h.key.String, Err: cause}
+	h.lostErr = err
+	onLost := h.onLost
+	close(h.lost)
+	h.mu.Unlock()
+	if onLost != nil {
+		onLost(err)
+	}
+	h.l.emit(h.ctx, Event{Kind: EventLost, Key: h.key.String, Mode: h.mode, Hold: time.Since(h.granted), Err: cause})
+	return err
+}
+
+// Release gives the lock back. It is idempotent: later calls return nil.
+// It works when ctx is already canceled (bounded by Options.ReleaseTimeout).
+// It returns an error matching ErrLockLost when the lock had been lost.
+func (h *Handle) Release(ctx context.Context) error {
+	h.mu.Lock()
+	if h.released {
+		h.mu.Unlock()
+		return nil
+	}
+	h.released = true
+	h.mu.Unlock()
+	if h.stop != nil {
+		close(h.stop)
+		<-h.done // never release while a keepalive check uses the connection
+	}
+	if ctx == nil {
+		ctx = h.ctx
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.l.opts.releaseTimeout())
+	defer cancel()
+	err := h.lease.Release(rctx)
+	if lost := h.Err(); lost != nil {
+		return lost // the release was expected to fail; the loss is what matters
+	}
+	if err != nil && errors.Is(err, ErrLockLost) {
+		return h.markLost(err)
+	}
+	if err != nil {
+		err = fmt.Errorf("kannuki: release %q: %w", h.key.String, err)
+	}
+	h.l.emit(h.ctx, Event{Kind: EventReleased, Key: h.key.String, Mode: h.mode, Hold: time.Since(h.granted), Err: err})
+	return err
+}
+
+// heldKey marks, in the context given to fn, that this Locker holds key:
+// the basis of re-entrancy.
+type heldKey struct {
+	l   *Locker
+	key string
+}
+
+// run calls fn under the lock and releases it afterwards, also on panic.
+func (h *Handle) run(ctx context.Context, fn func(context.Context) error) (err error) {
+	fctx, cancel := context.WithCancelCause(context.WithValue(ctx, heldKey{h.l, h.key.String}, h.mode))
+	h.onLost = func(e error) { cancel(e) }
+	h.startKeepalive()
+	done := false
+	defer func() {
+		if !done { // fn panicked: release, then let the panic go on
+			_ = h.Release(ctx)
+			cancel(context.Canceled)
+		}
+	}()
+	ferr := fn(fctx)
+	done = true
+	rerr := h.Release(ctx)
+	cancel(context.Canceled)
+	if lost := h.Err(); lost != nil {
+		if ferr == nil || errors.Is(ferr, context.Canceled) || errors.Is(ferr, ErrLockLost) {
+			return lost
+		}
+		return errors.Join(lost, ferr)
+	}
+	if rerr != nil {
+		return errors.Join(ferr, rerr)
+	}
+	return ferr
+}

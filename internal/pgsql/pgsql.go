@@ -1,0 +1,160 @@
+// Package pgsql holds the PostgreSQL statements shared by kannukipg
+// (database/sql) and kannukipgxv5 (pgx): advisory lock SQL, the safe key
+// comment and the SQLSTATE codes Kannuki reacts to.
+//
+// The derived integer ids are Kannuki's own numbers and are written into the
+// SQL as literals; the user's key string appears only inside a comment, after
+// Comment has made it safe. That keeps every statement one round trip on the
+// simple protocol with any driver.
+package pgsql
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kannuki-go/kannuki"
+)
+
+// SQLSTATE codes.
+const (
+	CodeLockNotAvailable = "55P03" // lock_timeout expired
+	CodeDeadlock         = "40P01" // deadlock_detected
+	CodeQueryCanceled    = "57014" // statement canceled (cancel request, statement_timeout)
+	CodeAdminShutdown    = "57P01" // pg_terminate_backend, server shutdown
+)
+
+// maxComment bounds the key shown in a comment; the id identifies the lock,
+// the comment only helps a human reading pg_stat_activity.
+const maxComment = 200
+
+// Comment returns key as an SQL block comment that cannot end early or
+// smuggle anything: '*', '%', '\\' and control bytes are %XX-encoded (so
+// "*/" cannot appear and distinct keys stay distinct), and long keys are cut.
+func Comment(key string) string {
+	var b strings.Builder
+	b.Grow(len(key) + 16)
+	b.WriteString("/* kannuki: ")
+	for i := 0; i < len(key); i++ {
+		if b.Len() > maxComment {
+			b.WriteString("...")
+			break
+		}
+		c := key[i]
+		if c < 0x20 || c == 0x7f || c == '*' || c == '%' || c == '\\' {
+			const hexdigits = "0123456789ABCDEF"
+			b.WriteByte('%')
+			b.WriteByte(hexdigits[c>>4])
+			b.WriteByte(hexdigits[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	b.WriteString(" */")
+	return b.String()
+}
+
+// Args returns the advisory function arguments for key as SQL literals:
+// "123" for the bigint form, "1, 2" for the two-int4 form.
+func Args(k kannuki.Key) string {
+	if k.Pair {
+		return strconv.FormatInt(int64(k.K1), 10) + ", " + strconv.FormatInt(int64(k.K2), 10)
+	}
+	return strconv.FormatInt(k.ID, 10)
+}
+
+func suffix(m kannuki.Mode) string {
+	if m == kannuki.ModeShared {
+		return "_shared"
+	}
+	return ""
+}
+
+// TryLock is one statement returning a boolean: granted or not.
+func TryLock(k kannuki.Key, m kannuki.Mode) string {
+	return "SELECT pg_try_advisory_lock" + suffix(m) + "(" + Args(k) + ") " + Comment(k.String)
+}
+
+// Lock waits on the server. With wait > 0 the wait is bounded by
+// lock_timeout set transaction-locally in the same statement (set_config
+// with is_local = true), so it never outlives the statement or leaks to a
+// pooled connection; expiry raises 55P03. wait < 0 waits until granted.
+func Lock(k kannuki.Key, m kannuki.Mode, wait time.Duration) string {
+	call := "pg_advisory_lock" + suffix(m) + "(" + Args(k) + ")"
+	if wait < 0 {
+		return "SELECT " + call + " " + Comment(k.String)
+	}
+	return "SELECT set_config('lock_timeout', '" + LockTimeout(wait) + "', true), " + call + " " + Comment(k.String)
+}
+
+// LockTimeout renders wait for lock_timeout in whole milliseconds, at least
+// 1 ms (0 would mean "no timeout").
+func LockTimeout(wait time.Duration) string {
+	ms := (wait + time.Millisecond - 1) / time.Millisecond
+	if ms < 1 {
+		ms = 1
+	}
+	return strconv.FormatInt(int64(ms), 10) + "ms"
+}
+
+// Unlock returns a boolean: true when the lock was held and is now released.
+func Unlock(k kannuki.Key, m kannuki.Mode) string {
+	return "SELECT pg_advisory_unlock" + suffix(m) + "(" + Args(k) + ")"
+}
+
+// Where returns the pg_locks predicate selecting key's advisory lock in the
+// current database only (advisory keys are per database, pg_locks is
+// cluster-wide).
+func Where(k kannuki.Key) string {
+	var classid, objid uint32
+	sub := "1"
+	if k.Pair {
+		classid, objid, sub = uint32(k.K1), uint32(k.K2), "2"
+	} else {
+		classid, objid = kannuki.ClassObjID(k.ID)
+	}
+	return "locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())" +
+		" AND classid = " + strconv.FormatUint(uint64(classid), 10) +
+		" AND objid = " + strconv.FormatUint(uint64(objid), 10) +
+		" AND objsubid = " + sub
+}
+
+// Held returns a boolean: does any session hold key (granted, any mode)?
+func Held(k kannuki.Key) string {
+	return "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE " + Where(k) + " AND granted)"
+}
+
+// HeldByMe returns a boolean: does this session hold key? Used to re-check
+// after a 55P03, which PostgreSQL can report although the lock was granted.
+func HeldByMe(k kannuki.Key, m kannuki.Mode) string {
+	mode := "ExclusiveLock"
+	if m == kannuki.ModeShared {
+		mode = "ShareLock"
+	}
+	return "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE " + Where(k) +
+		" AND granted AND pid = pg_backend_pid() AND mode = '" + mode + "')"
+}
+
+// Locks lists advisory locks of the current database with who holds or waits.
+const Locks = `SELECT l.classid::bigint, l.objid::bigint, l.objsubid::int, l.mode, l.granted, l.pid,
+	COALESCE(a.application_name, ''), COALESCE(host(a.client_addr), ''),
+	COALESCE(CASE WHEN l.granted THEN a.state_change ELSE a.query_start END, a.backend_start),
+	COALESCE(a.query, '')
+FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY l.granted DESC, l.pid`
+
+// NameFromQuery extracts the key from a Kannuki comment in a query text, or "".
+func NameFromQuery(q string) string {
+	const open = "/* kannuki: "
+	i := strings.Index(q, open)
+	if i < 0 {
+		return ""
+	}
+	rest := q[i+len(open):]
+	j := strings.Index(rest, " */")
+	if j < 0 {
+		return ""
+	}
+	return rest[:j]
+}

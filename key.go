@@ -1,0 +1,177 @@
+package kannuki
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"hash/crc32"
+	"math/big"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxKeyLen is the longest key, prefix included, that Kannuki accepts, in bytes.
+// Longer keys are almost always a bug (a serialized payload used as a key) and
+// are rejected with ErrInvalidKey rather than hashed silently.
+const MaxKeyLen = 4096
+
+// maxNameLen is the longest MySQL GET_LOCK name; longer keys are hashed (KEYS.md).
+const maxNameLen = 64
+
+// Key is a lock key after derivation: what a Backend locks. It is computed once
+// per lock, so the unlock always uses exactly the id the lock used.
+type Key struct {
+	// String is the full key as the user named it, prefix included
+	// ("myapp/order/123"). Backends use it for SQL comments, file names and
+	// listings; never splice it into SQL.
+	String string
+	// Name is the normalized name (KEYS.md): String itself when it fits in
+	// 64 bytes, else a shortened prefix plus its MD5. It is the MySQL GET_LOCK
+	// name and is always at most 64 bytes under the default scheme.
+	Name string
+	// ID is the PostgreSQL advisory lock id (the single-bigint form). It is
+	// meaningful when Pair is false.
+	ID int64
+	// Pair selects the two-int4 PostgreSQL form pg_advisory_lock(K1, K2),
+	// a key space distinct from the bigint one.
+	Pair bool
+	// K1 and K2 are the two int4 keys when Pair is true.
+	K1, K2 int32
+}
+
+// KeyScheme turns a user's key (and the Locker's prefix) into a Key.
+// Implementations must be deterministic and safe for concurrent use.
+type KeyScheme interface {
+	Derive(prefix, key string) (Key, error)
+}
+
+// RubyKeys is the default scheme. It derives the same database locks as the
+// Ruby kannuki gem, so Go services and Rails applications exclude each other
+// on the same key. An empty prefix means no prefix (Ruby would produce "/key").
+type RubyKeys struct{}
+
+// Derive implements KeyScheme.
+func (RubyKeys) Derive(prefix, key string) (Key, error) {
+	base, err := joinKey(prefix, key)
+	if err != nil {
+		return Key{}, err
+	}
+	name := NormalizeName(base)
+	return Key{String: base, Name: name, ID: RubyID(name)}, nil
+}
+
+// AdvisoryLockKeys is compatible with the with_advisory_lock Ruby gem: on
+// PostgreSQL the two-int4 form (CRC-32 of the name masked to 31 bits,
+// Namespace); on MySQL the plain name.
+type AdvisoryLockKeys struct {
+	// Namespace is the second int4 key; 0 by default, as in the gem.
+	Namespace int32
+}
+
+// Derive implements KeyScheme.
+func (s AdvisoryLockKeys) Derive(prefix, key string) (Key, error) {
+	base, err := joinKey(prefix, key)
+	if err != nil {
+		return Key{}, err
+	}
+	k1 := int32(crc32.ChecksumIEEE([]byte(base)) & 0x7fffffff)
+	return Key{String: base, Name: base, Pair: true, K1: k1, K2: s.Namespace}, nil
+}
+
+// RawKeys uses caller-chosen ids, for interop with code that already locks
+// fixed ids (migration tools, other services). A key is either a decimal
+// int64 ("4242") or two decimal int32 separated by a comma ("1,2"). The
+// prefix must be empty: ids are global.
+type RawKeys struct{}
+
+// Derive implements KeyScheme.
+func (RawKeys) Derive(prefix, key string) (Key, error) {
+	if prefix != "" {
+		return Key{}, &KeyError{Key: key, Reason: "RawKeys takes no key prefix"}
+	}
+	if a, b, ok := strings.Cut(key, ","); ok {
+		k1, err1 := strconv.ParseInt(a, 10, 32)
+		k2, err2 := strconv.ParseInt(b, 10, 32)
+		if err1 != nil || err2 != nil {
+			return Key{}, &KeyError{Key: key, Reason: "raw pair must be two int32 like \"1,2\""}
+		}
+		return Key{String: key, Name: key, Pair: true, K1: int32(k1), K2: int32(k2)}, nil
+	}
+	id, err := strconv.ParseInt(key, 10, 64)
+	if err != nil {
+		return Key{}, &KeyError{Key: key, Reason: "raw id must be a decimal int64"}
+	}
+	return Key{String: key, Name: key, ID: id}, nil
+}
+
+// joinKey validates key and applies the prefix with the "/" separator.
+func joinKey(prefix, key string) (string, error) {
+	if err := validKey(key); err != nil {
+		return "", err
+	}
+	if prefix == "" {
+		return key, nil
+	}
+	if err := validKey(prefix); err != nil {
+		return "", fmt.Errorf("kannuki: invalid key prefix: %w", err)
+	}
+	base := prefix + "/" + key
+	if len(base) > MaxKeyLen {
+		return "", &KeyError{Key: base, Reason: fmt.Sprintf("longer than %d bytes", MaxKeyLen)}
+	}
+	return base, nil
+}
+
+// validKey rejects keys that are almost certainly bugs: empty, huge, invalid
+// UTF-8 or containing NUL (which PostgreSQL text and many tools cannot carry).
+func validKey(key string) error {
+	switch {
+	case key == "":
+		return &KeyError{Key: key, Reason: "empty"}
+	case len(key) > MaxKeyLen:
+		return &KeyError{Key: key, Reason: fmt.Sprintf("longer than %d bytes", MaxKeyLen)}
+	case !utf8.ValidString(key):
+		return &KeyError{Key: key, Reason: "not valid UTF-8"}
+	case strings.IndexByte(key, 0) >= 0:
+		return &KeyError{Key: key, Reason: "contains a NUL byte"}
+	}
+	return nil
+}
+
+// NormalizeName applies the KEYS.md rule: a base longer than 64 bytes becomes
+// its first 31 code points, ":", and the lowercase hex MD5 of the base.
+func NormalizeName(base string) string {
+	if len(base) <= maxNameLen {
+		return base
+	}
+	sum := md5.Sum([]byte(base))
+	head := base
+	n := 0
+	for i := range base {
+		if n == 31 {
+			head = base[:i]
+			break
+		}
+		n++
+	}
+	return head + ":" + hex.EncodeToString(sum[:])
+}
+
+// rubyModulus is 2^63-1, the modulus of the Ruby gem's id derivation.
+var rubyModulus = new(big.Int).SetUint64(1<<63 - 1)
+
+// RubyID is the PostgreSQL id of a normalized name: MD5 read as a 128-bit
+// big-endian unsigned integer, modulo 2^63-1.
+func RubyID(name string) int64 {
+	sum := md5.Sum([]byte(name))
+	// (hi*2^64 + lo) mod m with m = 2^63-1: 2^63 ≡ 1, so 2^64 ≡ 2 (mod m).
+	// Computed with big.Int once to stay obviously correct; it is not hot.
+	v := new(big.Int).SetBytes(sum[:])
+	return v.Mod(v, rubyModulus).Int64()
+}
+
+// ClassObjID returns the pg_locks columns a bigint advisory lock shows as.
+func ClassObjID(id int64) (classid, objid uint32) {
+	return uint32(uint64(id) >> 32), uint32(uint64(id))
+}

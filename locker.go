@@ -1,0 +1,237 @@
+package kannuki
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Locker takes locks on a Backend. It is safe for concurrent use and holds
+// no resources of its own: closing the database pool is the caller's job.
+type Locker struct {
+	backend Backend
+	opts    Options
+	keys    KeyScheme
+	hook    Hook
+}
+
+// New returns a Locker on b. A nil b yields a Locker whose calls all fail
+// with ErrInvalidArgument (never one that "succeeds" without locking).
+func New(b Backend, opts Options) *Locker {
+	l := &Locker{backend: b, opts: opts, keys: opts.Keys}
+	if l.keys == nil {
+		l.keys = RubyKeys{}
+	}
+	l.hook = Hooks(opts.Hook, SlogHook(opts.Logger))
+	return l
+}
+
+// Backend returns the Locker's backend.
+func (l *Locker) Backend() Backend { return l.backend }
+
+// Key derives the Key a string locks, with the Locker's prefix and scheme.
+func (l *Locker) Key(key string) (Key, error) {
+	return l.keys.Derive(l.opts.KeyPrefix, key)
+}
+
+// WithLock runs fn while holding key. It waits as the strategy and timeout
+// say (by default as long as ctx allows). When the lock is not granted it
+// returns a *NotAcquiredError (errors.Is(err, ErrNotAcquired)); otherwise
+// it returns fn's error. fn's context is canceled if the lock is lost, and
+// the call then returns an error matching ErrLockLost.
+//
+// Re-entrancy: a nested WithLock/TryLock/Lock on the same key and Locker,
+// given the context fn received, runs at once without asking the database
+// again (a nested shared-to-exclusive upgrade fails with ErrDeadlock). Other
+// goroutines wait for the key like for a mutex.
+//
+// A panic in fn releases the lock and propagates.
+func (l *Locker) WithLock(ctx context.Context, key string, fn func(ctx context.Context) error, opts ...CallOption) error {
+	_, err := l.run(ctx, key, fn, opts, false)
+	return err
+}
+
+// Lock is WithLock under the name of the Ruby gem's lock!: it waits as
+// configured and returns a *NotAcquiredError carrying the key, the reason
+// and the time waited when the lock is not granted.
+func (l *Locker) Lock(ctx context.Context, key string, fn func(ctx context.Context) error, opts ...CallOption) error {
+	_, err := l.run(ctx, key, fn, opts, false)
+	return err
+}
+
+// TryLock tries once. If key is held elsewhere it returns (false, nil)
+// without running fn; otherwise it runs fn and returns (true, fn's error).
+// Any other failure is (false, err). Timeout and strategy options are
+// ignored: TryLock never waits for the lock.
+func (l *Locker) TryLock(ctx context.Context, key string, fn func(ctx context.Context) error, opts ...CallOption) (bool, error) {
+	ran, err := l.run(ctx, key, fn, opts, true)
+	var na *NotAcquiredError
+	if !ran && errors.As(err, &na) && na.Reason == ReasonHeld {
+		return false, nil
+	}
+	return ran, err
+}
+
+// Acquire takes key and returns a Handle to release it. It waits like
+// WithLock. The Handle's keepalive runs until Release.
+func (l *Locker) Acquire(ctx context.Context, key string, opts ...CallOption) (*Handle, error) {
+	return l.acquire(ctx, key, opts, false)
+}
+
+// TryAcquire is Acquire with one try: a held key gives a *NotAcquiredError
+// with Reason ReasonHeld.
+func (l *Locker) TryAcquire(ctx context.Context, key string, opts ...CallOption) (*Handle, error) {
+	return l.acquire(ctx, key, opts, true)
+}
+
+// Held reports whether anyone holds key now, as the backend sees it
+// (for databases: this database only).
+func (l *Locker) Held(ctx context.Context, key string) (bool, error) {
+	if err := l.usable(ctx); err != nil {
+		return false, err
+	}
+	k, err := l.Key(key)
+	if err != nil {
+		return false, err
+	}
+	held, err := l.backend.Held(ctx, k)
+	if err != nil {
+		return false, fmt.Errorf("kannuki: held %q: %w", k.String, err)
+	}
+	return held, nil
+}
+
+// Locks lists held and awaited locks if the backend can (Lister), else it
+// returns an error matching ErrUnsupported.
+func (l *Locker) Locks(ctx context.Context) ([]LockInfo, error) {
+	if err := l.usable(ctx); err != nil {
+		return nil, err
+	}
+	li, ok := l.backend.(Lister)
+	if !ok {
+		return nil, fmt.Errorf("%w: %T cannot list locks", ErrUnsupported, l.backend)
+	}
+	return li.Locks(ctx)
+}
+
+func (l *Locker) usable(ctx context.Context) error {
+	switch {
+	case l == nil || l.backend == nil:
+		return fmt.Errorf("%w: nil Locker or backend", ErrInvalidArgument)
+	case ctx == nil:
+		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// prepare validates a call and derives its key and configuration.
+func (l *Locker) prepare(ctx context.Context, key string, opts []CallOption, try bool) (Key, callConfig, error) {
+	if err := l.usable(ctx); err != nil {
+		return Key{}, callConfig{}, err
+	}
+	cfg, err := l.config(opts)
+	if err != nil {
+		return Key{}, cfg, err
+	}
+	if try {
+		cfg.strategy, cfg.wait = NonBlocking{}, 0
+	}
+	k, err := l.Key(key)
+	return k, cfg, err
+}
+
+func (l *Locker) run(ctx context.Context, key string, fn func(context.Context) error, opts []CallOption, try bool) (bool, error) {
+	if fn == nil {
+		return false, fmt.Errorf("%w: nil function", ErrInvalidArgument)
+	}
+	k, cfg, err := l.prepare(ctx, key, opts, try)
+	if err != nil {
+		return false, err
+	}
+	if held, ok := ctx.Value(heldKey{l, k.String}).(Mode); ok {
+		return l.reenter(ctx, k, held, cfg.mode, fn)
+	}
+	h, err := l.acquireKey(ctx, k, cfg)
+	if err != nil {
+		return false, err
+	}
+	return true, h.run(ctx, fn)
+}
+
+// reenter runs fn for a nested call on a key this call chain already holds.
+func (l *Locker) reenter(ctx context.Context, k Key, held, want Mode, fn func(context.Context) error) (bool, error) {
+	if held == ModeShared && want == ModeExclusive {
+		return false, fmt.Errorf("%w: lock %q is held shared by this call chain; upgrading it to exclusive would wait for itself", ErrDeadlock, k.String)
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return true, fn(ctx)
+}
+
+func (l *Locker) acquire(ctx context.Context, key string, opts []CallOption, try bool) (*Handle, error) {
+	k, cfg, err := l.prepare(ctx, key, opts, try)
+	if err != nil {
+		return nil, err
+	}
+	h, err := l.acquireKey(ctx, k, cfg)
+	if err != nil {
+		return nil, err
+	}
+	h.startKeepalive()
+	return h, nil
+}
+
+// acquireKey runs the strategy against the backend and reports the outcome.
+func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle, error) {
+	l.emit(ctx, Event{Kind: EventAttempt, Key: k.String, Mode: cfg.mode})
+	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return nil, l.failed(ctx, k, cfg, 0, 0, err)
+	}
+	var lastWait time.Duration
+	try := func(ctx context.Context, wait time.Duration) (Lease, error) {
+		lastWait = wait
+		return l.backend.Acquire(ctx, k, Request{Mode: cfg.mode, Wait: wait})
+	}
+	lease, err := cfg.strategy.Acquire(ctx, try, cfg.wait)
+	waited := time.Since(start)
+	if err == nil && lease == nil {
+		err = fmt.Errorf("kannuki: %T returned neither a lease nor an error", cfg.strategy)
+	}
+	if err != nil {
+		return nil, l.failed(ctx, k, cfg, lastWait, waited, err)
+	}
+	l.emit(ctx, Event{Kind: EventAcquired, Key: k.String, Mode: cfg.mode, Wait: waited})
+	return newHandle(ctx, l, k, cfg.mode, lease), nil
+}
+
+// failed turns a strategy or backend error into the error the caller sees
+// and emits EventNotAcquired.
+func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, waited time.Duration, err error) error {
+	reason := ReasonError
+	switch {
+	case errors.Is(err, errRetriesExhausted):
+		reason = ReasonRetriesExhausted
+	case errors.Is(err, ErrNotAcquired) && lastWait == 0:
+		reason = ReasonHeld
+	case errors.Is(err, ErrNotAcquired), errors.Is(err, context.DeadlineExceeded):
+		reason = ReasonTimeout
+	case errors.Is(err, context.Canceled):
+		reason = ReasonCanceled
+	case errors.Is(err, ErrDeadlock):
+		reason = ReasonDeadlock
+	}
+	l.emit(ctx, Event{Kind: EventNotAcquired, Key: k.String, Mode: cfg.mode, Wait: waited, Reason: reason, Err: err})
+	switch {
+	case reason != ReasonError:
+		if errors.Is(err, ErrNotAcquired) && !errors.Is(err, errRetriesExhausted) {
+			err = nil // the sentinel is implied; keep the message short
+		}
+		return &NotAcquiredError{Key: k.String, Reason: reason, Waited: waited, Err: err}
+	case errors.Is(err, ErrInvalidKey), errors.Is(err, ErrUnsupported), errors.Is(err, ErrInvalidArgument):
+		return err
+	}
+	return fmt.Errorf("kannuki: acquire %q: %w", k.String, err)
+}

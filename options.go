@@ -1,0 +1,122 @@
+package kannuki
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Default values used when the corresponding Options field is zero.
+const (
+	DefaultKeepaliveInterval = 5 * time.Second
+	DefaultReleaseTimeout    = 5 * time.Second
+)
+
+// Options configure a Locker. The zero value is ready to use: Ruby-compatible
+// keys, no prefix, the Blocking strategy waiting as long as the context
+// allows, a keepalive every 5 s, no events.
+type Options struct {
+	// KeyPrefix is joined to every key as "prefix/key". Empty means none.
+	KeyPrefix string
+	// Keys derives database ids from keys. nil means RubyKeys{}.
+	Keys KeyScheme
+	// DefaultTimeout bounds the wait of calls that set no Timeout:
+	// 0 waits as long as the context allows, > 0 waits up to that long.
+	// Negative values are invalid: calls then fail with ErrInvalidArgument.
+	DefaultTimeout time.Duration
+	// Strategy is the default strategy. nil means Blocking{}.
+	Strategy Strategy
+	// KeepaliveInterval is how often a held lock's connection is checked,
+	// which bounds how long a lost lock goes unnoticed. 0 means
+	// DefaultKeepaliveInterval; negative disables the keepalive.
+	KeepaliveInterval time.Duration
+	// ReleaseTimeout bounds a release, which runs even when the caller's
+	// context is already canceled. 0 means DefaultReleaseTimeout.
+	ReleaseTimeout time.Duration
+	// Hook receives lock events. nil costs nothing.
+	Hook Hook
+	// Logger, when set, logs events through slog (see SlogHook). nil is silent.
+	Logger *slog.Logger
+}
+
+// callConfig is the per-call state built from Options and CallOptions.
+type callConfig struct {
+	wait     time.Duration // WaitForever, 0 or > 0
+	strategy Strategy
+	mode     Mode
+	err      error
+}
+
+// CallOption adjusts one call (WithLock, TryLock, Lock, Acquire).
+type CallOption func(*callConfig)
+
+// Timeout bounds this call's wait: d > 0 waits up to d, 0 tries once.
+// A negative d makes the call fail with ErrInvalidArgument. The context's
+// deadline bounds the wait too, whichever ends first.
+func Timeout(d time.Duration) CallOption {
+	return func(c *callConfig) {
+		if d < 0 {
+			c.err = fmt.Errorf("%w: negative timeout %s (use NoTimeout to wait without a bound)", ErrInvalidArgument, d)
+			return
+		}
+		c.wait = d
+	}
+}
+
+// NoTimeout makes this call wait until the lock is granted or its context
+// ends, whatever Options.DefaultTimeout says.
+func NoTimeout() CallOption {
+	return func(c *callConfig) { c.wait = WaitForever }
+}
+
+// Shared asks for a shared (reader) lock: many shared holders at once,
+// excluding exclusive holders. Backends without shared locks return an error
+// matching ErrUnsupported.
+func Shared() CallOption {
+	return func(c *callConfig) { c.mode = ModeShared }
+}
+
+// WithStrategy uses s for this call instead of Options.Strategy.
+func WithStrategy(s Strategy) CallOption {
+	return func(c *callConfig) {
+		if s == nil {
+			c.err = fmt.Errorf("%w: nil strategy", ErrInvalidArgument)
+			return
+		}
+		c.strategy = s
+	}
+}
+
+// config resolves the defaults and the call's options.
+func (l *Locker) config(opts []CallOption) (callConfig, error) {
+	c := callConfig{wait: WaitForever, strategy: l.opts.Strategy}
+	switch {
+	case l.opts.DefaultTimeout < 0:
+		return c, fmt.Errorf("%w: negative Options.DefaultTimeout %s", ErrInvalidArgument, l.opts.DefaultTimeout)
+	case l.opts.DefaultTimeout > 0:
+		c.wait = l.opts.DefaultTimeout
+	}
+	if c.strategy == nil {
+		c.strategy = Blocking{}
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	return c, c.err
+}
+
+func (o Options) keepalive() time.Duration {
+	if o.KeepaliveInterval == 0 {
+		return DefaultKeepaliveInterval
+	}
+	return o.KeepaliveInterval
+}
+
+func (o Options) releaseTimeout() time.Duration {
+	if o.ReleaseTimeout <= 0 {
+		return DefaultReleaseTimeout
+	}
+	return o.ReleaseTimeout
+}
