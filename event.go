@@ -98,3 +98,7 @@ func (l *Locker) emit(ctx context.Context, e Event) {
 		l.hook.LockEvent(ctx, e)
 	}
 }
+
+// Emit passes e to the Locker's hooks. It is for integrations built on a
+// Locker, such as kannukijob reporting a job skipped as a duplicate.
+func (l *Locker) Emit(ctx context.Context, e Event) { l.emit(ctx, e) }
