@@ -102,7 +102,9 @@ func (h *Handle) markLost(cause error) error {
 	if onLost != nil {
 		onLost(err)
 	}
-	h.l.emit(h.ctx, Event{Kind: EventLost, Key: h.key.String, Mode: h.mode, Hold: time.Since(h.granted), Err: cause})
+	hold := time.Since(h.granted)
+	h.l.stats.ended(hold, true)
+	h.l.emit(h.ctx, Event{Kind: EventLost, Key: h.key.String, Mode: h.mode, Hold: hold, Err: cause})
 	return err
 }
 
@@ -136,7 +138,9 @@ func (h *Handle) Release(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("kannuki: release %q: %w", h.key.String, err)
 	}
-	h.l.emit(h.ctx, Event{Kind: EventReleased, Key: h.key.String, Mode: h.mode, Hold: time.Since(h.granted), Err: err})
+	hold := time.Since(h.granted)
+	h.l.stats.ended(hold, false)
+	h.l.emit(h.ctx, Event{Kind: EventReleased, Key: h.key.String, Mode: h.mode, Hold: hold, Err: err})
 	return err
 }
 

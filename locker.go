@@ -14,6 +14,7 @@ type Locker struct {
 	opts    Options
 	keys    KeyScheme
 	hook    Hook
+	stats   counters
 }
 
 // New returns a Locker on b. A nil b yields a Locker whose calls all fail
@@ -186,6 +187,7 @@ func (l *Locker) acquire(ctx context.Context, key string, opts []CallOption, try
 // acquireKey runs the strategy against the backend and reports the outcome.
 func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle, error) {
 	l.emit(ctx, Event{Kind: EventAttempt, Key: k.String, Mode: cfg.mode})
+	l.stats.waiting.Add(1)
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
 		return nil, l.failed(ctx, k, cfg, 0, 0, err)
@@ -203,6 +205,7 @@ func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle
 	if err != nil {
 		return nil, l.failed(ctx, k, cfg, lastWait, waited, err)
 	}
+	l.stats.granted(waited)
 	l.emit(ctx, Event{Kind: EventAcquired, Key: k.String, Mode: cfg.mode, Wait: waited})
 	return newHandle(ctx, l, k, cfg.mode, lease), nil
 }
@@ -223,6 +226,7 @@ func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, wa
 	case errors.Is(err, ErrDeadlock):
 		reason = ReasonDeadlock
 	}
+	l.stats.refused(reason)
 	l.emit(ctx, Event{Kind: EventNotAcquired, Key: k.String, Mode: cfg.mode, Wait: waited, Reason: reason, Err: err})
 	switch {
 	case reason != ReasonError:
