@@ -1,0 +1,119 @@
+package kannukitest
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/kannukimem"
+)
+
+// recorder is the Backend under a test's Locker: the memory backend, plus
+// a count of grants per key (AssertAcquired) and the set of leases not yet
+// released (the leak check).
+type recorder struct {
+	mem *kannukimem.Backend
+
+	mu          sync.Mutex
+	grants      map[string]int
+	outstanding map[*recordedLease]struct{}
+}
+
+var (
+	_ kannuki.Backend = (*recorder)(nil)
+	_ kannuki.Lister  = (*recorder)(nil)
+)
+
+func newRecorder(mem *kannukimem.Backend) *recorder {
+	return &recorder{mem: mem, grants: map[string]int{}, outstanding: map[*recordedLease]struct{}{}}
+}
+
+func (r *recorder) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+	lease, err := r.mem.Acquire(ctx, key, req)
+	if err != nil {
+		return nil, err
+	}
+	rl := &recordedLease{Lease: lease, r: r, key: key.String, mode: req.Mode, since: time.Now()}
+	r.mu.Lock()
+	r.grants[key.String]++
+	r.outstanding[rl] = struct{}{}
+	r.mu.Unlock()
+	return rl, nil
+}
+
+func (r *recorder) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+	return r.mem.Held(ctx, key)
+}
+
+func (r *recorder) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
+	return r.mem.Locks(ctx)
+}
+
+func (r *recorder) acquired(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.grants[key]
+}
+
+// summary lists the keys that were acquired, for a failed AssertAcquired
+// (a wrong prefix or a typo shows at once).
+func (r *recorder) summary() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.grants) == 0 {
+		return " (no lock was acquired through this Locker)"
+	}
+	keys := make([]string, 0, len(r.grants))
+	for k := range r.grants {
+		keys = append(keys, fmt.Sprintf("%q", k))
+	}
+	sort.Strings(keys)
+	if len(keys) > 10 {
+		keys = append(keys[:10], "...")
+	}
+	return " (acquired: " + strings.Join(keys, ", ") + "; keys include the Locker's prefix)"
+}
+
+// takeOutstanding returns and forgets the leases not yet released.
+func (r *recorder) takeOutstanding() []*recordedLease {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*recordedLease, 0, len(r.outstanding))
+	for rl := range r.outstanding {
+		out = append(out, rl)
+	}
+	clear(r.outstanding)
+	return out
+}
+
+// recordedLease leaves the outstanding set on Release.
+type recordedLease struct {
+	kannuki.Lease
+	r     *recorder
+	key   string
+	mode  kannuki.Mode
+	since time.Time
+}
+
+func (rl *recordedLease) Release(ctx context.Context) error {
+	rl.r.mu.Lock()
+	delete(rl.r.outstanding, rl)
+	rl.r.mu.Unlock()
+	return rl.Lease.Release(ctx)
+}
+
+// Check forwards the keepalive to the memory lease.
+func (rl *recordedLease) Check(ctx context.Context) error {
+	if c, ok := rl.Lease.(kannuki.Checker); ok {
+		return c.Check(ctx)
+	}
+	return nil
+}
+
+func (rl *recordedLease) describe() string {
+	return fmt.Sprintf("%q (%s)", rl.key, rl.mode)
+}
