@@ -28,8 +28,14 @@ var (
 	// ErrInvalidArgument: a nil function, a negative timeout, a nil backend
 	// or another unusable argument.
 	ErrInvalidArgument = errors.New("kannuki: invalid argument")
-	// ErrReleased: the handle was already released.
+	// ErrReleased: the lease was already released.
 	ErrReleased = errors.New("kannuki: lock already released")
+	// ErrPoolExhausted: every connection of the backend's pool was in use
+	// (each held lock pins one) and none came free in time. It says nothing
+	// about whether the key is held, so TryLock reports it as an error, not
+	// as false. Backends wrap it; the Locker returns it inside a
+	// *NotAcquiredError with Reason ReasonPoolExhausted.
+	ErrPoolExhausted = errors.New("kannuki: connection pool exhausted")
 	// ErrNoDefault: a package-level function was called before SetDefault.
 	ErrNoDefault = errors.New("kannuki: no default Locker (call SetDefault)")
 )
@@ -50,6 +56,8 @@ const (
 	ReasonError
 	// ReasonRetriesExhausted: the Retry strategy ran out of attempts.
 	ReasonRetriesExhausted
+	// ReasonPoolExhausted: no database connection came free in time.
+	ReasonPoolExhausted
 )
 
 func (r Reason) String() string {
@@ -66,6 +74,8 @@ func (r Reason) String() string {
 		return "error"
 	case ReasonRetriesExhausted:
 		return "retries exhausted"
+	case ReasonPoolExhausted:
+		return "pool exhausted"
 	}
 	return "unknown"
 }

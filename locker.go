@@ -215,6 +215,8 @@ func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle
 func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, waited time.Duration, err error) error {
 	reason := ReasonError
 	switch {
+	case errors.Is(err, ErrPoolExhausted):
+		reason = ReasonPoolExhausted
 	case errors.Is(err, errRetriesExhausted):
 		reason = ReasonRetriesExhausted
 	case errors.Is(err, ErrNotAcquired) && lastWait == 0:
@@ -230,7 +232,7 @@ func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, wa
 	l.emit(ctx, Event{Kind: EventNotAcquired, Key: k.String, Mode: cfg.mode, Wait: waited, Reason: reason, Err: err})
 	switch {
 	case reason != ReasonError:
-		if errors.Is(err, ErrNotAcquired) && !errors.Is(err, errRetriesExhausted) {
+		if errors.Is(err, ErrNotAcquired) && !errors.Is(err, errRetriesExhausted) && !errors.Is(err, ErrPoolExhausted) {
 			err = nil // the sentinel is implied; keep the message short
 		}
 		return &NotAcquiredError{Key: k.String, Reason: reason, Waited: waited, Err: err}

@@ -14,9 +14,9 @@ type Stats struct {
 	Acquired    int64 // locks granted
 	NotAcquired int64 // calls that did not get the lock, all reasons
 	// NotAcquired by reason.
-	NotHeld, NotTimeout, NotCanceled, NotDeadlock, NotError, NotRetries int64
-	Released                                                            int64 // locks given back normally
-	Lost                                                                int64 // locks found lost while held
+	NotHeld, NotTimeout, NotCanceled, NotDeadlock, NotError, NotRetries, NotPoolExhausted int64
+	Released                                                                              int64 // locks given back normally
+	Lost                                                                                  int64 // locks found lost while held
 
 	WaitTotal time.Duration // summed wait of acquired locks
 	WaitMax   time.Duration // longest wait of an acquired lock
@@ -46,7 +46,7 @@ func (s Stats) MeanHold() time.Duration {
 type counters struct {
 	held, waiting            atomic.Int64
 	acquired, released, lost atomic.Int64
-	notAcquired              [ReasonRetriesExhausted + 1]atomic.Int64
+	notAcquired              [ReasonPoolExhausted + 1]atomic.Int64
 	waitTotal, waitMax       atomic.Int64
 	holdTotal, holdMax       atomic.Int64
 }
@@ -92,15 +92,16 @@ func (l *Locker) Stats() Stats {
 	s := Stats{
 		Held: c.held.Load(), Waiting: c.waiting.Load(),
 		Acquired: c.acquired.Load(), Released: c.released.Load(), Lost: c.lost.Load(),
-		NotHeld:     c.notAcquired[ReasonHeld].Load(),
-		NotTimeout:  c.notAcquired[ReasonTimeout].Load(),
-		NotCanceled: c.notAcquired[ReasonCanceled].Load(),
-		NotDeadlock: c.notAcquired[ReasonDeadlock].Load(),
-		NotError:    c.notAcquired[ReasonError].Load(),
-		NotRetries:  c.notAcquired[ReasonRetriesExhausted].Load(),
-		WaitTotal:   time.Duration(c.waitTotal.Load()), WaitMax: time.Duration(c.waitMax.Load()),
+		NotHeld:          c.notAcquired[ReasonHeld].Load(),
+		NotTimeout:       c.notAcquired[ReasonTimeout].Load(),
+		NotCanceled:      c.notAcquired[ReasonCanceled].Load(),
+		NotDeadlock:      c.notAcquired[ReasonDeadlock].Load(),
+		NotError:         c.notAcquired[ReasonError].Load(),
+		NotRetries:       c.notAcquired[ReasonRetriesExhausted].Load(),
+		NotPoolExhausted: c.notAcquired[ReasonPoolExhausted].Load(),
+		WaitTotal:        time.Duration(c.waitTotal.Load()), WaitMax: time.Duration(c.waitMax.Load()),
 		HoldTotal: time.Duration(c.holdTotal.Load()), HoldMax: time.Duration(c.holdMax.Load()),
 	}
-	s.NotAcquired = s.NotHeld + s.NotTimeout + s.NotCanceled + s.NotDeadlock + s.NotError + s.NotRetries
+	s.NotAcquired = s.NotHeld + s.NotTimeout + s.NotCanceled + s.NotDeadlock + s.NotError + s.NotRetries + s.NotPoolExhausted
 	return s
 }
