@@ -186,6 +186,27 @@ func (l *Locker) acquire(ctx context.Context, key string, opts []CallOption, try
 
 // acquireKey runs the strategy against the backend and reports the outcome.
 func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle, error) {
+	lease, err := l.obtain(ctx, k, cfg, reportCounted, func(ctx context.Context, req Request) (Lease, error) {
+		return l.backend.Acquire(ctx, k, req)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newHandle(ctx, l, k, cfg.mode, lease), nil
+}
+
+// grantReport says how obtain reports a grant.
+type grantReport uint8
+
+const (
+	reportCounted   grantReport = iota // a hold starts; a release or loss will end it
+	reportUncounted                    // reported, but nothing will end it (LockTx)
+	reportNone                         // the caller reports it (InTx, from inside the transaction)
+)
+
+// obtain runs cfg's strategy with once as the single attempt, and reports
+// the attempt and its outcome (events, stats).
+func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grantReport, once func(context.Context, Request) (Lease, error)) (Lease, error) {
 	l.emit(ctx, Event{Kind: EventAttempt, Key: k.String, Mode: cfg.mode})
 	l.stats.waiting.Add(1)
 	start := time.Now()
@@ -195,19 +216,25 @@ func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle
 	var lastWait time.Duration
 	try := func(ctx context.Context, wait time.Duration) (Lease, error) {
 		lastWait = wait
-		return l.backend.Acquire(ctx, k, Request{Mode: cfg.mode, Wait: wait})
+		return once(ctx, Request{Mode: cfg.mode, Wait: wait})
 	}
 	lease, err := cfg.strategy.Acquire(ctx, try, cfg.wait)
-	waited := time.Since(start)
 	if err == nil && lease == nil {
 		err = fmt.Errorf("kannuki: %T returned neither a lease nor an error", cfg.strategy)
 	}
 	if err != nil {
-		return nil, l.failed(ctx, k, cfg, lastWait, waited, err)
+		return nil, l.failed(ctx, k, cfg, lastWait, time.Since(start), err)
 	}
-	l.stats.granted(waited)
-	l.emit(ctx, Event{Kind: EventAcquired, Key: k.String, Mode: cfg.mode, Wait: waited})
-	return newHandle(ctx, l, k, cfg.mode, lease), nil
+	if report != reportNone {
+		l.granted(ctx, k, cfg.mode, time.Since(start), report == reportCounted)
+	}
+	return lease, nil
+}
+
+// granted reports a grant after waiting wait.
+func (l *Locker) granted(ctx context.Context, k Key, m Mode, wait time.Duration, counted bool) {
+	l.stats.granted(wait, counted)
+	l.emit(ctx, Event{Kind: EventAcquired, Key: k.String, Mode: m, Wait: wait})
 }
 
 // failed turns a strategy or backend error into the error the caller sees

@@ -51,9 +51,11 @@ type counters struct {
 	holdTotal, holdMax       atomic.Int64
 }
 
-func (c *counters) granted(wait time.Duration) {
+func (c *counters) granted(wait time.Duration, counted bool) {
 	c.waiting.Add(-1)
-	c.held.Add(1)
+	if counted {
+		c.held.Add(1)
+	}
 	c.acquired.Add(1)
 	c.waitTotal.Add(int64(wait))
 	storeMax(&c.waitMax, int64(wait))

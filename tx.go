@@ -1,0 +1,139 @@
+package kannuki
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// TxBackend is implemented by backends that can lock inside a caller's
+// transaction of type Tx (*sql.Tx for kannukipg, pgx.Tx for kannukipgxv5).
+// The lock ends with the transaction, so nothing needs releasing, and it
+// works behind transaction-mode poolers such as PgBouncer.
+//
+// AcquireTx waits as req says without spoiling the transaction: a timeout
+// or cancellation leaves it usable (PostgreSQL: the wait runs inside a
+// SAVEPOINT). Outside an open transaction it fails; it never pretends.
+type TxBackend[Tx any] interface {
+	AcquireTx(ctx context.Context, tx Tx, key Key, req Request) error
+}
+
+// TxRunner is implemented by backends that can open a transaction, take a
+// lock that lasts until it ends, run fn in it, and commit when fn returns
+// nil or roll back on an error or a panic (which then propagates).
+// AcquireTx-capable backends use a transaction-scoped lock; others (MySQL)
+// hold a session lock on the transaction's connection and release it after
+// the commit or rollback.
+//
+// RunTx must return an error matching ErrNotAcquired, without calling fn,
+// when the lock is not granted.
+type TxRunner[Tx any] interface {
+	RunTx(ctx context.Context, key Key, req Request, fn func(ctx context.Context, tx Tx) error) error
+}
+
+// LockTx takes key inside tx, a transaction the caller opened and will end;
+// the lock is released when tx commits or rolls back. Options work as for
+// WithLock. The backend must implement TxBackend[Tx], else the error matches
+// ErrUnsupported.
+//
+// Transaction locks are not re-entrant through contexts: taking the same
+// key twice in one PostgreSQL transaction simply succeeds (the database
+// counts it), which is also how it is released.
+func LockTx[Tx any](ctx context.Context, l *Locker, tx Tx, key string, opts ...CallOption) error {
+	if err := l.usable(ctx); err != nil {
+		return err
+	}
+	tb, ok := l.backend.(TxBackend[Tx])
+	if !ok {
+		return fmt.Errorf("%w: %T cannot lock inside a %T", ErrUnsupported, l.backend, tx)
+	}
+	k, cfg, err := l.prepare(ctx, key, opts, false)
+	if err != nil {
+		return err
+	}
+	_, err = l.obtain(ctx, k, cfg, reportUncounted, func(ctx context.Context, req Request) (Lease, error) {
+		if err := tb.AcquireTx(ctx, tx, k, req); err != nil {
+			return nil, err
+		}
+		return txLease{}, nil
+	})
+	return err
+}
+
+// InTx opens a transaction on the backend, takes key for its lifetime, runs
+// fn with it, and commits when fn returns nil; it rolls back when fn returns
+// an error or panics (the panic propagates). It returns fn's error, the
+// commit's error, or a *NotAcquiredError when the lock was not granted (fn
+// then did not run). The backend must implement TxRunner[Tx], else the error
+// matches ErrUnsupported.
+//
+//	err := kannuki.InTx(ctx, l, "invoice_numbers/7", func(ctx context.Context, tx *sql.Tx) error {
+//		// read the last number, insert the next one
+//	})
+func InTx[Tx any](ctx context.Context, l *Locker, key string, fn func(ctx context.Context, tx Tx) error, opts ...CallOption) error {
+	if fn == nil {
+		return fmt.Errorf("%w: nil function", ErrInvalidArgument)
+	}
+	if err := l.usable(ctx); err != nil {
+		return err
+	}
+	r, ok := l.backend.(TxRunner[Tx])
+	if !ok {
+		var tx Tx
+		return fmt.Errorf("%w: %T cannot run a %T", ErrUnsupported, l.backend, tx)
+	}
+	k, cfg, err := l.prepare(ctx, key, opts, false)
+	if err != nil {
+		return err
+	}
+	run := txRun[Tx]{l: l, k: k, mode: cfg.mode, fn: fn, start: time.Now()}
+	lease, err := l.obtain(ctx, k, cfg, reportNone, func(ctx context.Context, req Request) (Lease, error) {
+		err := r.RunTx(ctx, k, req, run.body)
+		if run.granted.IsZero() {
+			return nil, err // fn did not run: the strategy may try again
+		}
+		return txLease{err: err}, nil
+	})
+	if err != nil {
+		return err
+	}
+	run.end(ctx)
+	return lease.(txLease).err
+}
+
+// txRun carries one InTx call's state into the transaction body.
+type txRun[Tx any] struct {
+	l       *Locker
+	k       Key
+	mode    Mode
+	fn      func(context.Context, Tx) error
+	start   time.Time
+	granted time.Time
+}
+
+func (r *txRun[Tx]) body(ctx context.Context, tx Tx) (err error) {
+	r.granted = time.Now()
+	r.l.granted(ctx, r.k, r.mode, r.granted.Sub(r.start), true)
+	done := false
+	defer func() {
+		if !done { // panic: the backend rolls back; count the hold as ended
+			r.end(ctx)
+		}
+	}()
+	err = r.fn(ctx, tx)
+	done = true
+	return err
+}
+
+// end reports that the transaction, and so the lock, ended.
+func (r *txRun[Tx]) end(ctx context.Context) {
+	hold := time.Since(r.granted)
+	r.l.stats.ended(hold, false)
+	r.l.emit(ctx, Event{Kind: EventReleased, Key: r.k.String, Mode: r.mode, Hold: hold})
+}
+
+// txLease stands for a lock that ends with its transaction; err carries
+// InTx's result through the strategy.
+type txLease struct{ err error }
+
+func (txLease) Release(context.Context) error { return nil }
