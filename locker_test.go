@@ -463,3 +463,18 @@ func TestDefaultLocker(t *testing.T) {
 	}
 	h.Release(ctx)
 }
+
+// exhausted is a backend whose pool has no free connection.
+type exhausted struct{ *chanBackend }
+
+func (exhausted) Acquire(context.Context, kannuki.Key, kannuki.Request) (kannuki.Lease, error) {
+	return nil, kannuki.ErrPoolExhausted
+}
+
+func TestPoolExhaustedIsNotHeld(t *testing.T) {
+	l := kannuki.New(exhausted{newChanBackend()}, kannuki.Options{})
+	ok, err := l.TryLock(context.Background(), "k", func(context.Context) error { return nil })
+	if ok || !isReason(err, kannuki.ReasonPoolExhausted) || !errors.Is(err, kannuki.ErrPoolExhausted) {
+		t.Fatalf("TryLock = %v, %v; want false and an ErrPoolExhausted error", ok, err)
+	}
+}
