@@ -43,3 +43,9 @@ func env(name, def string) string {
 	}
 	return def
 }
+
+// DefaultPgBouncerDSN is PgBouncer in transaction mode (.ci/pgbouncer.sh).
+const DefaultPgBouncerDSN = "postgres://postgres@127.0.0.1:6432/test?sslmode=disable"
+
+// PgBouncerDSN is KANNUKI_PGBOUNCER_DSN or the default.
+func PgBouncerDSN() string { return env("KANNUKI_PGBOUNCER_DSN", DefaultPgBouncerDSN) }
