@@ -134,6 +134,9 @@ func (e *LockLostError) Error() string {
 	if e.Err == nil {
 		return fmt.Sprintf("kannuki: lock %q lost", e.Key)
 	}
+	if errors.Is(e.Err, ErrLockLost) {
+		return e.Err.Error() // the cause already says the lock was lost
+	}
 	return fmt.Sprintf("kannuki: lock %q lost: %v", e.Key, e.Err)
 }
 

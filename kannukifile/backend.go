@@ -86,18 +86,13 @@ func (b *Backend) Dir() string { return b.dir }
 // Path returns the lock file of key: a file directly inside Dir.
 func (b *Backend) Path(key kannuki.Key) string { return filepath.Join(b.dir, fileName(key.String)) }
 
-// DefaultDir is the directory New uses for dir == "":
-// $XDG_RUNTIME_DIR/kannuki when XDG_RUNTIME_DIR names a directory of this
-// user (private to the user by definition; under su or sudo it may still
-// name the original user's), else kannuki-<uid> in os.TempDir().
+// DefaultDir is the directory New uses for dir == "": kannuki-<uid> in
+// os.TempDir(). It depends on nothing a login session sets (such as
+// XDG_RUNTIME_DIR, which cron and systemd units usually lack), so a cron job
+// and an interactive run of one user meet in the same directory. Services
+// with a private /tmp (systemd PrivateTmp=) do not: pass them an explicit
+// directory.
 func DefaultDir() string {
-	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" && filepath.IsAbs(x) {
-		if fi, err := os.Stat(x); err == nil && fi.IsDir() {
-			if uid, ok := ownerOf(fi); ok && uid == os.Geteuid() {
-				return filepath.Join(x, "kannuki")
-			}
-		}
-	}
 	return filepath.Join(os.TempDir(), "kannuki-"+strconv.Itoa(os.Geteuid()))
 }
 

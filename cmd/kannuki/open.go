@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/kannukifile"
+)
+
+// store is an open lock store.
+type store struct {
+	backend kannuki.Backend
+	kind    string
+	where   string // for messages: the DSN, password redacted (file:// + the directory for the file store)
+	close   func() error
+	// holder, when set, finds the holder of a key the store's Lister may
+	// not show (MySQL without the performance schema).
+	holder func(ctx context.Context, k kannuki.Key) (*kannuki.LockInfo, error)
+	// locksNote, when set, explains the limits of the store's listing.
+	locksNote func(ctx context.Context) string
+}
+
+// pingTimeout bounds the first connection, so that "database unreachable"
+// is reported as an error (exit 125) instead of an endless wait for a lock.
+const pingTimeout = dialTimeout + 5*time.Second
+
+// open parses dsn and opens its store. Every error is safe to print: no
+// DSN in it, and the caller's redactor removes any password a driver quotes.
+func (a *app) open(ctx context.Context, dsn string) (*store, error) {
+	a.red.add(dsnSecrets(dsn)...)
+	t, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if t.my != nil {
+		a.red.add(t.my.Passwd)
+	}
+	switch t.kind {
+	case kindFile:
+		opts := kannukifile.Options{}
+		if t.dir != "" {
+			// A directory named explicitly is typically shared by several
+			// users' jobs; a lock file needs only be readable to be locked.
+			opts.Perm = 0o644
+		}
+		b, err := kannukifile.New(t.dir, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &store{backend: b, kind: kindFile, where: "file://" + b.Dir(), close: func() error { return nil }}, nil
+	case kindPostgres:
+		return a.openPostgres(ctx, t)
+	case kindMySQL:
+		return a.openMySQL(ctx, t)
+	}
+	return nil, errors.New("kannuki: unknown store")
+}
+
+// openSQL checks that the database answers before any lock is asked of b.
+func (a *app) openSQL(ctx context.Context, t *target, db *sql.DB, b kannuki.Backend) (*store, error) {
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := db.PingContext(pctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("kannuki: connect to %s: %w", t.shown, err)
+	}
+	return &store{backend: b, kind: t.kind, where: t.shown, close: db.Close}, nil
+}
