@@ -73,9 +73,9 @@ func (r Reason) String() string {
 	case ReasonError:
 		return "error"
 	case ReasonRetriesExhausted:
-		return "retries exhausted"
+		return "retries_exhausted"
 	case ReasonPoolExhausted:
-		return "pool exhausted"
+		return "pool_exhausted"
 	}
 	return "unknown"
 }

@@ -1,0 +1,158 @@
+package kannukiotel
+
+import (
+	"github.com/kannuki-go/kannuki"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Attribute keys. db.system.name and error.type are OpenTelemetry semantic
+// conventions; the others are this package's own.
+const (
+	AttrDBSystem = attribute.Key("db.system.name")
+	AttrMode     = attribute.Key("kannuki.lock.mode")
+	AttrOutcome  = attribute.Key("kannuki.lock.outcome")
+	AttrKey      = attribute.Key("kannuki.lock.key") // spans only, with Options.KeyAttribute
+	AttrEnd      = attribute.Key("kannuki.lock.end") // hold spans: "released", "lost" or "release_failed"
+	AttrErrType  = attribute.Key("error.type")
+)
+
+// Outcome values of AttrOutcome. Every reason of kannuki.Reason has one,
+// so the set of values, and so of metric series, is fixed.
+const (
+	OutcomeAcquired         = "acquired"
+	OutcomeHeld             = "held"
+	OutcomeTimeout          = "timeout"
+	OutcomeCanceled         = "canceled"
+	OutcomeDeadlock         = "deadlock"
+	OutcomeError            = "error"
+	OutcomeRetriesExhausted = "retries_exhausted"
+	OutcomeUnknown          = "unknown" // a Reason newer than this package
+)
+
+// outcomes is indexed by outcomeIndex.
+var outcomes = [...]string{
+	OutcomeAcquired, OutcomeHeld, OutcomeTimeout, OutcomeCanceled,
+	OutcomeDeadlock, OutcomeError, OutcomeRetriesExhausted, OutcomeUnknown,
+}
+
+const numOutcomes = len(outcomes)
+
+// outcomeIndex maps an event to its row in outcomes: 0 for a grant, else
+// the reason's row.
+func outcomeIndex(e *kannuki.Event) int {
+	if e.Kind == kannuki.EventAcquired {
+		return 0
+	}
+	switch e.Reason {
+	case kannuki.ReasonHeld:
+		return 1
+	case kannuki.ReasonTimeout:
+		return 2
+	case kannuki.ReasonCanceled:
+		return 3
+	case kannuki.ReasonDeadlock:
+		return 4
+	case kannuki.ReasonError:
+		return 5
+	case kannuki.ReasonRetriesExhausted:
+		return 6
+	}
+	return 7
+}
+
+// failed tells which outcomes are errors of the acquire span. A single try
+// that finds the lock held got a valid answer (TryLock returns false, nil),
+// so it is not one; a timeout, a cancellation or a deadlock is.
+func failed(outcome int) bool { return outcome > 1 }
+
+// How a hold ended: the values of AttrEnd, indexed by endIndex.
+var ends = [...]string{"released", "lost", "release_failed"}
+
+const (
+	endReleased = iota
+	endLost
+	endReleaseFailed
+	numEnds
+)
+
+func endIndex(e *kannuki.Event) int {
+	switch {
+	case e.Kind == kannuki.EventLost:
+		return endLost
+	case e.Err != nil:
+		return endReleaseFailed
+	}
+	return endReleased
+}
+
+// modes is indexed by modeIndex.
+var modes = [...]kannuki.Mode{kannuki.ModeExclusive, kannuki.ModeShared}
+
+const numModes = len(modes)
+
+func modeIndex(m kannuki.Mode) int {
+	if m == kannuki.ModeShared {
+		return 1
+	}
+	return 0
+}
+
+// attrTable holds every attribute list the hook uses, built once, so that
+// an event costs no attribute allocation or sorting: the metric options are
+// ready-made slices passed with "...", which the API does not copy.
+type attrTable struct {
+	// by mode: metrics without outcome (held, waiting, hold, lost)
+	modeRecord  [numModes][]metric.RecordOption
+	modeObserve [numModes][]metric.ObserveOption
+	// by mode and outcome: acquisitions and wait
+	outRecord  [numModes][numOutcomes][]metric.RecordOption
+	outObserve [numModes][numOutcomes][]metric.ObserveOption
+	// span attributes by mode and outcome (acquire spans) and by mode and
+	// end (hold spans), as lists and as ready start options
+	acquireSpan  [numModes][numOutcomes][]attribute.KeyValue
+	holdSpan     [numModes][numEnds][]attribute.KeyValue
+	acquireStart [numModes][numOutcomes]trace.SpanStartOption
+	holdStart    [numModes][numEnds]trace.SpanStartOption
+	// no attributes beyond db.system.name: jobs skipped
+	plainObserve []metric.ObserveOption
+}
+
+func newAttrTable(dbSystem string) *attrTable {
+	t := &attrTable{}
+	var base []attribute.KeyValue
+	if dbSystem != "" {
+		base = append(base, AttrDBSystem.String(dbSystem))
+	}
+	t.plainObserve = []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(base...))}
+	for mi, m := range modes {
+		withMode := append(clip(base), AttrMode.String(m.String()))
+		set := metric.WithAttributeSet(attribute.NewSet(withMode...))
+		t.modeRecord[mi] = []metric.RecordOption{set}
+		t.modeObserve[mi] = []metric.ObserveOption{set}
+		for ei, end := range ends {
+			attrs := append(clip(withMode), AttrEnd.String(end))
+			if ei != endReleased {
+				attrs = append(attrs, AttrErrType.String(end))
+			}
+			t.holdSpan[mi][ei] = attrs
+			t.holdStart[mi][ei] = trace.WithAttributes(attrs...)
+		}
+		for oi, o := range outcomes {
+			withOut := append(clip(withMode), AttrOutcome.String(o))
+			set := metric.WithAttributeSet(attribute.NewSet(withOut...))
+			t.outRecord[mi][oi] = []metric.RecordOption{set}
+			t.outObserve[mi][oi] = []metric.ObserveOption{set}
+			if failed(oi) {
+				withOut = append(withOut, AttrErrType.String(o))
+			}
+			t.acquireSpan[mi][oi] = withOut
+			t.acquireStart[mi][oi] = trace.WithAttributes(withOut...)
+		}
+	}
+	return t
+}
+
+// clip returns s with no spare capacity, so appending to it copies.
+func clip(s []attribute.KeyValue) []attribute.KeyValue { return s[:len(s):len(s)] }

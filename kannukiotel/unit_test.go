@@ -1,0 +1,93 @@
+package kannukiotel_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/kannukimem"
+	"github.com/kannuki-go/kannuki/kannukiotel"
+	"go.opentelemetry.io/otel"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// These tests need no database: they cover what PostgreSQL traffic in
+// hook_test.go does not reach on purpose.
+
+// TestSharedMode: shared acquisitions are told apart by kannuki.lock.mode.
+func TestSharedMode(t *testing.T) {
+	r := newRig(t, kannukiotel.Options{SpanHold: true})
+	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: r.hook})
+	if err := l.WithLock(context.Background(), uniqueKey(t), nothing, kannuki.Shared()); err != nil {
+		t.Fatal(err)
+	}
+	m := r.collect(t)
+	shared := kannukiotel.AttrMode.String("shared")
+	if got := m.sum(t, "kannuki.lock.acquisitions", shared, kannukiotel.AttrOutcome.String("acquired")); got != 1 {
+		t.Errorf("shared acquisitions = %d, want 1", got)
+	}
+	if n, _ := m.hist(t, "kannuki.lock.hold.duration", shared); n != 1 {
+		t.Errorf("shared holds = %d, want 1", n)
+	}
+	for _, sp := range r.spans.GetSpans() {
+		if attr(sp, kannukiotel.AttrMode) != "shared" {
+			t.Errorf("span %s: mode %q", sp.Name, attr(sp, kannukiotel.AttrMode))
+		}
+	}
+}
+
+// TestSkippedAndUnknown: skipped jobs are counted without the key, and a
+// Reason newer than this package is counted as "unknown", not dropped.
+func TestSkippedAndUnknown(t *testing.T) {
+	r := newRig(t, kannukiotel.Options{})
+	ctx := context.Background()
+	r.hook.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventSkipped, Key: "job/42"})
+	r.hook.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventAttempt, Key: "job/42"})
+	r.hook.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventNotAcquired, Key: "job/42", Reason: 200})
+	m := r.collect(t)
+	if got := m.sum(t, "kannuki.job.skipped"); got != 1 {
+		t.Errorf("skipped = %d, want 1", got)
+	}
+	if got := m.sum(t, "kannuki.lock.acquisitions", kannukiotel.AttrOutcome.String(kannukiotel.OutcomeUnknown)); got != 1 {
+		t.Errorf("unknown outcomes = %d, want 1", got)
+	}
+	if got := m.sum(t, "kannuki.lock.waiting"); got != 0 {
+		t.Errorf("waiting = %d, want 0", got)
+	}
+	noKeyInMetrics(t, m, "job/42")
+}
+
+// TestGlobalProviders: with no providers in Options the hook reports to
+// the globals, including ones installed after the hook was made.
+func TestGlobalProviders(t *testing.T) {
+	hook, err := kannukiotel.NewHook(kannukiotel.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldTP, oldMP := otel.GetTracerProvider(), otel.GetMeterProvider()
+	spans, reader := tracetest.NewInMemoryExporter(), sdkmetric.NewManualReader()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	otel.SetTracerProvider(tp)
+	otel.SetMeterProvider(mp)
+	t.Cleanup(func() {
+		otel.SetTracerProvider(oldTP)
+		otel.SetMeterProvider(oldMP)
+		_ = tp.Shutdown(context.Background())
+		_ = mp.Shutdown(context.Background())
+	})
+
+	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: hook})
+	if err := l.WithLock(context.Background(), uniqueKey(t), nothing); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(spans.GetSpans()); got != 1 {
+		t.Errorf("%d spans on the global provider, want 1", got)
+	}
+	m := (&rig{reader: reader}).collect(t)
+	if got := m.sum(t, "kannuki.lock.acquisitions"); got != 1 {
+		t.Errorf("acquisitions on the global provider = %d, want 1", got)
+	}
+}
