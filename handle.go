@@ -24,8 +24,13 @@ type Handle struct {
 	lostErr  error
 	released bool
 	onLost   func(error) // set before the keepalive starts
-	stop     chan struct{}
-	done     chan struct{}
+
+	// The keepalive is a timer re-armed after each check, not a goroutine
+	// per lock: a held lock costs no goroutine and starting one costs
+	// little. kmu is held during a check, so stopping waits for it.
+	kmu      sync.Mutex
+	ktimer   *time.Timer
+	kstopped bool
 }
 
 func newHandle(ctx context.Context, l *Locker, k Key, m Mode, lease Lease) *Handle {
@@ -62,27 +67,38 @@ func (h *Handle) startKeepalive() {
 	if !ok || every < 0 {
 		return
 	}
-	h.stop, h.done = make(chan struct{}), make(chan struct{})
-	go h.keepalive(c, every)
+	h.kmu.Lock()
+	defer h.kmu.Unlock()
+	h.ktimer = time.AfterFunc(every, func() { h.check(c, every) })
 }
 
-func (h *Handle) keepalive(c Checker, every time.Duration) {
-	defer close(h.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.stop:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(h.ctx, max(every, time.Second))
-		err := c.Check(ctx)
-		cancel()
-		if err != nil {
-			h.markLost(err)
-			return
-		}
+// check runs one keepalive round trip and re-arms the timer, or reports
+// the loss. It holds kmu throughout, so Release never overlaps a check and
+// a loss is recorded before Release can report a normal release.
+func (h *Handle) check(c Checker, every time.Duration) {
+	h.kmu.Lock()
+	defer h.kmu.Unlock()
+	if h.kstopped {
+		return
+	}
+	ctx, cancel := context.WithTimeout(h.ctx, max(every, time.Second))
+	err := c.Check(ctx)
+	cancel()
+	if err != nil {
+		h.kstopped = true
+		h.markLost(err)
+		return
+	}
+	h.ktimer.Reset(every)
+}
+
+// stopKeepalive stops the timer and waits for a check in flight.
+func (h *Handle) stopKeepalive() {
+	h.kmu.Lock()
+	defer h.kmu.Unlock()
+	h.kstopped = true
+	if h.ktimer != nil {
+		h.ktimer.Stop()
 	}
 }
 
@@ -119,10 +135,7 @@ func (h *Handle) Release(ctx context.Context) error {
 	}
 	h.released = true
 	h.mu.Unlock()
-	if h.stop != nil {
-		close(h.stop)
-		<-h.done // never release while a keepalive check uses the connection
-	}
+	h.stopKeepalive() // never release while a keepalive check uses the connection
 	if ctx == nil {
 		ctx = h.ctx
 	}

@@ -27,8 +27,9 @@ type Key struct {
 	// listings; never splice it into SQL.
 	String string
 	// Name is the normalized name (KEYS.md): String itself when it fits in
-	// 64 bytes, else a shortened prefix plus its MD5. It is the MySQL GET_LOCK
-	// name and is always at most 64 bytes under the default scheme.
+	// 64 bytes, else its first 31 characters, ":" and its MD5 in hex. It is
+	// the MySQL GET_LOCK name: at most 64 characters under the default
+	// scheme (up to 157 bytes when the first 31 characters are 4-byte ones).
 	Name string
 	// ID is the PostgreSQL advisory lock id (the single-bigint form). It is
 	// meaningful when Pair is false.

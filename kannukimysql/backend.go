@@ -1,0 +1,239 @@
+package kannukimysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/kannuki-go/kannuki"
+)
+
+// Default values used when the corresponding Options field is zero.
+const (
+	DefaultReleaseTimeout = 5 * time.Second
+	DefaultConnWait       = time.Second
+	DefaultMaxServerWait  = time.Hour
+)
+
+// Options configure a Backend. The zero value is ready to use.
+type Options struct {
+	// ReleaseTimeout bounds every statement the Backend runs to completion
+	// whatever the caller's context says: the first try, RELEASE_LOCK in
+	// Release (which must work with a canceled context), the keepalive
+	// check, and the clean-up after a canceled wait. A statement that does
+	// not answer in time has its session ended with KILL from another
+	// connection (see the package documentation, "Round trips"). 0 means
+	// DefaultReleaseTimeout.
+	ReleaseTimeout time.Duration
+
+	// ConnWait is the least time Acquire may wait for a free connection in
+	// the pool: a single try (Wait 0) waits up to ConnWait, a bounded wait
+	// up to the larger of its Wait and ConnWait; a WaitForever request
+	// waits as long as its context allows. 0 means DefaultConnWait. See
+	// "Pool size" in the package documentation.
+	ConnWait time.Duration
+
+	// MaxServerWait is the longest single GET_LOCK wait sent to the server.
+	// Longer waits, and waits forever, are a loop of such statements. Keep
+	// it below the readTimeout of the DSN, if the DSN sets one: the driver
+	// would otherwise give up on a wait that is going well. 0 means
+	// DefaultMaxServerWait.
+	MaxServerWait time.Duration
+
+	// DisablePrepared sends every statement as text with the name as a hex
+	// literal, instead of preparing the fast-path statements once per
+	// connection. Use it behind proxies that mishandle server-side prepared
+	// statements. It costs some throughput (see the package documentation),
+	// never an extra round trip.
+	DisablePrepared bool
+
+	// WholeSecondTimeouts sends GET_LOCK timeouts in whole seconds, rounded
+	// up, and ends sub-second waits from the client (by ending the waiting
+	// session). It is what the Backend does by itself on MySQL, whose
+	// GET_LOCK truncates a fractional timeout; MariaDB takes microseconds.
+	// Set it for servers that truncate but do not say "MariaDB" in VERSION().
+	WholeSecondTimeouts bool
+}
+
+// Server flavours, learned from VERSION() on a connection's first use.
+const (
+	flavorUnknown int32 = iota
+	flavorMariaDB
+	flavorMySQL
+)
+
+// deadlineGrace is how long a wait whose server-side timeout is the
+// context's deadline may run past that deadline before the client ends it
+// itself: the server normally answers first, so no session is ended.
+const deadlineGrace = 250 * time.Millisecond
+
+// Backend is the MySQL / MariaDB lock store over a *sql.DB, with GET_LOCK.
+// It implements kannuki.Backend and kannuki.Lister; its leases implement
+// kannuki.Checker. It is safe for concurrent use. It does not own db:
+// closing the pool is the caller's job (after every lease is released).
+type Backend struct {
+	db     *sql.DB
+	opts   Options
+	cache  sessions
+	flavor atomic.Int32
+}
+
+var (
+	_ kannuki.Backend = (*Backend)(nil)
+	_ kannuki.Lister  = (*Backend)(nil)
+	_ kannuki.Checker = (*lease)(nil)
+)
+
+// New returns a Backend on db, a pool opened with a MySQL driver for
+// database/sql (github.com/go-sql-driver/mysql; any DSN: with or without
+// interpolateParams). Every held lock pins one connection of db until it
+// is released; a wait pins one too.
+func New(db *sql.DB, opts Options) *Backend {
+	if opts.ReleaseTimeout <= 0 {
+		opts.ReleaseTimeout = DefaultReleaseTimeout
+	}
+	if opts.ConnWait <= 0 {
+		opts.ConnWait = DefaultConnWait
+	}
+	if opts.MaxServerWait <= 0 {
+		opts.MaxServerWait = DefaultMaxServerWait
+	}
+	return &Backend{db: db, opts: opts}
+}
+
+// noteVersion records the server's flavour from VERSION().
+func (b *Backend) noteVersion(v string) {
+	if b.flavor.Load() != flavorUnknown || v == "" {
+		return
+	}
+	f := flavorMySQL
+	if strings.Contains(strings.ToLower(v), "mariadb") {
+		f = flavorMariaDB
+	}
+	b.flavor.CompareAndSwap(flavorUnknown, f)
+}
+
+// wholeSeconds reports whether GET_LOCK timeouts must be whole seconds.
+func (b *Backend) wholeSeconds() bool {
+	return b.opts.WholeSecondTimeouts || b.flavor.Load() != flavorMariaDB
+}
+
+// Acquire implements kannuki.Backend. It takes a connection from the pool
+// and tries once (one round trip). If the lock is held and req.Wait allows,
+// it waits on the server: one GET_LOCK statement per Options.MaxServerWait,
+// no polling. See the package documentation for cancellation and the pool.
+func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+	switch {
+	case b == nil || b.db == nil:
+		return nil, fmt.Errorf("%w: kannukimysql: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+	case ctx == nil:
+		return nil, fmt.Errorf("%w: kannukimysql: nil context", kannuki.ErrInvalidArgument)
+	case req.Mode == kannuki.ModeShared:
+		return nil, fmt.Errorf("%w: MySQL and MariaDB have no shared (reader) locks: GET_LOCK is exclusive only; "+
+			"take the lock exclusively, or use PostgreSQL (kannukipg) for reader locks", kannuki.ErrUnsupported)
+	case req.Mode != kannuki.ModeExclusive:
+		return nil, fmt.Errorf("%w: kannukimysql: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+	}
+	name, err := lockName(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	var l *lease
+	var ok bool
+	for attempt := 1; ; attempt++ {
+		conn, err := b.conn(ctx, req.Wait)
+		if err != nil {
+			return nil, err
+		}
+		l = &lease{b: b, key: key, name: name, conn: conn}
+		ok, err = l.try(ctx)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errDeadOnArrival) && attempt < 3 && ctxDone(ctx) == nil {
+			// database/sql handed out a connection that was already
+			// closed (go-sql-driver/mysql closes a new connection whose
+			// dial context ends just as the dial completes); no lock
+			// statement ran: take another.
+			continue
+		}
+		return nil, err
+	}
+	if ok {
+		return l, nil
+	}
+	if req.Wait == 0 {
+		l.putBack()
+		return nil, fmt.Errorf("kannuki: mysql: lock %q is held: %w", key.String, kannuki.ErrNotAcquired)
+	}
+	var end time.Time
+	if req.Wait > 0 {
+		end = start.Add(req.Wait)
+	}
+	if err := l.wait(ctx, end, req.Wait); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// conn takes a connection from the pool, bounded as Options.ConnWait says.
+func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, error) {
+	cctx := ctx
+	var bound time.Duration
+	if wait >= 0 {
+		bound = max(wait, b.opts.ConnWait)
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, bound)
+		defer cancel()
+	}
+	conn, err := b.db.Conn(cctx)
+	if err == nil {
+		return conn, nil
+	}
+	if cerr := ctxDone(ctx); cerr != nil {
+		return nil, cerr
+	}
+	if ctxDone(cctx) != nil {
+		return nil, fmt.Errorf("%w within %s (each held or awaited lock pins a connection; is the pool's MaxOpenConns large enough?)", ErrNoConnection, bound)
+	}
+	return nil, fmt.Errorf("kannuki: mysql: get connection: %w", err)
+}
+
+// ctxDone is ctx.Err(), or DeadlineExceeded once ctx's deadline has
+// passed even if its timer has not fired yet: a driver bounded by the
+// deadline (a dial, a socket deadline) may fail a hair before ctx.Err()
+// says so, and the caller must see the context's error, not the driver's.
+func ctxDone(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// Held implements kannuki.Backend: whether any session holds key's name,
+// with IS_USED_LOCK (one round trip on a pooled connection).
+func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+	if b == nil || b.db == nil {
+		return false, fmt.Errorf("%w: kannukimysql: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+	}
+	name, err := lockName(key)
+	if err != nil {
+		return false, err
+	}
+	var held bool
+	if err := b.db.QueryRowContext(ctx, heldStmt(name)).Scan(&held); err != nil {
+		return false, fmt.Errorf("kannuki: mysql: held %q: %w", key.String, err)
+	}
+	return held, nil
+}

@@ -1,0 +1,258 @@
+package kannukimysql
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/kannuki-go/kannuki"
+)
+
+// lease is one held lock and the connection pinned for it. A GET_LOCK lock
+// lives as long as its server session, so the connection goes back to the
+// pool only once RELEASE_LOCK has said 1, and is destroyed whenever that
+// cannot be shown.
+type lease struct {
+	b    *Backend
+	key  kannuki.Key
+	name string
+
+	mu   sync.Mutex
+	conn *sql.Conn // nil once released or destroyed
+	sess *session  // the pinned connection's session (id, statements)
+	lost error     // set when the lock was found lost
+	// doubt is set when the connection was destroyed while its session
+	// may still hold the lock: Release then ends the session for sure.
+	doubt bool
+}
+
+// runGuarded executes statement kind on the pinned connection to
+// completion, bounded by Options.ReleaseTimeout through a watchdog rather
+// than a context: go-sql-driver/mysql watches a cancelable context with a
+// goroutine it hands every statement to and back, which costs more than
+// the rest of a lock cycle on a busy machine; a timer costs nothing until
+// it fires. If it fires, the session is ended from another connection
+// (which ends the statement too) and the error matches
+// context.DeadlineExceeded.
+func (l *lease) runGuarded(ctx context.Context, kind stmtKind) (v int64, null bool, err error) {
+	err = l.conn.Raw(func(dc any) error {
+		if err := l.identify(ctx, dc); err != nil {
+			return err
+		}
+		w := l.b.watch(ctx, l.sess.id)
+		var err error
+		v, null, err = l.sess.run(context.WithoutCancel(ctx), dc, kind, l.name)
+		if w.stop() {
+			return fmt.Errorf("kannuki: mysql: no answer within %s, session %d ended: %w", l.b.opts.ReleaseTimeout, l.sess.id, context.DeadlineExceeded)
+		}
+		return err
+	})
+	return v, null, err
+}
+
+// identify learns the pinned connection's session on first use. No lock
+// statement has run on it yet, so ctx may interrupt it.
+func (l *lease) identify(ctx context.Context, dc any) error {
+	if l.sess != nil {
+		return nil
+	}
+	bctx, cancel := context.WithTimeout(ctx, max(l.b.opts.ReleaseTimeout, minCleanup))
+	defer cancel()
+	s, err := l.b.session(bctx, dc)
+	if err != nil {
+		return err
+	}
+	l.sess = s
+	return nil
+}
+
+// errDeadOnArrival marks a try that failed on a connection found closed
+// before any lock statement was sent: Acquire may take another.
+var errDeadOnArrival = errors.New("connection closed before use")
+
+// try asks for the lock once. It runs to completion (not canceled with
+// ctx; GET_LOCK(name, 0) does not wait on the server) so that its outcome
+// is known. On error nothing is held and the connection is gone or back in
+// the pool.
+func (l *lease) try(ctx context.Context) (bool, error) {
+	v, null, err := l.runGuarded(ctx, stmtTry)
+	switch {
+	case err == nil && !null:
+		return v == 1, nil
+	case err == nil:
+		err = errors.New("GET_LOCK returned NULL (the session was killed, or a server error)")
+	case isBadName(err):
+		l.putBack()
+		return false, fmt.Errorf("%w: %w", &kannuki.KeyError{Key: l.key.String, Reason: "the server rejected the lock name"}, err)
+	case l.sess == nil && errors.Is(err, driver.ErrBadConn):
+		// Nothing was sent on this connection.
+		l.destroy()
+		if cerr := ctxDone(ctx); cerr != nil {
+			return false, l.ctxErr(cerr, nil)
+		}
+		return false, fmt.Errorf("kannuki: mysql: try lock %q: %w: %w", l.key.String, errDeadOnArrival, err)
+	}
+	if cerr := l.settle(ctx, err); cerr != nil {
+		err = fmt.Errorf("%w (clean-up: %w)", err, cerr)
+	}
+	if cerr := ctxDone(ctx); cerr != nil && connBroken(err) {
+		return false, l.ctxErr(cerr, err)
+	}
+	if isDeadlock(err) {
+		return false, fmt.Errorf("kannuki: mysql: lock %q: %w: %w", l.key.String, kannuki.ErrDeadlock, err)
+	}
+	return false, fmt.Errorf("kannuki: mysql: try lock %q: %w", l.key.String, err)
+}
+
+// settle leaves nothing held after a lock statement failed with err: on a
+// connection still in step with the server, RELEASE_LOCK (the statement may
+// have failed after the grant, for instance when killed) and then the
+// connection is destroyed; on a broken one, the connection is destroyed and
+// its session ended from another connection.
+func (l *lease) settle(ctx context.Context, err error) error {
+	if l.sess == nil {
+		// The session could not even be identified: no lock statement ran.
+		l.destroy()
+		return nil
+	}
+	if !connBroken(err) {
+		_, _, rerr := l.runGuarded(ctx, stmtRelease)
+		if rerr == nil {
+			// Held by this session or not, it holds nothing now. Destroy
+			// rather than pool: whatever failed (a KILL QUERY, say) may
+			// linger on the session.
+			l.destroy()
+			return nil
+		}
+	}
+	return l.abandon(ctx)
+}
+
+// putBack returns the connection, which holds no lock, to the pool.
+func (l *lease) putBack() {
+	if l.conn != nil {
+		_ = l.conn.Close()
+		l.conn = nil
+	}
+}
+
+// destroy closes the connection instead of returning it to the pool, which
+// ends the server session and with it any lock it may hold. Returning
+// driver.ErrBadConn from Raw makes database/sql close the driver
+// connection.
+func (l *lease) destroy() {
+	if l.conn == nil {
+		return
+	}
+	l.b.cache.drop(l.sess)
+	_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = l.conn.Close()
+	l.conn = nil
+}
+
+// abandon destroys the connection of a lock statement whose outcome is
+// unknown (interrupted, or the connection failed) and makes sure its
+// server session is gone before returning. Closing the socket is not
+// enough: the server does not notice while the session waits in GET_LOCK,
+// goes on waiting, takes the lock when it frees and only then finds the
+// client gone, so for a moment a lock nobody asked for is held.
+func (l *lease) abandon(ctx context.Context) error {
+	l.destroy()
+	if l.sess == nil {
+		return nil
+	}
+	return l.b.endSession(ctx, l.sess.id)
+}
+
+// Release implements kannuki.Lease: RELEASE_LOCK on the pinned connection,
+// which returns to the pool only when the answer is 1. It works with a
+// canceled ctx (bounded by Options.ReleaseTimeout). 0 or NULL mean the
+// session no longer held the lock: the error matches kannuki.ErrLockLost.
+func (l *lease) Release(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if l.conn == nil {
+		if l.doubt {
+			l.doubt = false
+			if err := l.b.endSession(ctx, l.sess.id); err != nil {
+				return fmt.Errorf("kannuki: mysql: release %q: %w (after: %w)", l.key.String, err, l.lost)
+			}
+		}
+		if l.lost != nil {
+			return l.lost
+		}
+		return kannuki.ErrReleased
+	}
+	v, null, err := l.runGuarded(ctx, stmtRelease)
+	switch {
+	case err == nil && !null && v == 1:
+		l.putBack()
+		return nil
+	case err == nil:
+		l.destroy()
+		l.lost = &kannuki.LockLostError{Key: l.key.String, Err: fmt.Errorf("RELEASE_LOCK returned %s: this session no longer held the lock", nullOr(v, null))}
+		return l.lost
+	}
+	cerr := l.abandon(ctx)
+	if errors.Is(err, context.DeadlineExceeded) && cerr == nil {
+		// The server did not answer in time; its session is ended now.
+		return fmt.Errorf("kannuki: mysql: release %q: %w (the session was ended instead)", l.key.String, err)
+	}
+	if cerr != nil {
+		err = fmt.Errorf("%w (and ending the session failed: %w)", err, cerr)
+	}
+	l.lost = &kannuki.LockLostError{Key: l.key.String, Err: err}
+	return l.lost
+}
+
+// Check implements kannuki.Checker: one round trip on the pinned connection
+// asking whether this session still holds the lock. When it does not, or
+// the connection fails, the connection is destroyed and the error matches
+// kannuki.ErrLockLost. A canceled ctx returns at once; otherwise the check
+// runs to completion, bounded by Options.ReleaseTimeout (interrupting it
+// would close the connection and lose the lock it is checking).
+func (l *lease) Check(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil {
+		if l.lost != nil {
+			return l.lost
+		}
+		return kannuki.ErrReleased
+	}
+	v, null, err := l.runGuarded(ctx, stmtCheck)
+	switch {
+	case err == nil && !null && v == 1:
+		return nil
+	case err == nil:
+		l.destroy()
+		l.lost = &kannuki.LockLostError{Key: l.key.String, Err: errors.New("keepalive: this session no longer holds the lock")}
+	default:
+		// The session may still hold the lock (a slow server, a stalled
+		// network): Release will end it.
+		l.destroy()
+		l.doubt = true
+		l.lost = &kannuki.LockLostError{Key: l.key.String, Err: fmt.Errorf("keepalive failed, connection destroyed: %w", err)}
+	}
+	return l.lost
+}
+
+// nullOr formats a result that may be NULL.
+func nullOr(v int64, null bool) string {
+	if null {
+		return "NULL"
+	}
+	return fmt.Sprint(v)
+}
