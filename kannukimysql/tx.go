@@ -1,0 +1,69 @@
+package kannukimysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/kannuki-go/kannuki"
+)
+
+var (
+	_ kannuki.TxRunner[*sql.Tx]  = (*Backend)(nil)
+	_ kannuki.TxBackend[*sql.Tx] = (*Backend)(nil)
+)
+
+// AcquireTx always fails with an error matching kannuki.ErrUnsupported:
+// MySQL and MariaDB have no transaction-scoped locks, and a GET_LOCK taken
+// on a caller's transaction would outlive the transaction (and go back to
+// the pool with the connection). Use kannuki.InTx, which opens the
+// transaction itself and releases the lock after it ends.
+func (b *Backend) AcquireTx(context.Context, *sql.Tx, kannuki.Key, kannuki.Request) error {
+	return fmt.Errorf("%w: MySQL and MariaDB have no transaction-scoped locks (GET_LOCK belongs to the session, not the transaction); "+
+		"use kannuki.InTx, which holds the lock on the transaction's own connection until after COMMIT or ROLLBACK", kannuki.ErrUnsupported)
+}
+
+// RunTx implements kannuki.TxRunner (kannuki.InTx): it takes the lock with
+// GET_LOCK on a pinned connection, begins a transaction on that same
+// connection, runs fn, commits when fn returns nil and rolls back otherwise
+// (also on a panic, which propagates), and only then releases the lock, so
+// the next holder sees the committed data.
+func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Request, fn func(context.Context, *sql.Tx) error) (err error) {
+	if fn == nil {
+		return fmt.Errorf("%w: kannukimysql: nil function", kannuki.ErrInvalidArgument)
+	}
+	ls, err := b.Acquire(ctx, key, req)
+	if err != nil {
+		return err
+	}
+	l := ls.(*lease)
+	// The lock must outlive ctx's cancellation long enough to be released
+	// after the rollback, so release uses a context of its own.
+	release := func() error { return l.Release(context.WithoutCancel(ctx)) }
+	tx, err := l.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return errors.Join(fmt.Errorf("kannuki: mysql: begin transaction: %w", err), release())
+	}
+	ended := false
+	defer func() {
+		if !ended && err == nil { // fn panicked
+			_ = tx.Rollback()
+			_ = release()
+		}
+	}()
+	if ferr := fn(ctx, tx); ferr != nil {
+		rerr := tx.Rollback()
+		if errors.Is(rerr, sql.ErrTxDone) {
+			rerr = nil // fn or a canceled ctx already ended it
+		}
+		ended = true // nothing left for the deferred clean-up
+		return errors.Join(ferr, rerr, release())
+	}
+	cerr := tx.Commit()
+	ended = true
+	if cerr != nil {
+		cerr = fmt.Errorf("kannuki: mysql: commit: %w", cerr)
+	}
+	return errors.Join(cerr, release())
+}
