@@ -1,0 +1,355 @@
+package kannukipgxv5
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
+)
+
+// Backend takes PostgreSQL session-level advisory locks on connections of a
+// *pgxpool.Pool. Each held lock pins one pool connection until Release; a
+// connection goes back to the pool only when it is known to hold nothing,
+// and is destroyed otherwise. It implements kannuki.Backend and
+// kannuki.Lister; its leases implement kannuki.Checker. It is safe for
+// concurrent use and does not own the pool: close the pool yourself after
+// the last lock is released.
+type Backend struct {
+	pool *pgxpool.Pool
+	opts Options
+}
+
+var (
+	_ kannuki.Backend = (*Backend)(nil)
+	_ kannuki.Lister  = (*Backend)(nil)
+)
+
+// New returns a Backend on pool.
+func New(pool *pgxpool.Pool, opts Options) *Backend {
+	return &Backend{pool: pool, opts: opts}
+}
+
+// Acquire implements kannuki.Backend. See the package documentation for
+// the statements it sends and how it treats a busy pool.
+func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+	start := time.Now()
+	switch {
+	case b == nil || b.pool == nil:
+		return nil, fmt.Errorf("%w: nil pgxpool.Pool", kannuki.ErrInvalidArgument)
+	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
+		return nil, fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, ended(key, err)
+	}
+	pc, err := b.conn(ctx, key, req.Wait, start)
+	if err != nil {
+		return nil, err
+	}
+	a := acquisition{b: b, pc: pc, c: pc.Conn(), key: key, mode: req.Mode, settle: noop}
+	return a.run(ctx, req.Wait, start)
+}
+
+// conn gets a connection from the pool within the budget of the request:
+// ctx alone for WaitForever, the wait for a timed wait, and no waiting for
+// a busy pool on a single try.
+func (b *Backend) conn(ctx context.Context, key kannuki.Key, wait time.Duration, start time.Time) (*pgxpool.Conn, error) {
+	actx := ctx
+	var cancel context.CancelFunc = func() {}
+	switch {
+	case wait == 0:
+		st := b.pool.Stat()
+		if st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
+			return nil, fmt.Errorf("%w: lock %q: all %d connections in use", ErrPoolExhausted, key.String, st.MaxConns())
+		}
+		actx, cancel = context.WithTimeout(ctx, b.opts.tryConnTimeout())
+	case wait > 0:
+		actx, cancel = context.WithDeadline(ctx, start.Add(wait))
+	}
+	pc, err := b.pool.Acquire(actx)
+	cancel()
+	if err == nil {
+		return pc, nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, ended(key, cerr)
+	}
+	if actx.Err() != nil { // our own budget ran out: the pool had no connection for us
+		return nil, fmt.Errorf("%w: lock %q: no connection free within %s", ErrPoolExhausted, key.String, time.Since(start).Round(time.Millisecond))
+	}
+	return nil, fmt.Errorf("kannuki: pgx: %w", err)
+}
+
+// Held implements kannuki.Backend: is key held by any session, in any
+// mode, in the current database? It uses one pool connection for one
+// statement.
+func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+	var held bool
+	if err := b.pool.QueryRow(ctx, pgsql.Held(key), pgx.QueryExecModeSimpleProtocol).Scan(&held); err != nil {
+		return false, fmt.Errorf("kannuki: pgx: %w", err)
+	}
+	return held, nil
+}
+
+// Locks implements kannuki.Lister: the advisory locks of the current
+// database, held and awaited, by any client. Name is the key Kannuki wrote
+// into the session's last statement (a waiter's lock statement, or a
+// holder's keepalive) as pgsql.Comment escaped it; it is empty for locks
+// taken by other software and for holders whose first keepalive has not run
+// yet. ID is the bigint id; for the two-int4 form Name falls back to "K1,K2"
+// (the RawKeys spelling) when no comment names it.
+func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
+	rows, err := b.pool.Query(ctx, pgsql.Locks)
+	if err != nil {
+		return nil, fmt.Errorf("kannuki: pgx: %w", err)
+	}
+	defer rows.Close()
+	var out []kannuki.LockInfo
+	for rows.Next() {
+		var (
+			classid, objid int64
+			objsubid       int32
+			mode           string
+			li             kannuki.LockInfo
+			pid            int32
+			query          string
+		)
+		if err := rows.Scan(&classid, &objid, &objsubid, &mode, &li.Granted, &pid, &li.Application, &li.Client, &li.Since, &query); err != nil {
+			return nil, fmt.Errorf("kannuki: pgx: %w", err)
+		}
+		li.PID = int64(pid)
+		if mode == "ShareLock" {
+			li.Mode = kannuki.ModeShared
+		}
+		li.Name = pgsql.NameFromQuery(query)
+		if objsubid == 2 {
+			if li.Name == "" {
+				li.Name = fmt.Sprintf("%d,%d", int32(uint32(classid)), int32(uint32(objid)))
+			}
+		} else {
+			li.ID = int64(uint64(classid)<<32 | uint64(objid))
+		}
+		out = append(out, li)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("kannuki: pgx: %w", err)
+	}
+	return out, nil
+}
+
+// acquisition is one Acquire call after it got its connection.
+type acquisition struct {
+	b    *Backend
+	pc   *pgxpool.Conn
+	c    *pgx.Conn
+	key  kannuki.Key
+	mode kannuki.Mode
+	// settle waits for the cancellation guard of the last statement (see
+	// guarded); it runs before the connection goes to a lease or the pool.
+	settle func()
+	// ownDeadline: the wait's lock_timeout is ctx's deadline, so its expiry
+	// is reported as the deadline's.
+	ownDeadline bool
+}
+
+// maxLockTimeout is the largest lock_timeout PostgreSQL accepts (INT_MAX
+// milliseconds, about 24.8 days); longer timed waits are cut to it.
+const maxLockTimeout = math.MaxInt32 * time.Millisecond
+
+// run tries once with the cached statement and, when the lock is held and
+// the request may wait, waits on the server.
+func (a *acquisition) run(ctx context.Context, wait time.Duration, start time.Time) (kannuki.Lease, error) {
+	grace := a.b.opts.releaseTimeout()
+	var granted bool
+	var err error
+	a.settle, err = guarded(ctx, a.c, guard{grace: grace}, func(qctx context.Context) error {
+		var err error
+		granted, err = boolStatement(qctx, a.c, &tryText, a.key, a.mode)
+		return err
+	})
+	if err != nil {
+		return a.fail(ctx, err)
+	}
+	if granted {
+		return a.granted(ctx)
+	}
+	if wait == 0 {
+		a.release() // holds nothing: the try was refused
+		return nil, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, a.key.String)
+	}
+	if err := ctx.Err(); err != nil {
+		a.release()
+		return nil, ended(a.key, err)
+	}
+	if wait > 0 {
+		wait -= time.Since(start)
+		if wait <= 0 {
+			a.release()
+			return nil, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, a.key.String)
+		}
+	}
+	// A deadline on ctx becomes the statement's lock_timeout when it comes
+	// first, so that the server ends the wait on time by itself; a cancel
+	// request (a new connection, a process fork on the server: 2-8 ms on
+	// the development machine) is then needed only for an explicit
+	// cancellation.
+	g := guard{interrupt: true, grace: grace}
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); (wait < 0 || left <= wait) && left <= maxLockTimeout {
+			wait, g.ownDeadline = max(left, time.Millisecond), true
+		}
+	}
+	wait = min(wait, maxLockTimeout)
+	a.ownDeadline = g.ownDeadline
+	// One statement for the whole wait: the server queues the session and
+	// grants the lock the moment it is free; lock_timeout (local to this
+	// statement's implicit transaction) bounds a timed wait.
+	text := pgsql.Lock(a.key, a.mode, wait)
+	a.settle, err = guarded(ctx, a.c, g, func(qctx context.Context) error {
+		_, err := a.c.Exec(qctx, text) // no arguments: the simple protocol, one round trip
+		return err
+	})
+	if err != nil {
+		return a.fail(ctx, err)
+	}
+	return a.granted(ctx)
+}
+
+// granted hands out the lease, unless ctx ended meanwhile: then the grant
+// is undone on the same session and the cancellation reported.
+func (a *acquisition) granted(ctx context.Context) (kannuki.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		a.undo()
+		return nil, ended(a.key, err)
+	}
+	a.settle()
+	return a.lease(), nil
+}
+
+func (a *acquisition) lease() *lease {
+	return &lease{b: a.b, pc: a.pc, key: a.key, mode: a.mode}
+}
+
+// fail settles a lock statement that returned an error: it finds out
+// whether the session holds the lock anyway (a grant racing lock_timeout,
+// a cancel request or another error) and either keeps it, when only
+// lock_timeout went wrong, or undoes it. Then it maps the error.
+func (a *acquisition) fail(ctx context.Context, err error) (kannuki.Lease, error) {
+	a.settle() // no cancel request may hit the checks below
+	a.settle = noop
+	var pgErr *pgconn.PgError
+	isPg := errors.As(err, &pgErr)
+	if !isPg || a.c.IsClosed() {
+		// The connection broke or pgx gave up on it: the session's state is
+		// unknown, so it must not go back to the pool.
+		a.destroy()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, ended(a.key, cerr)
+		}
+		return nil, fmt.Errorf("kannuki: pgx: %w", err)
+	}
+	held, herr := a.heldByMe()
+	switch {
+	case herr != nil:
+		a.destroy()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, ended(a.key, cerr)
+		}
+		return nil, fmt.Errorf("kannuki: pgx: %w (and checking the lock failed: %v)", err, herr)
+	case held && ctx.Err() == nil && pgErr.Code == pgsql.CodeLockNotAvailable:
+		// PostgreSQL reported lock_timeout although the lock was granted.
+		// Returning an error would leave it held, so hand it out.
+		return a.lease(), nil
+	case held:
+		a.undo()
+	default:
+		a.release() // holds nothing
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, ended(a.key, cerr)
+	}
+	if a.ownDeadline && pgErr.Code == pgsql.CodeLockNotAvailable {
+		return nil, ended(a.key, context.DeadlineExceeded) // the server's clock was ahead
+	}
+	switch pgErr.Code {
+	case pgsql.CodeLockNotAvailable:
+		return nil, fmt.Errorf("%w: %q still held when the wait ran out", kannuki.ErrNotAcquired, a.key.String)
+	case pgsql.CodeDeadlock:
+		return nil, fmt.Errorf("%w: %q: %w", kannuki.ErrDeadlock, a.key.String, err)
+	case pgsql.CodeQueryCanceled:
+		// Not our cancel request (ctx is alive): statement_timeout or
+		// pg_cancel_backend ended the wait.
+		return nil, fmt.Errorf("%w: %q: the server ended the wait: %w", kannuki.ErrNotAcquired, a.key.String, err)
+	}
+	return nil, fmt.Errorf("kannuki: pgx: %w", err)
+}
+
+// heldByMe asks the session itself whether it holds the key, on a fresh
+// bounded context (the caller's may be gone).
+func (a *acquisition) heldByMe() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.b.opts.releaseTimeout())
+	defer cancel()
+	var held bool
+	err := a.c.QueryRow(ctx, pgsql.HeldByMe(a.key, a.mode), pgx.QueryExecModeSimpleProtocol).Scan(&held)
+	return held, err
+}
+
+// undo releases a grant that must not be handed out and returns the
+// connection to the pool, or destroys the connection when the unlock does
+// not confirm. The unlock runs at once, even while a cancel request may
+// still be on its way, so that the lock is free for others as soon as
+// possible. Should that cancel request hit the unlock (57014), whether the
+// unlock took effect is unknown; once no cancel request can come any more,
+// a second unlock settles it: either answer leaves the session without the
+// lock.
+func (a *acquisition) undo() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.b.opts.releaseTimeout())
+	defer cancel()
+	ok, err := boolStatement(ctx, a.c, &unlockText, a.key, a.mode)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == pgsql.CodeQueryCanceled && !a.c.IsClosed() {
+		a.settle()
+		a.settle = noop
+		_, err = boolStatement(ctx, a.c, &unlockText, a.key, a.mode)
+		ok = err == nil
+	}
+	if err != nil || !ok {
+		a.destroy()
+		return
+	}
+	a.release()
+}
+
+// release returns the connection, which holds nothing, to the pool.
+func (a *acquisition) release() {
+	a.settle()
+	a.pc.Release()
+}
+
+func (a *acquisition) destroy() {
+	a.settle()
+	destroy(a.pc, a.b.opts.releaseTimeout())
+}
+
+// ended is the error of an acquisition whose context ended first; it
+// matches ctx.Err().
+func ended(key kannuki.Key, err error) error {
+	return fmt.Errorf("kannuki: acquire %q: %w", key.String, err)
+}
+
+// destroy takes the connection out of the pool and closes it, so that the
+// server ends the session and frees whatever it held. pgxpool.Conn.Release
+// would hand the session, and its locks, to the next user of the pool.
+func destroy(pc *pgxpool.Conn, timeout time.Duration) {
+	c := pc.Hijack()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_ = c.Close(ctx) // sends Terminate; closing the socket is what counts
+}

@@ -1,0 +1,234 @@
+package kannukipgxv5
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
+)
+
+// The benchmarks measure one uncontended lock+unlock cycle per iteration
+// against the raw floor: the fastest form of the two statements on one
+// pinned connection, one round trip each (pgx with its statement cache).
+//
+//	go test -run '^$' -bench . -count 5 -benchmem
+//
+// Compare the medians of BenchmarkFloor and BenchmarkBackend (and
+// BenchmarkWithLock) of the same run.
+
+// BenchmarkFloor is the raw floor: pg_advisory_lock / pg_advisory_unlock
+// with a bound parameter on one pinned connection, through pgx's statement
+// cache.
+func BenchmarkFloor(b *testing.B) {
+	pool := newPool(b, 4)
+	ctx := context.Background()
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Release()
+	c := pc.Conn()
+	k := newKey(b, "floor")
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", k.ID); err != nil {
+			b.Fatal(err)
+		}
+		var ok bool
+		if err := c.QueryRow(ctx, "SELECT pg_advisory_unlock($1)", k.ID).Scan(&ok); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+// BenchmarkFloorSimpleLiteral is the alternative Kannuki uses for waiting
+// statements: the id as a literal, the key in a comment, the simple
+// protocol (no statement cache involved).
+func BenchmarkFloorSimpleLiteral(b *testing.B) {
+	pool := newPool(b, 4)
+	ctx := context.Background()
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Release()
+	c := pc.Conn()
+	k := newKey(b, "simple")
+	lock, unlock := pgsql.Lock(k, kannuki.ModeExclusive, kannuki.WaitForever), pgsql.Unlock(k, kannuki.ModeExclusive)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.Exec(ctx, lock); err != nil {
+			b.Fatal(err)
+		}
+		var ok bool
+		if err := c.QueryRow(ctx, unlock, pgx.QueryExecModeSimpleProtocol).Scan(&ok); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+// BenchmarkFloorCommentPerKey shows the trap: a statement carrying the key
+// in a comment, sent through the statement cache, with a new key every
+// cycle: every new text is a cache miss and costs a prepare.
+func BenchmarkFloorCommentPerKey(b *testing.B) {
+	pool := newPool(b, 4)
+	ctx := context.Background()
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Release()
+	c := pc.Conn()
+	base := newKey(b, "percomment").String
+	i := 0
+	b.ResetTimer()
+	for b.Loop() {
+		i++
+		k, _ := kannuki.RubyKeys{}.Derive("", base+strconv.Itoa(i))
+		if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1) "+pgsql.Comment(k.String), k.ID); err != nil {
+			b.Fatal(err)
+		}
+		var ok bool
+		if err := c.QueryRow(ctx, "SELECT pg_advisory_unlock($1) "+pgsql.Comment(k.String), k.ID).Scan(&ok); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+}
+
+// BenchmarkBackend is one uncontended Acquire+Release through the backend
+// (pool acquire, cached try, cached unlock, pool release).
+func BenchmarkBackend(b *testing.B) {
+	benchBackend(b, context.Background(), false)
+}
+
+// BenchmarkBackendCancelableCtx is BenchmarkBackend with a cancelable
+// context, which adds the cancellation guard around each statement.
+func BenchmarkBackendCancelableCtx(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	benchBackend(b, ctx, false)
+}
+
+// BenchmarkBackendNewKeys uses a new key every cycle: constant statement
+// texts keep the statement cache hit.
+func BenchmarkBackendNewKeys(b *testing.B) {
+	benchBackend(b, context.Background(), true)
+}
+
+func benchBackend(b *testing.B, ctx context.Context, newKeys bool) {
+	pool := newPool(b, 4)
+	be := New(pool, Options{})
+	k := newKey(b, "backend")
+	base := k.String
+	i := 0
+	b.ResetTimer()
+	for b.Loop() {
+		if newKeys {
+			i++
+			k, _ = kannuki.RubyKeys{}.Derive("", base+strconv.Itoa(i))
+		}
+		l, err := be.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := l.Release(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWithLock is an uncontended Locker.WithLock with an empty fn on
+// this backend (default options: Blocking, wait forever, keepalive on).
+func BenchmarkWithLock(b *testing.B) {
+	pool := newPool(b, 4)
+	l := kannuki.New(New(pool, Options{}), kannuki.Options{})
+	ctx := context.Background()
+	key := newKey(b, "withlock").String
+	fn := func(context.Context) error { return nil }
+	b.ResetTimer()
+	for b.Loop() {
+		if err := l.WithLock(ctx, key, fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPaired alternates one floor cycle, one backend cycle and one
+// WithLock cycle, rotating their order, so that a machine shared with other
+// work slows all three alike. All three run on the same single connection
+// (a pool of one): two server processes can be scheduled very differently
+// on a small machine, which would skew a comparison across connections.
+// The floor's cycle is timed without taking the connection from the pool.
+// It reports the median time of a cycle of each (medians shrug off the
+// pauses other processes cause) and the ratios of throughput: floor time /
+// our time, 1.0 meaning as fast as the floor.
+func BenchmarkPaired(b *testing.B) {
+	pool := newPool(b, 1)
+	ctx := context.Background()
+	be := New(pool, Options{})
+	l := kannuki.New(be, kannuki.Options{})
+	kf, kb, kw := newKey(b, "floor"), newKey(b, "backend"), newKey(b, "withlock")
+	fn := func(context.Context) error { return nil }
+	cycles := [3]func() time.Duration{
+		func() time.Duration {
+			pc, err := pool.Acquire(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pc.Release()
+			c := pc.Conn()
+			t0 := time.Now()
+			if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", kf.ID); err != nil {
+				b.Fatal(err)
+			}
+			var ok bool
+			if err := c.QueryRow(ctx, "SELECT pg_advisory_unlock($1)", kf.ID).Scan(&ok); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+			return time.Since(t0)
+		},
+		func() time.Duration {
+			t0 := time.Now()
+			ls, err := be.Acquire(ctx, kb, kannuki.Request{Wait: kannuki.WaitForever})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := ls.Release(ctx); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(t0)
+		},
+		func() time.Duration {
+			t0 := time.Now()
+			if err := l.WithLock(ctx, kw.String, fn); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(t0)
+		},
+	}
+	var spent [3][]time.Duration
+	n := 0
+	b.ResetTimer()
+	for b.Loop() {
+		for j := range 3 {
+			i := (n + j) % 3
+			spent[i] = append(spent[i], cycles[i]())
+		}
+		n++
+	}
+	var med [3]float64
+	for i := range spent {
+		slices.Sort(spent[i])
+		med[i] = float64(spent[i][len(spent[i])/2].Nanoseconds())
+	}
+	b.ReportMetric(med[0], "floor-ns/cycle")
+	b.ReportMetric(med[1], "backend-ns/cycle")
+	b.ReportMetric(med[2], "withlock-ns/cycle")
+	b.ReportMetric(med[0]/med[1], "backend/floor")
+	b.ReportMetric(med[0]/med[2], "withlock/floor")
+}

@@ -1,0 +1,114 @@
+package kannukipgxv5
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
+)
+
+// lease is one held lock and the pool connection pinned for it.
+type lease struct {
+	b    *Backend
+	key  kannuki.Key
+	mode kannuki.Mode
+
+	mu   sync.Mutex
+	pc   *pgxpool.Conn // nil once released or destroyed
+	lost error         // why the connection was destroyed by Check
+}
+
+var _ kannuki.Checker = (*lease)(nil)
+
+// Release implements kannuki.Lease. It unlocks on the pinned connection
+// with pg_advisory_unlock (or _unlock_shared), bounded by
+// Options.ReleaseTimeout whatever ctx says, and returns the connection to
+// the pool only when the unlock confirmed (returned true). Otherwise it
+// destroys the connection, and reports an error matching
+// kannuki.ErrLockLost when the unlock returned false or the session was
+// gone.
+func (l *lease) Release(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pc := l.pc
+	if pc == nil {
+		if l.lost != nil {
+			return &kannuki.LockLostError{Key: l.key.String, Err: l.lost}
+		}
+		return kannuki.ErrReleased
+	}
+	l.pc = nil
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.b.opts.releaseTimeout())
+	defer cancel()
+	ok, err := boolStatement(rctx, pc.Conn(), &unlockText, l.key, l.mode)
+	var pgErr *pgconn.PgError
+	switch {
+	case err != nil && (rctx.Err() != nil || errors.As(err, &pgErr) && !pc.Conn().IsClosed()):
+		// The server did not answer in time, or refused the unlock (a
+		// pg_cancel_backend, say). Closing the connection makes it end
+		// the session and free the lock; the lock was not found lost.
+		destroy(pc, l.b.opts.releaseTimeout())
+		return fmt.Errorf("kannuki: release %q: unlock failed, connection closed: %w", l.key.String, err)
+	case err != nil:
+		// The session is gone (terminated, network, server restart), and
+		// the lock with it.
+		destroy(pc, l.b.opts.releaseTimeout())
+		return &kannuki.LockLostError{Key: l.key.String, Err: err}
+	case !ok:
+		destroy(pc, l.b.opts.releaseTimeout())
+		return &kannuki.LockLostError{Key: l.key.String, Err: errUnlockFalse}
+	}
+	pc.Release()
+	return nil
+}
+
+var errUnlockFalse = errors.New("pg_advisory_unlock returned false: the session did not hold the lock")
+
+// Check implements kannuki.Checker with one round trip on the pinned
+// connection: an empty statement that is only the key's comment, so that
+// pg_stat_activity shows the holder's key from the first keepalive on. The
+// statement is bounded by ctx's deadline, or Options.ReleaseTimeout when
+// ctx has none, but a cancellation of ctx does not interrupt it (pgx would
+// close the connection, and with it the lock). On failure the connection is
+// destroyed: the lock is lost or about to be.
+func (l *lease) Check(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pc == nil {
+		if l.lost != nil {
+			return l.lost
+		}
+		return kannuki.ErrReleased
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(l.b.opts.releaseTimeout())
+	}
+	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	_, err := l.pc.Conn().Exec(cctx, pgsql.Comment(l.key.String))
+	if err == nil {
+		return nil
+	}
+	destroy(l.pc, l.b.opts.releaseTimeout())
+	l.pc = nil
+	l.lost = fmt.Errorf("kannuki: keepalive on the connection holding %q failed: %w", l.key.String, err)
+	return l.lost
+}
+
+// PID is the server process id of the session holding the lock, or 0 once
+// the lease is released. It is what pg_locks and pg_stat_activity show.
+func (l *lease) PID() uint32 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pc == nil {
+		return 0
+	}
+	return l.pc.Conn().PgConn().PID()
+}

@@ -1,0 +1,135 @@
+package kannukipgxv5
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/kannuki-go/kannuki"
+)
+
+// The uncontended path runs constant statements with bound parameters, so
+// that pgx's per-connection statement cache (the default query mode) makes
+// each of them one round trip after the first use on a connection. A text
+// that changes with every key, such as one carrying the key in a comment,
+// would miss the cache and cost a prepare per new key. Statements that wait
+// (internal/pgsql.Lock) and the rare diagnostics carry the key in a comment
+// and the id as a literal and go over the simple protocol: one round trip
+// with no cache involved, and pg_stat_activity shows who waits on what.
+var (
+	tryText = [2][2]string{ // [shared][pair]
+		{"SELECT pg_try_advisory_lock($1::bigint)", "SELECT pg_try_advisory_lock($1::int4, $2::int4)"},
+		{"SELECT pg_try_advisory_lock_shared($1::bigint)", "SELECT pg_try_advisory_lock_shared($1::int4, $2::int4)"},
+	}
+	unlockText = [2][2]string{
+		{"SELECT pg_advisory_unlock($1::bigint)", "SELECT pg_advisory_unlock($1::int4, $2::int4)"},
+		{"SELECT pg_advisory_unlock_shared($1::bigint)", "SELECT pg_advisory_unlock_shared($1::int4, $2::int4)"},
+	}
+)
+
+// boolStatement runs one of the constant statements above for k and scans
+// its boolean.
+func boolStatement(ctx context.Context, c *pgx.Conn, text *[2][2]string, k kannuki.Key, m kannuki.Mode) (bool, error) {
+	var ok bool
+	var err error
+	s := 0
+	if m == kannuki.ModeShared {
+		s = 1
+	}
+	if k.Pair {
+		err = c.QueryRow(ctx, text[s][1], k.K1, k.K2).Scan(&ok)
+	} else {
+		err = c.QueryRow(ctx, text[s][0], k.ID).Scan(&ok)
+	}
+	return ok, err
+}
+
+// guarded runs f, one statement on c, so that the end of ctx never
+// interrupts it the way pgx does by default. pgx (v5.12.0) reacts to a
+// canceled context by setting a past deadline on the socket, so the call
+// returns at once, and then closes the connection in the background (cancel
+// request, Terminate). For a lock statement that leaves the outcome
+// unknown: the server may have granted the lock an instant before, and the
+// dying session keeps it until it reads the Terminate, after Acquire has
+// returned. Instead f runs on a context detached from ctx's cancellation
+// and, when ctx ends:
+//
+//   - if g.interrupt is set (a statement that waits on the server), a
+//     PostgreSQL cancel request is sent on a separate connection; the
+//     statement then ends with its result (the grant won the race) or with
+//     SQLSTATE 57014, and the connection stays usable either way. When the
+//     statement's lock_timeout was cut to ctx's deadline (g.ownDeadline),
+//     an expired deadline first gets deadlineSlack to end the statement by
+//     itself, which spares the server the cancel connection;
+//   - if f has still not returned g.grace later (server or network gone),
+//     f's own context is canceled: pgx gives up on the connection and the
+//     caller must destroy it.
+//
+// Either way the caller learns what happened and can undo a grant on the
+// same session before reporting the cancellation.
+//
+// The returned settle waits until no cancel request is in flight any more.
+// It must be called before the connection is handed to anyone else (a
+// lease, the pool): a late cancel request could otherwise hit their next
+// statement. The caller may first run its own clean-up statement (the
+// undo of a grant): a cancel request that hits it makes it fail, and the
+// caller then destroys the connection.
+func guarded(ctx context.Context, c *pgx.Conn, g guard, f func(context.Context) error) (settle func(), err error) {
+	if ctx.Done() == nil {
+		return noop, f(ctx) // never canceled: nothing to guard
+	}
+	qctx, qcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer qcancel()
+	finished := make(chan struct{})
+	watched := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(watched)
+		if g.interrupt {
+			if g.ownDeadline && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				t := time.NewTimer(deadlineSlack)
+				select {
+				case <-finished:
+				case <-t.C:
+				}
+				t.Stop()
+			}
+			select {
+			case <-finished:
+				return
+			default:
+			}
+			cctx, cancel := context.WithTimeout(context.Background(), g.grace)
+			_ = c.PgConn().CancelRequest(cctx) // failure is covered by the grace timer below
+			cancel()
+		}
+		t := time.NewTimer(g.grace)
+		defer t.Stop()
+		select {
+		case <-finished:
+		case <-t.C:
+			qcancel()
+		}
+	})
+	err = f(qctx)
+	close(finished)
+	if stop() {
+		return noop, err // ctx did not end while f ran
+	}
+	return func() { <-watched }, err
+}
+
+func noop() {}
+
+// guard says how guarded treats the end of ctx.
+type guard struct {
+	interrupt   bool          // send a cancel request (the statement waits on the server)
+	ownDeadline bool          // the statement's lock_timeout ends at ctx's deadline
+	grace       time.Duration // how long to wait for the statement after that
+}
+
+// deadlineSlack is how long a wait whose lock_timeout was set to the
+// context's deadline may overrun that deadline before a cancel request is
+// sent anyway: lock_timeout has millisecond resolution and fires on the
+// server's clock, and the answer needs a round trip.
+const deadlineSlack = 100 * time.Millisecond
