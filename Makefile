@@ -16,7 +16,7 @@ vet:
 ## lint: vet + gofmt + staticcheck (fetched from the Go module proxy)
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
-	@set -e; for m in $(MODULES); do (cd $$m && go run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...); done
+	@set -e; for m in $(MODULES); do (cd $$m && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...); done
 
 ## bench: benchmarks against the raw floor (needs the databases)
 bench:

@@ -259,8 +259,8 @@ func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, wa
 	l.emit(ctx, Event{Kind: EventNotAcquired, Key: k.String, Mode: cfg.mode, Wait: waited, Reason: reason, Err: err})
 	switch {
 	case reason != ReasonError:
-		if errors.Is(err, ErrNotAcquired) && !errors.Is(err, errRetriesExhausted) && !errors.Is(err, ErrPoolExhausted) {
-			err = nil // the sentinel is implied; keep the message short
+		if err == ErrNotAcquired { //nolint:errorlint // only the bare sentinel says nothing more
+			err = nil
 		}
 		return &NotAcquiredError{Key: k.String, Reason: reason, Waited: waited, Err: err}
 	case errors.Is(err, ErrInvalidKey), errors.Is(err, ErrUnsupported), errors.Is(err, ErrInvalidArgument):

@@ -193,7 +193,8 @@ func TestBadArguments(t *testing.T) {
 	for name, err := range map[string]error{
 		"nil fn":           l.WithLock(ctx, "k", nil),
 		"negative timeout": l.WithLock(ctx, "k", noop, kannuki.Timeout(-time.Second)),
-		"nil ctx":          l.WithLock(nil, "k", noop), //nolint:staticcheck // testing a nil context on purpose
+		//lint:ignore SA1012 a nil context is the bad input under test
+		"nil ctx":          l.WithLock(nil, "k", noop),
 		"nil strategy":     l.WithLock(ctx, "k", noop, kannuki.WithStrategy(nil)),
 		"nil backend":      kannuki.New(nil, kannuki.Options{}).WithLock(ctx, "k", noop),
 		"negative default": kannuki.New(newChanBackend(), kannuki.Options{DefaultTimeout: -1}).WithLock(ctx, "k", noop),
