@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kannuki-go/kannuki"
 )
@@ -36,11 +37,13 @@ func Comment(key string) string {
 	b.Grow(len(key) + 16)
 	b.WriteString("/* kannuki: ")
 	for i := 0; i < len(key); i++ {
-		if b.Len() > maxComment {
+		c := key[i]
+		// Cut only where a character starts (not at a UTF-8 continuation
+		// byte): PostgreSQL rejects a statement with invalid UTF-8.
+		if b.Len() > maxComment && utf8.RuneStart(c) {
 			b.WriteString("...")
 			break
 		}
-		c := key[i]
 		if c < 0x20 || c == 0x7f || c == '*' || c == '%' || c == '\\' {
 			const hexdigits = "0123456789ABCDEF"
 			b.WriteByte('%')

@@ -1,0 +1,163 @@
+// Package kannukipg is the PostgreSQL backend of Kannuki over database/sql:
+// session advisory locks (pg_advisory_lock and friends, exclusive and
+// shared) through any driver, tested with pgx/stdlib and lib/pq.
+//
+//	db, err := sql.Open("pgx", dsn) // or "postgres" (lib/pq)
+//	...
+//	l := kannuki.New(kannukipg.New(db, kannukipg.Options{}), kannuki.Options{KeyPrefix: "myapp"})
+//	err = l.WithLock(ctx, "order/123", func(ctx context.Context) error { ... })
+//
+// # One connection per lock
+//
+// A session advisory lock belongs to one database session, so every held
+// lock pins one connection of the pool (a *sql.Conn) until Release. That
+// connection goes back to the pool only after pg_advisory_unlock (or
+// pg_advisory_unlock_shared for a shared lock) returned true on it.
+// Whenever that cannot be shown (the unlock failed, returned false, timed
+// out, or a statement's outcome is unknown) the connection is destroyed
+// instead, which ends the session and with it any lock it may hold: a
+// pooled connection never carries a lock.
+//
+// # Taking a lock: round trips
+//
+// Acquire sends one try (pg_try_advisory_lock), one round trip. Only when
+// the key is held and the request may wait does it send a second, waiting
+// statement, which the server holds until the lock is granted; a bounded
+// wait is bounded on the server, by lock_timeout set transaction-locally
+// in the same statement (set_config(..., true)), so it never leaks to the
+// pooled connection. There is no polling: while a caller waits, the server
+// runs one statement for it. The waiting statement carries the key in an
+// SQL comment, so pg_stat_activity shows who waits on what. Release is one
+// round trip.
+//
+// PostgreSQL can report lock_timeout (SQLSTATE 55P03) for a lock it
+// granted at the last moment; the Backend then asks pg_locks whether its
+// session holds the lock before reporting failure. A deadlock (40P01)
+// becomes kannuki.ErrDeadlock. Deadlocks are rare here: a waiting
+// kannukipg session holds no other advisory lock, so a cycle needs
+// something else waiting on it (CREATE INDEX CONCURRENTLY waits for every
+// open transaction, a waiting statement included).
+//
+// The try and the unlock run in one of three statement forms (see
+// StatementForm). FormAuto picks FormBound on pgx/stdlib (constant text,
+// ids bound as parameters, prepared once per connection by pgx's own
+// statement cache) and FormPrepared on other drivers (the same constant
+// texts, prepared once per driver connection by the Backend through
+// Conn.Raw). Both read the boolean from the rows-affected count ("SELECT 1
+// WHERE pg_try_advisory_lock($1)"), so no result set is read and
+// database/sql starts no goroutine for it. FormLiteral (parameterless
+// text, id as a literal, key in a comment: one round trip on the simple
+// protocol on every driver, nothing cached) stays available, and is what
+// waits and the keepalive use.
+//
+// Measured on the 2-core development machine while other test suites
+// loaded it: uncontended lock+unlock cycles through Acquire and Release,
+// interleaved cycle by cycle with the raw floor so that load hits both
+// alike, medians of 40 rounds of 100 cycles, three runs (TestCompareForms
+// in the integration module:
+// KANNUKI_PG_COMPARE=1 go test -run TestCompareForms -v ./pgsql). The
+// floor is the fastest raw form on one pinned connection: both statements
+// prepared once and run with Exec. Ratios to it (higher is better):
+//
+//	                          pgx/stdlib    lib/pq
+//	FormBound                 0.92-0.96     0.37-0.48 (two round trips)
+//	FormPrepared              0.84-0.96     0.78-1.00
+//	FormLiteral               0.67-0.84     0.75-0.95
+//	FormAuto, cancelable ctx  0.91-0.95     0.81-1.00
+//
+// Against the usual floor that reads the boolean as a row (QueryRow on
+// the prepared statements) FormAuto runs at 0.97-1.12. The gap to a
+// single pinned connection is the pool: every lock takes a connection
+// from the *sql.DB and gives it back. The literal form costs the server a
+// parse and a plan per statement, which shows as soon as the database is
+// busy (pgbench on the same machine: simple protocol at 0.83x of
+// prepared).
+//
+// # Cancellation
+//
+// The Backend never lets the driver cancel one of its statements: both
+// drivers answer a canceled context by closing the connection (pgx/stdlib
+// sets a past deadline on its socket; lib/pq sends a cancel request, then
+// closes), after which the state of the lock is unknown and, with pgx, the
+// server session may stay queued for the lock with no one to read the
+// answer. Instead:
+//
+//   - A context deadline sooner than the wait becomes the wait's
+//     lock_timeout: the server ends the wait itself at the deadline.
+//   - When the context is canceled, a second pooled connection sends
+//     pg_cancel_backend to the waiting session (again, until the statement
+//     returns: a cancel that arrives before the statement starts is
+//     ignored by the server). Then, on the still usable pinned connection,
+//     the Backend checks pg_locks and unlocks if the grant won the race,
+//     so that when Acquire returns an error nothing is held. The connection
+//     goes back to the pool.
+//   - If no second connection is free (see "Pool size") the driver's own
+//     cancellation is used and the pinned connection destroyed. With
+//     pgx/stdlib the server session may then stay in the lock's queue
+//     until it is granted or its lock_timeout ends, take the lock for an
+//     instant and exit; give the pool one spare connection to avoid that.
+//
+// The first try, the pid lookup and the clean-up run to completion
+// whatever the context does, bounded by Options.ReleaseTimeout, so that
+// their outcome is always known.
+//
+// # Release and keepalive
+//
+// Release works with a canceled context: it runs detached from the
+// context's cancellation. A false unlock or a dead session gives an error
+// matching kannuki.ErrLockLost. The lease's Check (kannuki.Checker, called
+// by the Locker's keepalive) is one round trip on the pinned connection
+// ("SELECT 1" with the key comment); a failure destroys the connection
+// and reports the lock lost, so that pg_terminate_backend on the holder is
+// noticed within one keepalive interval.
+//
+// On pgx/stdlib the try and the unlock are bounded by ReleaseTimeout (a
+// socket deadline, cheap). On other drivers they are not bounded by a
+// timer: lib/pq starts a goroutine for every statement whose context can
+// end (measured at 15-20% of uncontended throughput on the loaded 2-core
+// machine) and never interrupts a blocked read anyway, so a timer would
+// not bound a dead network; TCP keepalive does. Neither statement waits on
+// the server.
+//
+// # Pool size
+//
+// Every held lock and every waiting Acquire pins one connection. A call
+// that finds no free connection waits for one: a try (Wait 0) up to
+// Options.ConnWait, a bounded wait up to the larger of its Wait and
+// ConnWait, a WaitForever request as long as its context allows. Running
+// out gives an error matching both ErrNoConnection and
+// kannuki.ErrNotAcquired (goroutines contending for one key through a
+// small pool queue for a connection before they queue on the server). In
+// a pool of 1, a goroutine that holds a lock and asks for another one
+// with WaitForever and no deadline waits forever, like a mutex locked
+// twice. Size MaxOpenConns for the locks held and awaited at once, plus
+// one connection to cancel waits, plus the application's own queries.
+//
+// pgx/stdlib pings a connection that was idle for more than a second
+// before handing it out (one round trip; see stdlib.OptionShouldPing).
+// The Backend never cancels its pool requests with the caller's context,
+// because a cancel during that ping or during a dial closes a healthy
+// connection and, under a storm of cancellations, empties the pool; a
+// caller whose context ends while the pool is exhausted returns at once,
+// and the connection, when it comes, goes straight back to the pool.
+//
+// # Introspection
+//
+// Held reports whether any session of the current database holds a key
+// (pg_locks is cluster-wide; advisory keys are per database). Locks lists
+// the advisory locks of the current database, with the key read from the
+// Kannuki comment of each session's current statement: always for a
+// waiting session, for a holder once its keepalive ran.
+//
+// # Limits
+//
+// Every held advisory lock takes a slot in the server's shared lock table,
+// which has room for about max_locks_per_transaction x (max_connections +
+// max_prepared_transactions) locks in all (6,400 with the defaults);
+// beyond that, lock requests fail with "out of shared memory". Session
+// locks need the session: behind PgBouncer in transaction pooling mode
+// they do not work (use session pooling or a direct connection). A
+// statement_timeout set for the role or database also ends waits longer
+// than it, with an error that is not ErrNotAcquired; set it to 0 for the
+// locking pool's role, or keep waits shorter.
+package kannukipg

@@ -1,0 +1,177 @@
+package kannukipg
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
+)
+
+// lease is one held lock and the connection pinned for it. The session
+// lock lives exactly as long as that database session, so the connection
+// goes back to the pool only once the unlock has said true, and is
+// destroyed whenever that cannot be shown.
+type lease struct {
+	b    *Backend
+	key  kannuki.Key
+	mode kannuki.Mode
+
+	mu   sync.Mutex
+	conn *sql.Conn // nil once released or destroyed
+	lost error     // set when the lock was found lost
+}
+
+func (l *lease) variant() (shared, pair int) {
+	return b2i(l.mode == kannuki.ModeShared), b2i(l.key.Pair)
+}
+
+// try asks for the lock once. It runs to completion (bounded, not canceled
+// with ctx) so that its outcome is always known: a try interrupted halfway
+// could leave the lock granted on a connection we then cannot vouch for.
+func (l *lease) try(ctx context.Context) (bool, error) {
+	ctx, cancel := l.b.fast(ctx, false)
+	defer cancel()
+	return l.fastStmt(ctx, 0)
+}
+
+// unlock gives the lock back on the pinned connection: true when it was held.
+func (l *lease) unlock(ctx context.Context) (bool, error) {
+	return l.fastStmt(ctx, 1)
+}
+
+// fastStmt runs the try (op 0) or the unlock (op 1) in the Backend's form.
+func (l *lease) fastStmt(ctx context.Context, op int) (bool, error) {
+	if l.b.form != FormLiteral {
+		counts, err := l.b.countsRows(ctx, l.conn)
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case counts && l.b.form == FormPrepared:
+			return l.b.prep.run(ctx, l.conn, op, l.key, l.mode)
+		case counts:
+			s, p := l.variant()
+			return execBool(ctx, l.conn, fastSQL[op][s][p], boundArgs(l.key)...)
+		case l.b.form == FormBound:
+			s, p := l.variant()
+			if op == 0 {
+				return queryBool(ctx, l.conn, boundTry[s][p], boundArgs(l.key)...)
+			}
+			return queryBool(ctx, l.conn, boundUnlock[s][p], boundArgs(l.key)...)
+		}
+	}
+	if op == 0 {
+		return l.b.boolStmt(ctx, l.conn, pgsql.TryLock(commentKey(l.key), l.mode))
+	}
+	return l.b.boolStmt(ctx, l.conn, pgsql.Unlock(l.key, l.mode))
+}
+
+// putBack returns the connection, which holds no lock, to the pool.
+func (l *lease) putBack() {
+	_ = l.conn.Close()
+	l.conn = nil
+}
+
+// destroy closes the connection instead of returning it to the pool, which
+// ends the database session and with it any lock it may hold. Returning
+// driver.ErrBadConn from Raw makes database/sql close the driver connection.
+func (l *lease) destroy() {
+	_ = l.conn.Raw(func(dc any) error {
+		if c, ok := dc.(driver.Conn); ok {
+			l.b.prep.forget(c)
+		}
+		return driver.ErrBadConn
+	})
+	_ = l.conn.Close()
+	l.conn = nil
+}
+
+// cleanup runs after a wait that did not end in a grant: a cancel or an
+// error can race the grant, and PostgreSQL keeps a session lock granted
+// just before the statement failed. If this session holds the lock it is
+// unlocked; if that cannot be shown the connection is destroyed.
+func (l *lease) cleanup(ctx context.Context) {
+	cctx, cancel := l.b.bounded(ctx, false)
+	defer cancel()
+	held, err := l.b.boolStmt(cctx, l.conn, pgsql.HeldByMe(l.key, l.mode))
+	if err == nil && held {
+		var ok bool
+		if ok, err = l.unlock(cctx); err == nil && !ok {
+			err = errors.New("unlock returned false")
+		}
+	}
+	if err != nil {
+		l.destroy()
+		return
+	}
+	l.putBack()
+}
+
+// Release implements kannuki.Lease. It unlocks on the pinned connection
+// (pg_advisory_unlock, or pg_advisory_unlock_shared for a shared lock) in
+// one round trip, bounded by Options.ReleaseTimeout and not by ctx's
+// cancellation. The connection returns to the pool only when the unlock
+// returned true; otherwise it is destroyed. A false unlock or a session
+// found dead gives an error matching kannuki.ErrLockLost.
+func (l *lease) Release(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil {
+		if l.lost != nil {
+			return l.lost
+		}
+		return kannuki.ErrReleased
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	rctx, cancel := l.b.fast(ctx, true)
+	defer cancel()
+	ok, err := l.unlock(rctx)
+	switch {
+	case err == nil && ok:
+		l.putBack()
+		return nil
+	case err == nil:
+		l.destroy()
+		return &kannuki.LockLostError{Key: l.key.String, Err: errors.New("kannuki: the unlock found the lock not held by its session")}
+	case sessionGone(err):
+		l.destroy()
+		return &kannuki.LockLostError{Key: l.key.String, Err: err}
+	}
+	l.destroy()
+	return fmt.Errorf("kannuki: unlock %q failed, connection destroyed (the server frees the lock when the session ends): %w", l.key.String, err)
+}
+
+// Check implements kannuki.Checker: one round trip on the pinned connection
+// ("SELECT 1" with the key comment, which also keeps the key visible in
+// pg_stat_activity). The session is alive exactly when it still holds the
+// lock, since only this lease can unlock it. On failure the connection is
+// destroyed and the error matches kannuki.ErrLockLost. ctx's deadline
+// bounds the check; its cancellation does not interrupt it.
+func (l *lease) Check(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil {
+		if l.lost != nil {
+			return l.lost
+		}
+		return kannuki.ErrReleased
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cctx, cancel := l.b.bounded(ctx, true)
+	defer cancel()
+	if _, err := l.conn.ExecContext(cctx, checkSQL(l.key)); err != nil {
+		l.destroy()
+		l.lost = &kannuki.LockLostError{Key: l.key.String, Err: fmt.Errorf("kannuki: keepalive failed, connection destroyed: %w", err)}
+		return l.lost
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+package kannukipg
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
+)
+
+// foldGrace is how long the context watcher lets the server end a wait
+// whose lock_timeout is the context's own deadline before it interrupts
+// the statement itself.
+const foldGrace = 250 * time.Millisecond
+
+// maxCancelPause caps the pause between repeated cancel requests.
+const maxCancelPause = 100 * time.Millisecond
+
+// wait blocks on the server until the lock is granted, wait runs out
+// (wait < 0: no bound) or ctx ends. It always leaves the lease either
+// holding the lock (nil error) or with its connection back in the pool
+// holding nothing, or destroyed.
+//
+// The statement runs under a context that ctx does not cancel: both
+// drivers answer a canceled context by closing the connection (pgx/stdlib
+// sets a past deadline on the socket; lib/pq sends a cancel request and
+// then closes), which loses the chance to check and undo a grant that
+// raced the cancel, and with pgx leaves the server session queued for the
+// lock with no one to read its answer. Instead, when ctx ends, a second
+// pooled connection sends pg_cancel_backend to the waiting session (again
+// until the statement returns, since a cancel arriving before the
+// statement starts is ignored by the server), and the pinned connection
+// stays usable for the clean-up.
+func (l *lease) wait(ctx context.Context, wait time.Duration) error {
+	folded := false
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			l.putBack()
+			return context.DeadlineExceeded
+		}
+		if wait < 0 || left < wait {
+			// The server ends the wait at the deadline by itself: no
+			// cancel, no second connection needed in the common case.
+			wait, folded = left, true
+		}
+	}
+	q := pgsql.Lock(commentKey(l.key), l.mode, wait)
+
+	stmtCtx := context.WithoutCancel(ctx)
+	abort := context.CancelFunc(func() {})
+	var (
+		stop    func() bool
+		done    chan struct{}
+		fired   chan struct{}
+		aborted atomic.Bool
+	)
+	if ctx.Done() != nil {
+		if ctx.Err() != nil {
+			l.putBack()
+			return l.ctxErr(ctx, false)
+		}
+		pid, err := l.pid(ctx)
+		if err != nil {
+			l.destroy()
+			return fmt.Errorf("kannuki: wait for %q: %w", l.key.String, err)
+		}
+		stmtCtx, abort = context.WithCancel(stmtCtx)
+		done, fired = make(chan struct{}), make(chan struct{})
+		stop = context.AfterFunc(ctx, func() {
+			defer close(fired)
+			l.b.interrupt(ctx, pid, folded, done, func() {
+				aborted.Store(true)
+				abort()
+			})
+		})
+	}
+	_, err := l.conn.ExecContext(stmtCtx, q)
+	if stop != nil {
+		close(done)
+		if !stop() {
+			<-fired // no cancel may still be on its way to this session
+		}
+	}
+	abort()
+
+	switch {
+	case aborted.Load():
+		// The driver's own cancel ran: the connection is closed or about
+		// to be, whatever the statement's outcome.
+		l.destroy()
+		return l.ctxErr(ctx, folded)
+	case err == nil:
+		return nil
+	}
+	switch sqlState(err) {
+	case pgsql.CodeLockNotAvailable:
+		// lock_timeout. PostgreSQL can raise it although the lock was
+		// granted at the last moment: look before reporting failure.
+		cctx, cancel := l.b.bounded(ctx, false)
+		held, herr := l.b.boolStmt(cctx, l.conn, pgsql.HeldByMe(l.key, l.mode))
+		cancel()
+		switch {
+		case herr != nil:
+			l.destroy()
+			return fmt.Errorf("kannuki: wait for %q: lock_timeout, then the re-check failed: %w", l.key.String, herr)
+		case held:
+			return nil
+		}
+		l.putBack()
+		if folded {
+			return l.ctxErr(ctx, true)
+		}
+		return fmt.Errorf("kannuki: lock %q still held when the wait ran out: %w", l.key.String, kannuki.ErrNotAcquired)
+	case pgsql.CodeDeadlock:
+		l.cleanup(ctx)
+		return fmt.Errorf("kannuki: lock %q: %w: %w", l.key.String, kannuki.ErrDeadlock, err)
+	}
+	l.cleanup(ctx)
+	if ctx.Err() != nil {
+		return l.ctxErr(ctx, folded)
+	}
+	return fmt.Errorf("kannuki: wait for %q: %w", l.key.String, err)
+}
+
+// ctxErr is the error of a wait that ctx ended.
+func (l *lease) ctxErr(ctx context.Context, folded bool) error {
+	err := ctx.Err()
+	if err == nil && folded {
+		// The server's lock_timeout, set to the context's deadline, fired
+		// a hair before Go's timer did.
+		err = context.DeadlineExceeded
+	}
+	if err == nil {
+		err = context.Canceled
+	}
+	return fmt.Errorf("kannuki: wait for %q: %w", l.key.String, err)
+}
+
+// pid returns the pinned session's backend pid, for pg_cancel_backend.
+func (l *lease) pid(ctx context.Context) (int64, error) {
+	ctx, cancel := l.b.bounded(ctx, false)
+	defer cancel()
+	var pid int64
+	err := l.conn.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid)
+	return pid, err
+}
+
+// interrupt ends a waiting statement on session pid after its context
+// ended, until done closes. It cancels through a second pooled connection;
+// when none is free (see "Pool size" in the package documentation) or the
+// cancel fails, it falls back to abort, the driver's own cancellation,
+// which closes the pinned connection.
+func (b *Backend) interrupt(ctx context.Context, pid int64, folded bool, done <-chan struct{}, abort func()) {
+	if folded && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t := time.NewTimer(foldGrace)
+		select {
+		case <-done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	deadline := time.Now().Add(b.releaseTimeout)
+	side, err := b.sideConn(ctx, deadline)
+	if err != nil {
+		abort()
+		return
+	}
+	defer side.Close() // it ran only pg_cancel_backend: safe to pool
+	q := "SELECT pg_cancel_backend(" + strconv.FormatInt(pid, 10) + ")"
+	pause := time.Millisecond
+	for {
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		_, err := side.ExecContext(sctx, q)
+		cancel()
+		if err != nil {
+			abort()
+			return
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if time.Now().After(deadline) {
+			abort()
+			return
+		}
+		pause = min(2*pause, maxCancelPause)
+	}
+}
+
+// sideConn takes a second connection for a cancel, without waiting long
+// for a pool that is visibly exhausted.
+func (b *Backend) sideConn(ctx context.Context, deadline time.Time) (*sql.Conn, error) {
+	if st := b.db.Stats(); st.MaxOpenConnections > 0 && st.OpenConnections >= st.MaxOpenConnections && st.Idle == 0 {
+		return nil, ErrNoConnection
+	}
+	if soon := time.Now().Add(b.connWait); soon.Before(deadline) {
+		deadline = soon
+	}
+	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	return b.db.Conn(cctx)
+}
