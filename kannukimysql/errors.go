@@ -5,20 +5,25 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/kannuki-go/kannuki"
 )
 
-// ErrNoConnection reports that Acquire found no free connection in the
+// ErrNoConnection (which matches kannuki.ErrPoolExhausted, so a Locker's
+// TryLock reports it as an error, never as "held") reports that Acquire
+// found no free connection in the
 // *sql.DB pool within its bound (see "Pool size" in the package
 // documentation). It does not match kannuki.ErrNotAcquired: the lock was
 // never asked for, and a pool too small for the locks held at once is a
 // configuration problem to surface, not contention.
-var ErrNoConnection = errors.New("kannuki: mysql: no free connection in the pool")
+var ErrNoConnection = fmt.Errorf("%w: mysql: no free connection in the pool", kannuki.ErrPoolExhausted)
 
 // Server error numbers Kannuki acts on.
 const (
