@@ -18,6 +18,7 @@ type Handle struct {
 	lease   Lease
 	ctx     context.Context // the acquiring call's values, never canceled: for events and checks
 	granted time.Time
+	queued  bool // holds the key's place in the Locker's local queue
 	lost    chan struct{}
 
 	mu       sync.Mutex
@@ -142,6 +143,9 @@ func (h *Handle) Release(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.l.opts.releaseTimeout())
 	defer cancel()
 	err := h.lease.Release(rctx)
+	if h.queued {
+		h.l.queue.leave(h.key.String) // after the database lock is given back
+	}
 	if lost := h.Err(); lost != nil {
 		return lost // the release was expected to fail; the loss is what matters
 	}

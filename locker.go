@@ -15,6 +15,7 @@ type Locker struct {
 	keys    KeyScheme
 	hook    Hook
 	stats   counters
+	queue   localQueue
 }
 
 // New returns a Locker on b. A nil b yields a Locker whose calls all fail
@@ -186,13 +187,39 @@ func (l *Locker) acquire(ctx context.Context, key string, opts []CallOption, try
 
 // acquireKey runs the strategy against the backend and reports the outcome.
 func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle, error) {
+	queued := cfg.mode == ModeExclusive && !l.opts.NoLocalQueue
 	lease, err := l.obtain(ctx, k, cfg, reportCounted, func(ctx context.Context, req Request) (Lease, error) {
-		return l.backend.Acquire(ctx, k, req)
+		if !queued {
+			return l.backend.Acquire(ctx, k, req)
+		}
+		return l.acquireQueued(ctx, k, req)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return newHandle(ctx, l, k, cfg.mode, lease), nil
+	h := newHandle(ctx, l, k, cfg.mode, lease)
+	h.queued = queued
+	return h, nil
+}
+
+// acquireQueued waits for key's place in the process first, then asks the
+// backend with what is left of the wait. The place is kept while the lock
+// is held and given up by Handle.Release.
+func (l *Locker) acquireQueued(ctx context.Context, k Key, req Request) (Lease, error) {
+	start := time.Now()
+	if err := l.queue.enter(ctx, k.String, req.Wait); err != nil {
+		return nil, err
+	}
+	if req.Wait > 0 {
+		// What the local wait left; 0 still makes one try.
+		req.Wait = max(req.Wait-time.Since(start), 0)
+	}
+	lease, err := l.backend.Acquire(ctx, k, req)
+	if err != nil {
+		l.queue.leave(k.String)
+		return nil, err
+	}
+	return lease, nil
 }
 
 // grantReport says how obtain reports a grant.

@@ -343,7 +343,8 @@ func TestReleaseIdempotentWithCanceledContext(t *testing.T) {
 }
 
 func TestRetryStrategy(t *testing.T) {
-	l, b := newLocker(kannuki.Options{})
+	// Without the local queue, so that every try reaches the backend.
+	l, b := newLocker(kannuki.Options{NoLocalQueue: true})
 	ctx := context.Background()
 	h, _ := l.Acquire(ctx, "k")
 	defer h.Release(ctx)

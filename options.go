@@ -37,6 +37,13 @@ type Options struct {
 	Hook Hook
 	// Logger, when set, logs events through slog (see SlogHook). nil is silent.
 	Logger *slog.Logger
+	// NoLocalQueue turns off in-process queueing. By default, goroutines of
+	// one Locker that want the same key exclusively queue in the process,
+	// first come first served, and only the first of them holds or waits
+	// for the key in the database: many local waiters cost one database
+	// connection, and a one-try call fails at once, without a round trip,
+	// while another goroutine of the Locker holds or awaits the key.
+	NoLocalQueue bool
 }
 
 // callConfig is the per-call state built from Options and CallOptions.
