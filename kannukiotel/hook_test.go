@@ -20,6 +20,9 @@ func TestTraffic(t *testing.T) {
 	r := newRig(t, kannukiotel.Options{DBSystem: "postgresql", SpanHold: true})
 	rec := &recorder{}
 	l := kannuki.New(env.backend, kannuki.Options{
+		// One Locker plays several processes: its callers must queue in
+		// PostgreSQL, where the test watches them, not in the local queue.
+		NoLocalQueue:      true,
 		Hook:              kannuki.Hooks(rec, r.hook),
 		KeepaliveInterval: 20 * time.Millisecond,
 	})

@@ -58,6 +58,9 @@ func TestTraffic(t *testing.T) {
 	c := kannukiprom.New(kannukiprom.Options{ConstLabels: prometheus.Labels{"backend": "postgresql"}})
 	rec := &recorder{}
 	l := kannuki.New(env.backend, kannuki.Options{
+		// One Locker plays several processes: its callers must queue in
+		// PostgreSQL, where the test watches them, not in the local queue.
+		NoLocalQueue:      true,
 		Hook:              kannuki.Hooks(rec, c),
 		KeepaliveInterval: 20 * time.Millisecond,
 	})
