@@ -54,7 +54,9 @@ type Backend interface {
 	// ErrNotAcquired. When ctx ends first it returns an error matching
 	// ctx.Err(). On any error nothing may remain held: a grant that raced a
 	// cancellation must be undone before Acquire returns. Deadlocks match
-	// ErrDeadlock.
+	// ErrDeadlock. When no pooled connection came free in time the error
+	// matches ErrPoolExhausted (and may also match ErrNotAcquired); the
+	// Locker then reports ReasonPoolExhausted, never "held".
 	Acquire(ctx context.Context, key Key, req Request) (Lease, error)
 
 	// Held reports whether anyone (this process included) holds key in any
