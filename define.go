@@ -13,6 +13,12 @@ import (
 //	var invoiceNumbers = kannuki.Define[int64]("invoice_numbers")
 //	err := invoiceNumbers.WithLock(ctx, l, companyID, func(ctx context.Context) error { ... })
 //
+// Transaction forms take the definition's key (Go methods cannot add the
+// transaction's type parameter):
+//
+//	err := kannuki.InTx(ctx, l, invoiceNumbers.Key(companyID), func(ctx context.Context, tx *sql.Tx) error { ... })
+//	err = kannuki.LockTx(ctx, l, tx, invoiceNumbers.Key(companyID))
+//
 // A Definition is immutable and safe for concurrent use.
 type Definition[T any] struct {
 	name string

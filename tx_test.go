@@ -126,3 +126,19 @@ func TestTxUnsupported(t *testing.T) {
 		t.Fatalf("nil fn: %v", err)
 	}
 }
+
+func TestDefinitionTransactionForm(t *testing.T) {
+	numbering := kannuki.Define[int64]("number_generation")
+	b := txChanBackend{newChanBackend()}
+	l := kannuki.New(b, kannuki.Options{KeyPrefix: "billing"})
+	ctx := context.Background()
+	err := kannuki.InTx(ctx, l, numbering.Key(7), func(ctx context.Context, tx *memTx) error {
+		if held, _ := numbering.Held(ctx, l, 7); !held {
+			t.Error("definition key not held in the transaction")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
