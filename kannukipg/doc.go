@@ -149,6 +149,37 @@
 // Kannuki comment of each session's current statement: always for a
 // waiting session, for a holder once its keepalive ran.
 //
+// # Transaction-scoped locks
+//
+// kannuki.LockTx locks inside a *sql.Tx the caller opened and
+// kannuki.InTx opens one itself (Backend.AcquireTx, Backend.RunTx), with
+// pg_advisory_xact_lock (and _shared): the lock ends at COMMIT or
+// ROLLBACK, nothing needs releasing, no connection stays pinned after the
+// transaction, and it works behind PgBouncer in transaction pooling mode.
+// The statements are parameterless (simple protocol, several in one text)
+// on both drivers. A try is one round trip: a SAVEPOINT, which fails
+// unless the session really is in a transaction block, and
+// pg_try_advisory_xact_lock. A wait runs inside a SAVEPOINT with a
+// lock_timeout of its own (0 when waiting forever) and restores the
+// caller's, so a timeout, a deadlock (kannuki.ErrDeadlock) or a
+// cancellation rolls back to the savepoint and leaves the transaction
+// usable, without the lock, its lock_timeout as it was. A cancellation
+// goes through pg_cancel_backend from a spare connection, as for session
+// locks; a grant that raced it is rolled back with the savepoint, so
+// AcquireTx returns nil exactly when the transaction holds the lock. A
+// transaction that is finished, aborted, or not open on the server is an
+// error matching kannuki.ErrInvalidArgument, never a silent no-op.
+//
+// Behind PgBouncer in transaction mode (1.18 tested), use these and not
+// session locks. pgx/stdlib needs default_query_exec_mode=simple_protocol
+// (or exec) in the DSN, since its default mode prepares named statements
+// that PgBouncer before 1.21 does not carry from one server session to the
+// next. lib/pq needs binary_parameters=yes: otherwise it prepares each
+// statement with parameters in one round trip and runs it in the next,
+// which PgBouncer may send to another server session outside a
+// transaction ("unnamed prepared statement does not exist"); inside one
+// it works either way.
+//
 // # Limits
 //
 // Every held advisory lock takes a slot in the server's shared lock table,
@@ -156,7 +187,11 @@
 // max_prepared_transactions) locks in all (6,400 with the defaults);
 // beyond that, lock requests fail with "out of shared memory". Session
 // locks need the session: behind PgBouncer in transaction pooling mode
-// they do not work (use session pooling or a direct connection). A
+// they do not work, silently: the lock stays on a server session that
+// PgBouncer lends to other clients, which are then granted the same key
+// too, and the unlock may run on another session. database/sql cannot see
+// that a pooler is in between; use transaction-scoped locks there, or
+// session pooling, or a direct connection. A
 // statement_timeout set for the role or database also ends waits longer
 // than it, with an error that is not ErrNotAcquired; set it to 0 for the
 // locking pool's role, or keep waits shorter.

@@ -22,8 +22,9 @@ import (
 // concurrent use and does not own the pool: close the pool yourself after
 // the last lock is released.
 type Backend struct {
-	pool *pgxpool.Pool
-	opts Options
+	pool   *pgxpool.Pool
+	opts   Options
+	pooler poolerCheck // are session locks safe on this pool? (pooler.go)
 }
 
 var (
@@ -53,6 +54,10 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	if err != nil {
 		return nil, err
 	}
+	if err := b.checkSession(ctx, pc, key); err != nil {
+		pc.Release() // holds nothing; pgxpool destroys it if the check broke it
+		return nil, err
+	}
 	a := acquisition{b: b, pc: pc, c: pc.Conn(), key: key, mode: req.Mode, settle: noop}
 	return a.run(ctx, req.Wait, start)
 }
@@ -67,7 +72,7 @@ func (b *Backend) conn(ctx context.Context, key kannuki.Key, wait time.Duration,
 	case wait == 0:
 		st := b.pool.Stat()
 		if st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
-			return nil, fmt.Errorf("%w: lock %q: all %d connections in use", ErrPoolExhausted, key.String, st.MaxConns())
+			return nil, fmt.Errorf("%w: lock %q: all %d connections in use: %w", ErrPoolExhausted, key.String, st.MaxConns(), kannuki.ErrNotAcquired)
 		}
 		actx, cancel = context.WithTimeout(ctx, b.opts.tryConnTimeout())
 	case wait > 0:
@@ -82,7 +87,7 @@ func (b *Backend) conn(ctx context.Context, key kannuki.Key, wait time.Duration,
 		return nil, ended(key, cerr)
 	}
 	if actx.Err() != nil { // our own budget ran out: the pool had no connection for us
-		return nil, fmt.Errorf("%w: lock %q: no connection free within %s", ErrPoolExhausted, key.String, time.Since(start).Round(time.Millisecond))
+		return nil, fmt.Errorf("%w: lock %q: no connection free within %s: %w", ErrPoolExhausted, key.String, time.Since(start).Round(time.Millisecond), kannuki.ErrNotAcquired)
 	}
 	return nil, fmt.Errorf("kannuki: pgx: %w", err)
 }

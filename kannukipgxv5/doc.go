@@ -1,6 +1,7 @@
 // Package kannukipgxv5 is the Kannuki backend for PostgreSQL on a
 // *pgxpool.Pool (pgx v5): session-level advisory locks, exclusive and
-// shared, taken and given back in one round trip each.
+// shared, taken and given back in one round trip each, and
+// transaction-scoped locks inside a pgx.Tx (see Transaction-scoped locks).
 //
 //	pool, err := pgxpool.New(ctx, dsn)
 //	...
@@ -111,10 +112,65 @@
 // Locker cancels fn's context with ErrLockLost. The keepalive also keeps a
 // holder's session from idle_session_timeout longer than the interval.
 //
+// # Transaction-scoped locks
+//
+// kannuki.LockTx takes a lock inside a pgx.Tx the caller opened, and
+// kannuki.InTx opens the transaction itself (Backend.AcquireTx and
+// Backend.RunTx):
+//
+//	err := kannuki.InTx(ctx, locker, "invoice_numbers/7", func(ctx context.Context, tx pgx.Tx) error {
+//		// read the last number, insert the next one
+//		return nil
+//	})
+//
+// They use pg_advisory_xact_lock (and _shared): the lock ends with the
+// transaction, at COMMIT or ROLLBACK, so there is nothing to release, no
+// connection stays pinned after the transaction, and they work behind
+// PgBouncer in transaction pooling mode. A try is one round trip
+// (pg_try_advisory_xact_lock). A wait runs inside a SAVEPOINT with a
+// lock_timeout of its own and puts the caller's lock_timeout back, so a
+// timeout, a deadlock (kannuki.ErrDeadlock) or a cancellation rolls back
+// to the savepoint and leaves the transaction usable, without the lock and
+// with its settings as they were. AcquireTx returns nil exactly when the
+// transaction holds the lock (a grant that races a cancellation is rolled
+// back with the savepoint). A transaction that is closed, aborted, or not
+// open on the server is an error matching kannuki.ErrInvalidArgument,
+// never a silent no-op. Taking the same key twice in one transaction
+// succeeds; rolling back to a savepoint made before the lock was taken
+// (a nested pgx.Tx, say) releases it.
+//
+// # PgBouncer
+//
+// Behind PgBouncer in transaction mode (pool_mode=transaction) every
+// transaction may run on another server session. Use transaction-scoped
+// locks there; they exclude correctly (tested through PgBouncer 1.18).
+// pgx's default query exec mode (cache_statement) prepares named
+// statements, which PgBouncer before 1.21 does not follow from one server
+// session to the next ("prepared statement ... already exists"): configure
+// the pool with default_query_exec_mode=simple_protocol (or exec), e.g.
+//
+//	postgres://app@pgbouncer:6432/db?default_query_exec_mode=simple_protocol
+//
+// Kannuki's own transaction-lock statements need no prepared statements in
+// any mode (no arguments, the simple protocol); the application's
+// statements do.
+//
+// Session locks (WithLock, Acquire, ...) are unsafe behind a transaction
+// pooler: the lock stays on a server session that PgBouncer then lends to
+// other clients, which are granted the same key again, and the unlock may
+// run on yet another session. Acquire therefore checks, on its first call,
+// that the server process it talks to is the one announced when the
+// connection opened; a pooler that shares server sessions announces its
+// own. When they differ, session locks fail with an error matching
+// kannuki.ErrUnsupported. PgBouncer cannot be asked for its pool mode, so a
+// pooler in session mode (pool_mode=session), where session locks are
+// safe, is refused too: set Options.SessionPooler for it.
+//
 // # Limits
 //
-//   - Session locks need session pooling: behind PgBouncer in transaction
-//     mode the session, and the lock, change under the caller.
+//   - Session locks need a session of their own: behind PgBouncer in
+//     transaction mode the session, and the lock, change under the caller
+//     (see PgBouncer above).
 //   - Advisory locks are per database; Held and Locks look at the current
 //     database only.
 //   - Every held advisory lock and every waiting one takes an entry in the

@@ -14,8 +14,10 @@ const (
 
 // ErrPoolExhausted is kannuki.ErrPoolExhausted: the cause of a try
 // (Request.Wait 0) that found every connection of the pool in use, and of a
-// timed wait that ran out while waiting for a connection. It says nothing
-// about whether the key is held; through a Locker it comes inside a
+// timed wait that ran out while waiting for a connection. Such errors also
+// match kannuki.ErrNotAcquired (the lock was not obtained in the budget),
+// but they say nothing about whether the key is held: through a Locker they
+// come inside a
 // *kannuki.NotAcquiredError with Reason kannuki.ReasonPoolExhausted, and
 // TryLock reports it as an error, not as false.
 var ErrPoolExhausted = kannuki.ErrPoolExhausted
@@ -38,6 +40,19 @@ type Options struct {
 	// connection somebody else uses: with every connection in use it fails
 	// at once with ErrPoolExhausted. 0 means DefaultTryConnTimeout.
 	TryConnTimeout time.Duration
+
+	// SessionPooler declares that the pool's connections go through a
+	// connection pooler that gives each client connection a server session
+	// of its own for as long as it is open (PgBouncer pool_mode=session).
+	// Without it, the first Acquire checks that the server process it talks
+	// to is the one announced when the connection opened (a pooler that
+	// shares server sessions announces its own), and session locks fail
+	// with an error matching kannuki.ErrUnsupported when it is not: behind
+	// a pooler in transaction mode (PgBouncer pool_mode=transaction) a
+	// session lock would stay on a server session that other clients then
+	// use. Transaction-scoped locks (AcquireTx, RunTx) are safe behind any
+	// pooler and never check.
+	SessionPooler bool
 }
 
 func (o Options) releaseTimeout() time.Duration {

@@ -1,0 +1,442 @@
+package kannukipg
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
+)
+
+var (
+	_ kannuki.TxBackend[*sql.Tx] = (*Backend)(nil)
+	_ kannuki.TxRunner[*sql.Tx]  = (*Backend)(nil)
+)
+
+// Transaction-scoped locks use parameterless statements (the id as a
+// literal, the key in a comment) through ExecContext: the simple protocol
+// on pgx/stdlib and lib/pq alike, one round trip, several statements in
+// one text, nothing prepared, so they also work behind PgBouncer in
+// transaction mode.
+const (
+	// txSavepoint wraps a wait, so that its failure (lock_timeout, a
+	// deadlock, a cancel) can be rolled back without aborting the caller's
+	// transaction, and so that a grant that raced a cancellation can still
+	// be undone: ROLLBACK TO SAVEPOINT releases a transaction lock taken
+	// after the savepoint.
+	txSavepoint = "kannuki_xact_lock"
+	// savedLockTimeout is a custom setting that keeps the caller's
+	// lock_timeout while the wait runs with its own; transaction-local like
+	// every setting the wait changes.
+	savedLockTimeout = "kannuki.saved_lock_timeout"
+
+	txRelease  = "RELEASE SAVEPOINT " + txSavepoint
+	txRollback = "ROLLBACK TO SAVEPOINT " + txSavepoint + "; RELEASE SAVEPOINT " + txSavepoint
+	// txCheck fails (25P01) unless the session is in a transaction block;
+	// it runs in front of the try, in the same round trip, since a
+	// transaction lock taken outside a block would end with its statement.
+	txCheck = "SAVEPOINT " + txSavepoint + "; RELEASE SAVEPOINT " + txSavepoint
+
+	codeNoActiveTx = "25P01" // no_active_sql_transaction
+	codeTxAborted  = "25P02" // in_failed_sql_transaction
+)
+
+func xactSuffix(m kannuki.Mode) string {
+	if m == kannuki.ModeShared {
+		return "_shared"
+	}
+	return ""
+}
+
+// xactTry returns one boolean: whether the transaction got the lock.
+// pg_try_advisory_xact_lock never waits, so it needs no savepoint.
+func xactTry(k kannuki.Key, m kannuki.Mode) string {
+	return "SELECT pg_try_advisory_xact_lock" + xactSuffix(m) + "(" + pgsql.Args(k) + ") " + pgsql.Comment(commentKey(k).String)
+}
+
+// xactWait opens the savepoint, keeps the caller's lock_timeout, sets the
+// wait's own (timeout "0" waits forever, whatever the caller's setting),
+// waits, and puts the caller's lock_timeout back. set_config(..., true)
+// lasts until the end of the transaction (RELEASE SAVEPOINT keeps it),
+// hence the explicit restore. The savepoint stays open: the caller
+// releases it once it knows the grant is wanted, or rolls back to it, which
+// also restores lock_timeout when the wait failed.
+func xactWait(k kannuki.Key, m kannuki.Mode, timeout string) string {
+	return "SAVEPOINT " + txSavepoint + "; " +
+		"SELECT set_config('" + savedLockTimeout + "', current_setting('lock_timeout'), true), set_config('lock_timeout', '" + timeout + "', true); " +
+		"SELECT pg_advisory_xact_lock" + xactSuffix(m) + "(" + pgsql.Args(k) + ") " + pgsql.Comment(commentKey(k).String) + "; " +
+		"SELECT set_config('lock_timeout', current_setting('" + savedLockTimeout + "'), true)"
+}
+
+// maxLockTimeout is the largest lock_timeout PostgreSQL accepts (INT_MAX
+// milliseconds, about 24.8 days); longer timed waits are cut to it.
+const maxLockTimeout = (1<<31 - 1) * time.Millisecond
+
+// AcquireTx implements kannuki.TxBackend (kannuki.LockTx): it takes key
+// with pg_advisory_xact_lock (or its _shared form) inside tx, so the lock
+// is held until tx commits or rolls back; there is nothing to release, and
+// it works behind PgBouncer in transaction pooling mode. tx must be a
+// transaction on the same database as the Backend's pool, which provides
+// the connection that cancels a wait.
+//
+// A try (req.Wait 0), and the first step of every wait, is one round trip:
+// a SAVEPOINT that proves tx is open on the server, and
+// pg_try_advisory_xact_lock. When the key is held and the request may
+// wait, the wait runs inside a SAVEPOINT with its own lock_timeout (0 for
+// WaitForever, so a lock_timeout the caller set does not cut it; the
+// remaining wait or ctx's deadline, whichever comes first, otherwise), and
+// the caller's lock_timeout is restored afterwards: SHOW lock_timeout
+// reads the same before and after. A refused try, an expired wait (an
+// error matching kannuki.ErrNotAcquired, or ctx.Err() when ctx's deadline
+// ended it), a deadlock (kannuki.ErrDeadlock) or a cancellation of ctx
+// leaves tx usable and without the lock. A wait costs two or three more
+// round trips (the session's pid when ctx can be canceled, the wait, the
+// end of the savepoint).
+//
+// AcquireTx returns nil exactly when tx holds the lock. The statements run
+// detached from ctx's cancellation (both drivers answer a canceled context
+// by closing the connection, which would kill tx); when ctx is canceled
+// during a wait, a second connection of the Backend's pool sends
+// pg_cancel_backend to tx's session, and a grant that won that race is
+// rolled back with the savepoint before the cancellation is reported. Only
+// when the pool has no connection to spare does the driver's own
+// cancellation run: the connection closes, tx is lost (the error says so;
+// roll it back), and the server ends the session and whatever it held.
+//
+// A tx that was committed or rolled back (sql.ErrTxDone), that is no longer
+// in a transaction block on the server (a COMMIT sent by hand), or that an
+// earlier error aborted yields an error matching
+// kannuki.ErrInvalidArgument; AcquireTx never pretends to lock. Rolling
+// back to a savepoint made before AcquireTx also releases the lock.
+func (b *Backend) AcquireTx(ctx context.Context, tx *sql.Tx, key kannuki.Key, req kannuki.Request) error {
+	start := time.Now()
+	switch {
+	case b == nil || b.db == nil:
+		return fmt.Errorf("%w: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+	case ctx == nil:
+		return fmt.Errorf("%w: nil context", kannuki.ErrInvalidArgument)
+	case tx == nil:
+		return fmt.Errorf("%w: nil *sql.Tx", kannuki.ErrInvalidArgument)
+	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
+		return fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	x := txAcquisition{b: b, tx: tx, key: key, mode: req.Mode}
+	granted, err := x.try(ctx)
+	switch {
+	case err != nil:
+		return err
+	case granted:
+		return nil
+	case req.Wait == 0:
+		return fmt.Errorf("kannuki: lock %q is held elsewhere: %w", key.String, kannuki.ErrNotAcquired)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	wait := req.Wait
+	if wait > 0 {
+		if wait -= time.Since(start); wait <= 0 {
+			return fmt.Errorf("kannuki: lock %q still held after %s: %w", key.String, req.Wait, kannuki.ErrNotAcquired)
+		}
+	}
+	return x.wait(ctx, wait)
+}
+
+// txAcquisition is one AcquireTx call.
+type txAcquisition struct {
+	b    *Backend
+	tx   *sql.Tx
+	key  kannuki.Key
+	mode kannuki.Mode
+}
+
+// try checks that tx is open and runs pg_try_advisory_xact_lock, in one
+// round trip when the driver reports rows affected for SELECT (pgx/stdlib,
+// lib/pq). It runs to completion whatever ctx does (bounded as the
+// Backend's fast statements are), so that its outcome is always known.
+func (x *txAcquisition) try(ctx context.Context) (bool, error) {
+	fctx, cancel := x.b.fast(ctx, false)
+	defer cancel()
+	counts, err := x.b.countsRows(fctx, x.tx)
+	if err != nil {
+		return false, x.statementError(ctx, err)
+	}
+	var granted bool
+	if counts {
+		granted, err = execBool(fctx, x.tx, txCheck+"; "+execForm(xactTry(x.key, x.mode)))
+	} else {
+		if _, err = x.tx.ExecContext(fctx, txCheck); err == nil {
+			granted, err = queryBool(fctx, x.tx, xactTry(x.key, x.mode))
+		}
+	}
+	if err != nil {
+		return false, x.statementError(ctx, err)
+	}
+	return granted, nil
+}
+
+// wait waits for the lock inside the savepoint; wait < 0 waits until
+// granted or ctx ends. Its structure follows lease.wait: the statement
+// runs detached from ctx, and ctx's end sends pg_cancel_backend from a
+// second connection.
+func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
+	folded := false
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return context.DeadlineExceeded
+		}
+		if (wait < 0 || left < wait) && left <= maxLockTimeout {
+			// The server ends the wait at the deadline by itself.
+			wait, folded = left, true
+		}
+	}
+	timeout := "0"
+	if wait > 0 {
+		timeout = pgsql.LockTimeout(min(wait, maxLockTimeout))
+	}
+	q := xactWait(x.key, x.mode, timeout)
+
+	stmtCtx := context.WithoutCancel(ctx)
+	abort := context.CancelFunc(func() {})
+	var (
+		stop    func() bool
+		done    chan struct{}
+		fired   chan struct{}
+		aborted atomic.Bool
+	)
+	if ctx.Done() != nil {
+		pid, err := x.pid(ctx)
+		if err != nil {
+			return x.statementError(ctx, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		stmtCtx, abort = context.WithCancel(stmtCtx)
+		done, fired = make(chan struct{}), make(chan struct{})
+		stop = context.AfterFunc(ctx, func() {
+			defer close(fired)
+			x.b.interrupt(ctx, pid, folded, done, func() {
+				aborted.Store(true)
+				abort()
+			})
+		})
+	}
+	_, err := x.tx.ExecContext(stmtCtx, q)
+	if stop != nil {
+		close(done)
+		if !stop() {
+			<-fired // no cancel may still be on its way to this session
+		}
+	}
+	abort()
+	if hook, ok := ctx.Value(afterWaitKey{}).(func()); ok && err == nil && !aborted.Load() {
+		hook()
+	}
+
+	if aborted.Load() {
+		// The driver's own cancellation ran: the connection, and tx with
+		// it, is closed or about to be, whatever the statement did.
+		return errors.Join(x.ctxErr(ctx, folded),
+			fmt.Errorf("kannuki: lock %q: no spare connection to cancel the wait, the driver closed the transaction's connection (roll it back): %w", x.key.String, err))
+	}
+	if err == nil {
+		if ctx.Err() != nil {
+			// The grant raced the cancellation: the caller gets an error,
+			// so the transaction must not keep the lock.
+			if rerr := x.cleanup(ctx, txRollback); rerr != nil {
+				return errors.Join(x.ctxErr(ctx, folded), rerr)
+			}
+			return x.ctxErr(ctx, folded)
+		}
+		return x.cleanup(ctx, txRelease)
+	}
+
+	code := sqlState(err)
+	switch {
+	case code == "", code == codeNoActiveTx, code == codeTxAborted:
+		return x.statementError(ctx, err) // no answer, or no savepoint was made
+	}
+	if rerr := x.cleanup(ctx, txRollback); rerr != nil {
+		return errors.Join(x.mapWaitError(ctx, folded, code, err), rerr)
+	}
+	return x.mapWaitError(ctx, folded, code, err)
+}
+
+// mapWaitError turns the failure of the wait statement into the error the
+// caller sees, once the savepoint is rolled back.
+func (x *txAcquisition) mapWaitError(ctx context.Context, folded bool, code string, err error) error {
+	if ctx.Err() != nil {
+		return x.ctxErr(ctx, folded)
+	}
+	switch code {
+	case pgsql.CodeLockNotAvailable:
+		if folded {
+			return x.ctxErr(ctx, true) // the server's clock was ahead of ctx's timer
+		}
+		return fmt.Errorf("kannuki: lock %q still held when the wait ran out: %w", x.key.String, kannuki.ErrNotAcquired)
+	case pgsql.CodeDeadlock:
+		return fmt.Errorf("kannuki: lock %q: %w: %w", x.key.String, kannuki.ErrDeadlock, err)
+	case pgsql.CodeQueryCanceled:
+		// Not our cancel (ctx is alive): statement_timeout or an
+		// administrator's pg_cancel_backend ended the wait.
+		return fmt.Errorf("kannuki: lock %q: the server ended the wait: %w: %w", x.key.String, kannuki.ErrNotAcquired, err)
+	}
+	return fmt.Errorf("kannuki: wait for %q in a transaction: %w", x.key.String, err)
+}
+
+// ctxErr is the error of a wait that ctx ended.
+func (x *txAcquisition) ctxErr(ctx context.Context, folded bool) error {
+	err := ctx.Err()
+	if err == nil && folded {
+		err = context.DeadlineExceeded
+	}
+	if err == nil {
+		err = context.Canceled
+	}
+	return fmt.Errorf("kannuki: wait for %q: %w", x.key.String, err)
+}
+
+// pid returns tx's session pid, for pg_cancel_backend.
+func (x *txAcquisition) pid(ctx context.Context) (int64, error) {
+	ctx, cancel := x.b.bounded(ctx, false)
+	defer cancel()
+	var pid int64
+	err := x.tx.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid)
+	return pid, err
+}
+
+// cleanup ends the savepoint with text (txRelease or txRollback), detached
+// from ctx and bounded by ReleaseTimeout. A pg_cancel_backend that was sent
+// just as the wait ended can still reach the session late and fail the
+// clean-up (57014); the savepoint then still exists, and a second try
+// settles it.
+func (x *txAcquisition) cleanup(ctx context.Context, text string) error {
+	cctx, cancel := x.b.bounded(ctx, false)
+	defer cancel()
+	var err error
+	for range 2 {
+		if _, err = x.tx.ExecContext(cctx, text); err == nil {
+			return nil
+		}
+		if sqlState(err) != pgsql.CodeQueryCanceled {
+			break
+		}
+		text = txRollback // the transaction may be aborted inside the savepoint
+	}
+	return fmt.Errorf("kannuki: lock %q: ending the savepoint failed, the transaction is unusable (roll it back): %w", x.key.String, err)
+}
+
+// statementError maps the failure of a statement that left no savepoint.
+func (x *txAcquisition) statementError(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, sql.ErrTxDone):
+		return fmt.Errorf("%w: lock %q: the transaction has already been committed or rolled back: %w", kannuki.ErrInvalidArgument, x.key.String, err)
+	case sqlState(err) == codeNoActiveTx:
+		return fmt.Errorf("%w: lock %q: the connection is not in an open transaction: a transaction lock would end with the statement: %w",
+			kannuki.ErrInvalidArgument, x.key.String, err)
+	case sqlState(err) == codeTxAborted:
+		return fmt.Errorf("%w: lock %q: the transaction is aborted by an earlier error; roll it back: %w", kannuki.ErrInvalidArgument, x.key.String, err)
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return errors.Join(fmt.Errorf("kannuki: lock %q: %w", x.key.String, cerr), err)
+	}
+	return fmt.Errorf("kannuki: lock %q in a transaction: %w", x.key.String, err)
+}
+
+// afterWaitKey is a context key for tests only: its func() value runs after
+// a wait statement succeeded, before AcquireTx looks at ctx, so a test can
+// cancel ctx exactly there (a grant racing a cancellation).
+type afterWaitKey struct{}
+
+// RunTx implements kannuki.TxRunner (kannuki.InTx): it begins a
+// transaction on a connection of the Backend's pool, takes key in it with
+// AcquireTx, runs fn, and commits when fn returns nil. It rolls back when
+// the lock is not granted (fn does not run; the error matches
+// kannuki.ErrNotAcquired), when fn returns an error, when ctx has ended by
+// the time fn returns, and when fn panics (the panic propagates). The lock
+// ends with the transaction.
+//
+// Getting the connection follows Acquire's rules (Options.ConnWait; an
+// exhausted pool gives an error matching ErrNoConnection and
+// kannuki.ErrNotAcquired). The transaction is not bound to ctx: ctx's
+// cancellation does not make database/sql roll it back behind RunTx's
+// back (fn's statements still see ctx). A connection whose rollback fails
+// is destroyed, never pooled.
+func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Request, fn func(context.Context, *sql.Tx) error) (err error) {
+	switch {
+	case fn == nil:
+		return fmt.Errorf("%w: nil function", kannuki.ErrInvalidArgument)
+	case b == nil || b.db == nil:
+		return fmt.Errorf("%w: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+	case ctx == nil:
+		return fmt.Errorf("%w: nil context", kannuki.ErrInvalidArgument)
+	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
+		return fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	conn, err := b.conn(ctx, req.Wait)
+	if err != nil {
+		return err
+	}
+	broken := false
+	defer func() {
+		if broken {
+			l := lease{b: b, conn: conn}
+			l.destroy()
+			return
+		}
+		_ = conn.Close() // the transaction has ended: the session holds no transaction lock
+	}()
+	tx, err := conn.BeginTx(context.WithoutCancel(ctx), nil)
+	if err != nil {
+		broken = true
+		return fmt.Errorf("kannuki: begin transaction: %w", err)
+	}
+	rollback := func() error {
+		err := tx.Rollback()
+		if err == nil || errors.Is(err, sql.ErrTxDone) {
+			return nil
+		}
+		broken = true
+		return fmt.Errorf("kannuki: rollback: %w", err)
+	}
+	if req.Wait > 0 {
+		req.Wait = max(req.Wait-time.Since(start), 0) // the connection's share of the budget is spent
+	}
+	if err := b.AcquireTx(ctx, tx, key, req); err != nil {
+		return errors.Join(err, rollback())
+	}
+	done := false
+	defer func() {
+		if !done { // fn panicked; the panic goes on after the rollback
+			_ = rollback()
+		}
+	}()
+	ferr := fn(ctx, tx)
+	done = true
+	if ferr != nil {
+		return errors.Join(ferr, rollback())
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return errors.Join(fmt.Errorf("kannuki: not committed: %w", cerr), rollback())
+	}
+	if cerr := tx.Commit(); cerr != nil {
+		if !errors.Is(cerr, sql.ErrTxDone) && sqlState(cerr) == "" {
+			broken = true // the outcome is unknown: do not pool the session
+		}
+		return fmt.Errorf("kannuki: commit: %w", cerr)
+	}
+	return nil
+}
