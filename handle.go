@@ -140,7 +140,7 @@ func (h *Handle) Release(ctx context.Context) error {
 	if ctx == nil {
 		ctx = h.ctx
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.l.opts.releaseTimeout())
+	rctx, cancel := h.l.opts.releaseContext(ctx)
 	defer cancel()
 	err := h.lease.Release(rctx)
 	if h.queued {

@@ -2,10 +2,10 @@ package kannuki
 
 import (
 	"crypto/md5"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
-	"math/big"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -160,16 +160,25 @@ func NormalizeName(base string) string {
 }
 
 // rubyModulus is 2^63-1, the modulus of the Ruby gem's id derivation.
-var rubyModulus = new(big.Int).SetUint64(1<<63 - 1)
+const rubyModulus = 1<<63 - 1
 
 // RubyID is the PostgreSQL id of a normalized name: MD5 read as a 128-bit
 // big-endian unsigned integer, modulo 2^63-1.
 func RubyID(name string) int64 {
 	sum := md5.Sum([]byte(name))
-	// (hi*2^64 + lo) mod m with m = 2^63-1: 2^63 ≡ 1, so 2^64 ≡ 2 (mod m).
-	// Computed with big.Int once to stay obviously correct; it is not hot.
-	v := new(big.Int).SetBytes(sum[:])
-	return v.Mod(v, rubyModulus).Int64()
+	hi := binary.BigEndian.Uint64(sum[:8])
+	lo := binary.BigEndian.Uint64(sum[8:])
+	// hi*2^64 + lo with 2^63 ≡ 1, so 2^64 ≡ 2 (mod 2^63-1).
+	return int64(modM(modM(modM(hi)*2) + modM(lo)))
+}
+
+// modM reduces x modulo 2^63-1 (x < 2^64): x = a*2^63 + b ≡ a + b.
+func modM(x uint64) uint64 {
+	r := (x & rubyModulus) + (x >> 63)
+	if r >= rubyModulus {
+		r -= rubyModulus
+	}
+	return r
 }
 
 // ClassObjID returns the pg_locks columns a bigint advisory lock shows as.

@@ -1,7 +1,9 @@
 package kannuki_test
 
 import (
+	"crypto/md5"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -132,6 +134,22 @@ func FuzzRubyKeys(f *testing.F) {
 		}
 		if k1.ID != kannuki.RubyID(k1.Name) {
 			t.Fatal("id not derived from the name")
+		}
+	})
+}
+
+// FuzzRubyIDMatchesBigInt checks the fast modular reduction against the
+// plain big-integer definition of KEYS.md.
+func FuzzRubyIDMatchesBigInt(f *testing.F) {
+	for _, s := range []string{"", "my_lock", "order_processing/123", "\xff\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		sum := md5.Sum([]byte(name))
+		v := new(big.Int).SetBytes(sum[:])
+		want := v.Mod(v, new(big.Int).SetUint64(1<<63-1)).Int64()
+		if got := kannuki.RubyID(name); got != want {
+			t.Fatalf("RubyID(%q) = %d, want %d", name, got, want)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package kannuki
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -9,7 +10,7 @@ import (
 // Default values used when the corresponding Options field is zero.
 const (
 	DefaultKeepaliveInterval = 5 * time.Second
-	DefaultReleaseTimeout    = 5 * time.Second
+	DefaultReleaseTimeout    = 5 * time.Second // what Kannuki's backends bound a release with
 )
 
 // Options configure a Locker. The zero value is ready to use: Ruby-compatible
@@ -31,7 +32,10 @@ type Options struct {
 	// DefaultKeepaliveInterval; negative disables the keepalive.
 	KeepaliveInterval time.Duration
 	// ReleaseTimeout bounds a release, which runs even when the caller's
-	// context is already canceled. 0 means DefaultReleaseTimeout.
+	// context is already canceled, with a context deadline. 0 leaves the
+	// bound to the backend: every Kannuki backend bounds its own release
+	// (DefaultReleaseTimeout unless configured) and runs fastest with a
+	// context that cannot be canceled.
 	ReleaseTimeout time.Duration
 	// Hook receives lock events. nil costs nothing.
 	Hook Hook
@@ -121,9 +125,12 @@ func (o Options) keepalive() time.Duration {
 	return o.KeepaliveInterval
 }
 
-func (o Options) releaseTimeout() time.Duration {
+// releaseContext is the context a release runs with: ctx's values, never
+// ctx's cancellation, and Options.ReleaseTimeout if set.
+func (o Options) releaseContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx = context.WithoutCancel(ctx)
 	if o.ReleaseTimeout <= 0 {
-		return DefaultReleaseTimeout
+		return ctx, func() {}
 	}
-	return o.ReleaseTimeout
+	return context.WithTimeout(ctx, o.ReleaseTimeout)
 }
