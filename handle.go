@@ -37,7 +37,7 @@ type Handle struct {
 func newHandle(ctx context.Context, l *Locker, k Key, m Mode, lease Lease) *Handle {
 	return &Handle{
 		l: l, key: k, mode: m, lease: lease,
-		ctx:     context.WithoutCancel(ctx),
+		ctx:     uncancelable(ctx),
 		granted: time.Now(),
 		lost:    make(chan struct{}),
 	}
@@ -161,16 +161,34 @@ func (h *Handle) Release(ctx context.Context) error {
 	return err
 }
 
-// heldKey marks, in the context given to fn, that this Locker holds key:
-// the basis of re-entrancy.
-type heldKey struct {
-	l   *Locker
-	key string
+// heldCtxKey is the context key under which the locks a call chain holds
+// are recorded, as a linked list (innermost first): the basis of
+// re-entrancy. A single zero-size key keeps ctx.Value allocation-free.
+type heldCtxKey struct{}
+
+// heldLock is one lock held by a call chain.
+type heldLock struct {
+	l    *Locker
+	key  string
+	mode Mode
+	next *heldLock
+}
+
+// heldIn reports the mode in which the call chain of ctx holds key through l.
+func heldIn(ctx context.Context, l *Locker, key string) (Mode, bool) {
+	for h, _ := ctx.Value(heldCtxKey{}).(*heldLock); h != nil; h = h.next {
+		if h.l == l && h.key == key {
+			return h.mode, true
+		}
+	}
+	return 0, false
 }
 
 // run calls fn under the lock and releases it afterwards, also on panic.
 func (h *Handle) run(ctx context.Context, fn func(context.Context) error) (err error) {
-	fctx, cancel := context.WithCancelCause(context.WithValue(ctx, heldKey{h.l, h.key.String}, h.mode))
+	outer, _ := ctx.Value(heldCtxKey{}).(*heldLock)
+	held := &heldLock{l: h.l, key: h.key.String, mode: h.mode, next: outer}
+	fctx, cancel := context.WithCancelCause(context.WithValue(ctx, heldCtxKey{}, held))
 	h.onLost = func(e error) { cancel(e) }
 	h.startKeepalive()
 	done := false

@@ -151,7 +151,7 @@ func (l *Locker) run(ctx context.Context, key string, fn func(context.Context) e
 	if err != nil {
 		return false, err
 	}
-	if held, ok := ctx.Value(heldKey{l, k.String}).(Mode); ok {
+	if held, ok := heldIn(ctx, l, k.String); ok {
 		return l.reenter(ctx, k, held, cfg.mode, fn)
 	}
 	h, err := l.acquireKey(ctx, k, cfg)

@@ -128,9 +128,20 @@ func (o Options) keepalive() time.Duration {
 // releaseContext is the context a release runs with: ctx's values, never
 // ctx's cancellation, and Options.ReleaseTimeout if set.
 func (o Options) releaseContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx = context.WithoutCancel(ctx)
+	ctx = uncancelable(ctx)
 	if o.ReleaseTimeout <= 0 {
-		return ctx, func() {}
+		return ctx, noCancel
 	}
 	return context.WithTimeout(ctx, o.ReleaseTimeout)
+}
+
+func noCancel() {}
+
+// uncancelable is context.WithoutCancel, skipped (no allocation) for a
+// context that can never be canceled anyway.
+func uncancelable(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
