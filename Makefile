@@ -3,11 +3,18 @@
 MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 GOTEST  ?= go test -race -count=1 -timeout 15m
 
-.PHONY: test vet lint bench fuzz tidy
+.PHONY: test vet lint bench bench-go bench-smoke chaos fuzz tidy
 
-## test: vet and test every module with -race (the README's test command)
+## test: vet and test every module with -race, then run every benchmark once
+## (the README's test command; CI runs it)
 test: vet
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GOTEST) ./...); done
+	@$(MAKE) --no-print-directory bench-smoke
+
+## bench-smoke: every Go benchmark once, so that none can rot
+bench-smoke:
+	@set -e; for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchtime=1x ./... >/dev/null) || { echo "benchmarks failed in $$m"; exit 1; }; done
+	@echo "benchmarks: all ran once"
 
 ## vet: go vet every module
 vet:
@@ -18,9 +25,17 @@ lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	@set -e; for m in $(MODULES); do (cd $$m && go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...); done
 
-## bench: benchmarks against the raw floor (needs the databases)
+## bench: the full benchmark report against the raw floors and the peers; writes BENCHMARKS.md
 bench:
+	cd bench && go run ./cmd/kannukibench -out ../BENCHMARKS.md
+
+## bench-go: every module's Go benchmarks, 5 counts each
+bench-go:
 	@set -e; for m in $(MODULES); do (cd $$m && go test -run '^$$' -bench . -benchmem -count 5 ./...); done
+
+## chaos: the long fault and load run; writes RELIABILITY.md (restarts the local databases!)
+chaos:
+	cd chaos && go run ./cmd/chaosreport -long -out ../RELIABILITY.md
 
 ## fuzz: a short fuzz run of key derivation
 fuzz:

@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"github.com/kannuki-go/kannuki"
-	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
 // ErrNoConnection (which matches kannuki.ErrPoolExhausted, so a Locker's
@@ -45,9 +44,11 @@ func sessionGone(err error) bool {
 		return false
 	}
 	if st := sqlState(err); st != "" {
-		// Class 08: connection exception; 57P01-57P03: admin shutdown,
-		// crash shutdown, cannot connect now.
-		return strings.HasPrefix(st, "08") || st == pgsql.CodeAdminShutdown || st == "57P02" || st == "57P03"
+		// Class 08: connection exception; 57P01-57P05: admin shutdown,
+		// crash shutdown, cannot connect now, database dropped,
+		// idle_session_timeout; 25P03: idle_in_transaction_session_timeout.
+		// Each ends the session, and with it its locks.
+		return strings.HasPrefix(st, "08") || strings.HasPrefix(st, "57P") || st == "25P03"
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

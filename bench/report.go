@@ -1,0 +1,450 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// cycle returns the uncontended stats of the named candidate, or nil.
+func (r *Report) cycle(name string) *CycleStats {
+	for _, s := range r.Uncontended {
+		if s.Candidate.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// handoff returns the handoff stats of a contender at w waiters, or nil.
+func (r *Report) handoff(name string, w int) *HandoffStats {
+	for _, s := range r.Handoff {
+		if s.Contender.Name == name && s.Waiters == w {
+			return s
+		}
+	}
+	return nil
+}
+
+// p50 is the median latency of an uncontended candidate, or 0.
+func (s *CycleStats) p50() time.Duration {
+	if s == nil {
+		return 0
+	}
+	return quantile(s.Samples, 0.5)
+}
+
+func errText(err error) string {
+	s := strings.ReplaceAll(err.Error(), "|", "/")
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}
+
+// Markdown writes the report as BENCHMARKS.md.
+func (r *Report) Markdown(w io.Writer) error {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	m := r.Machine
+
+	p("# Kannuki benchmarks\n\n")
+	if r.Quick {
+		p("> **Quick run (`-quick`)**: a smoke test of every measurement with too few samples to mean anything. Run `make bench` for real figures.\n\n")
+	}
+	p("Measured on %s in one run of %s: every figure below comes from this run, on this machine, against the local servers. ",
+		r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Ended.Sub(r.Started).Round(time.Second))
+	p("The machine has %d cores and was shared with other work, so absolute numbers are noisy: candidates were interleaved in blocks (A, B, C, A, B, C, …), figures are medians, and comparisons are ratios to a floor measured in the same run.\n\n", m.Cores)
+	p("Reproduce with `make bench`, which runs:\n\n```sh\n%s\n```\n\n", r.Command)
+
+	p("## Machine\n\n| | |\n|---|---|\n")
+	p("| CPU | %s |\n| cores (GOMAXPROCS) | %d (%d) |\n| memory | %s |\n| kernel | %s |\n| Go | %s |\n", m.CPU, m.Cores, m.MaxProcs, m.Memory, m.Kernel, m.Go)
+	p("| PostgreSQL | %s (max_connections %s) |\n| MySQL server | %s |\n| Redis | %s |\n", m.Postgres, m.MaxConns, m.MySQL, m.Redis)
+	for _, mod := range reportedModules {
+		p("| %s | %s |\n", mod, m.Modules[mod])
+	}
+	p("| load average at start / end | %s / %s |\n", m.LoadStart, m.LoadEnd)
+	p("| PostgreSQL sessions of other clients at start / end | %s / %s |\n\n", m.PGOthersStart, m.PGOthersEnd)
+	if len(r.Unavailable) > 0 {
+		p("Not measured, service unavailable:\n\n")
+		for _, name := range sortedKeys(r.Unavailable) {
+			p("- %s: %s\n", name, errText(r.Unavailable[name]))
+		}
+		p("\n")
+	}
+
+	r.writeTargets(p)
+	r.writeUncontended(p)
+	r.writeHandoff(p)
+	r.writeCensus(p)
+	r.writeThroughput(p)
+	r.writeScale(p)
+	r.writeHeap(p)
+	r.writeNotes(p)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func queueLabel(on bool) string {
+	if on {
+		return "local queue on (default)"
+	}
+	return "NoLocalQueue"
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func (r *Report) writeTargets(p func(string, ...any)) {
+	p("## Targets of issue 6\n\n")
+	p("| target | measured in this run | |\n|---|---|---|\n")
+	pgx := r.cycle(FloorPgx)
+	for _, name := range []string{NamePgxv5, NamePGStdlib, NamePGPQ, NameMySQL} {
+		s := r.cycle(name)
+		if s == nil || math.IsNaN(s.CyclesPerSec()) {
+			continue
+		}
+		x := s.RatioTo(r.cycle(s.Candidate.Floor))
+		p("| uncontended cycle ≥ 0.95× the raw floor: %s | %s of %s (%s vs %s cycles/s) | %s |\n",
+			name, ratio(x), s.Candidate.Floor, count(s.CyclesPerSec()), count(r.cycle(s.Candidate.Floor).CyclesPerSec()), verdict(x >= 0.95))
+	}
+	p("| stretch: 1.5× the floor through pipelined release | no pipelining yet (issue 6 item 4) | not attempted |\n")
+	rtt := r.cycle(RefPgxRTT).p50()
+	for _, name := range []string{NamePgxv5 + SepLockers, NamePgxv5 + OneLocker} {
+		for _, w := range r.Plan.Waiters {
+			h := r.handoff(name, w)
+			if h == nil || len(h.Samples) == 0 || rtt == 0 {
+				continue
+			}
+			n := float64(h.P(0.5)) / float64(rtt)
+			floor := ""
+			if f := r.handoff(HandoffFloorPgx, w); f != nil && len(f.Samples) > 0 {
+				floor = fmt.Sprintf("; the raw pgx floor: %s = %.1f", ms(f.P(0.5)), float64(f.P(0.5))/float64(rtt))
+			}
+			p("| handoff p50 within 2 round trips: %s, %d waiters | %s = %.1f round trips of pgx `SELECT 1` (p50 %s)%s | %s |\n",
+				name, w, ms(h.P(0.5)), n, ms(rtt), floor, verdict(n <= 2))
+		}
+	}
+	for _, w := range r.Plan.Waiters {
+		k := r.handoff(NamePgxv5+SepLockers, w)
+		if k == nil || len(k.Samples) == 0 {
+			continue
+		}
+		for _, c := range Contenders() {
+			if c.Kind != KindPeer || !c.Slow {
+				continue
+			}
+			peer := r.handoff(c.Name, w)
+			if peer == nil || len(peer.Samples) == 0 {
+				continue
+			}
+			x := float64(peer.P(0.5)) / float64(k.P(0.5))
+			p("| handoff ≥ 10× faster than %s, %d waiters (%s) | %s vs %s p50: %s faster | %s |\n",
+				c.Name, w, NamePgxv5+SepLockers, ms(k.P(0.5)), ms(peer.P(0.5)), ratio(x), verdict(x >= 10))
+		}
+	}
+	for _, c := range r.Census {
+		if c.Err != nil || c.Waiters != r.Plan.Few {
+			continue
+		}
+		p("| zero statements while waiting: %s, %s | %d new statements from %d waiting sessions over %.1f s | %s |\n",
+			c.Name, queueLabel(c.LocalQueue), c.WaiterStatements, c.WaitingSessions, c.Window.Seconds(), verdict(c.WaiterStatements == 0))
+	}
+	for _, s := range r.Scale {
+		if s.Err != nil {
+			continue
+		}
+		p("| %s goroutines each holding a distinct key at once on ≤ 16 connections: %s | %s of %s held at once on a pool of %d; the rest waited for a connection and gave up after %s | %s |\n",
+			count(float64(s.Goroutines)), s.Backend, count(float64(s.Held)), count(float64(s.Goroutines)), s.PoolSize, s.Wait, verdict(s.Held == s.Goroutines && s.PoolSize <= 16))
+	}
+	for _, c := range r.Census {
+		if c.Err != nil || c.Waiters != r.Plan.Many {
+			continue
+		}
+		v := verdict(c.WaitingSessions <= 1)
+		if !c.LocalQueue {
+			v = "(for contrast)"
+		}
+		p("| %s goroutines of one process waiting on one key use one waiting connection: %s, %s | %d server sessions waiting, %d connections of the waiters' pool (%d) in use | %s |\n",
+			count(float64(c.Waiters)), c.Name, queueLabel(c.LocalQueue), c.WaitingSessions, c.PoolInUse, c.PoolSize, v)
+	}
+	for _, h := range r.Heap {
+		if h.Err != nil || strings.Contains(h.Name, "cold") {
+			continue
+		}
+		p("| heap per held lock ≤ 2 KiB: %s | %s per lock (%d locks held) | %s |\n", h.Name, bytesIEC(h.PerLock), h.Locks, verdict(h.PerLock <= 2048))
+	}
+	if pgx != nil {
+		p("\nThe pgx floor ran at %s cycles/s (p50 %s) in this run.\n", count(pgx.CyclesPerSec()), ms(pgx.p50()))
+	}
+	p("\n")
+}
+
+func (r *Report) writeUncontended(p func(string, ...any)) {
+	p("## 1. Uncontended lock+unlock\n\n")
+	p("One goroutine locks and unlocks a key nobody else wants, over and over. ")
+	p("The floors are the raw lock and unlock statements on one pinned connection: pgx with its statement cache and a bound `$1`, ")
+	p("database/sql statements prepared once per block (pgx/stdlib, lib/pq, MySQL), MySQL text statements with `interpolateParams=true`, ")
+	p("Redis `SET NX PX` + `DEL`, and `open`+`flock`+`close` for files. ")
+	p("Kannuki is `Locker.WithLock` with an empty fn and default options (Blocking, wait forever, keepalive every 5 s); ")
+	p("each database backend shares a pool of one connection with its floor, so both talk to the same server process. ")
+	p("The peers are bsm/redislock `Obtain`+`Release` and redsync `Lock`+`Unlock` with default options on one go-redis connection. ")
+	p("%d rounds; in each, every candidate runs a block of %s (at most %s cycles), the order rotating each round. ",
+		r.Plan.Rounds, r.Plan.Block, count(maxBlockCycles))
+	p("cycles/s is the median of the blocks; p50/p99 are over every cycle; ")
+	p("\"× floor\" is the median over rounds of the candidate's cycles/s divided by its floor's in the same round (1.00× = as fast as the floor, higher is faster).\n\n")
+	p("| candidate | cycles/s | p50 | p99 | × own floor | × pgx floor | cycles | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	pgx := r.cycle(FloorPgx)
+	for _, s := range r.Uncontended {
+		own := "–"
+		if s.Candidate.Floor != "" && s.Candidate.Kind != KindReference {
+			own = ratio(s.RatioTo(r.cycle(s.Candidate.Floor)))
+		}
+		name := s.Candidate.Name
+		if s.Candidate.Kind == KindKannuki {
+			name = "**" + name + "**"
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s | %d |\n", name, count(s.CyclesPerSec()), ms(quantile(s.Samples, 0.5)), ms(quantile(s.Samples, 0.99)),
+			own, ratio(s.RatioTo(pgx)), count(float64(len(s.Samples))), s.Errors)
+	}
+	for _, s := range r.Uncontended {
+		if s.LastErr != nil {
+			p("\n%s: last error: %s\n", s.Candidate.Name, errText(s.LastErr))
+		}
+	}
+	p("\n")
+}
+
+func (r *Report) writeHandoff(p func(string, ...any)) {
+	h := r.Plan.Handoff
+	p("## 2. Handoff under contention\n\n")
+	p("N waiters and one holder fight over one key in a loop. The floors are the raw statements with no library: each goroutine waits in `pg_advisory_lock` (pgx, statement cache) or `GET_LOCK` (MySQL, prepared) on a connection of its own. ")
+	p("The holder holds for %s and releases; the handoff is the time from the end of its fn ", h.Hold)
+	p("(where its release begins) to the start of the next holder's fn. A goroutine that released queues again only after the next holder started, ")
+	p("so N goroutines are waiting at every release and nobody takes the lock straight back. ")
+	p("Kannuki runs two ways: \"%s\" gives each goroutine its own Locker (for files, its own Backend), as if each were a separate process, so every waiter waits in the database and the server hands the lock over; ", strings.TrimPrefix(SepLockers, " · "))
+	p("\"%s\" is one process's goroutines on one Locker, whose local queue hands the key over in the process, after which the next goroutine's try takes it in the database. ", strings.TrimPrefix(OneLocker, " · "))
+	p("Each block opens its own pool of N+2 connections; the first N+1 handoffs of a block (connections opening) are discarded. ")
+	p("%d rounds per waiter count, each contender one block per round (%d handoffs, %d for the 100 ms-class retry loops), the order rotating. ",
+		r.Plan.HRounds, h.Want, h.WantSlow)
+	p("The Redis peers: bsm/redislock with the README's `LinearBackoff(100ms)` and tuned to 1 ms; redsync with its defaults (random 50–250 ms between tries, 32 tries) and tuned to 1 ms; ")
+	p("\"gave up\" counts calls the library ended by itself (redsync's tries, redislock's wait bounded by the TTL), which the loop calls again. ")
+	p("Round trips are the p50 of pgx `SELECT 1` on a pinned connection in section 1.\n\n")
+	rtt := r.cycle(RefPgxRTT).p50()
+	p("| contender | waiters | p50 | p99 | p50 in round trips | handoffs | gave up | errors | Redis commands/s per waiter |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.Handoff {
+		rt := "–"
+		if rtt > 0 && len(s.Samples) > 0 {
+			rt = fmt.Sprintf("%.1f", float64(s.P(0.5))/float64(rtt))
+		}
+		cmds := "–"
+		if s.Contender.Kind == KindPeer && s.Blocks > 0 {
+			cmds = count(s.CommandsPerWaiterSec)
+		}
+		name := s.Contender.Name
+		if s.Contender.Kind == KindKannuki {
+			name = "**" + name + "**"
+		}
+		p("| %s | %d | %s | %s | %s | %d | %d | %d | %s |\n", name, s.Waiters, ms(s.P(0.5)), ms(s.P(0.99)), rt, len(s.Samples), s.GaveUp, s.Errors, cmds)
+	}
+	for _, s := range r.Handoff {
+		if s.LastErr != nil {
+			p("\n%s, %d waiters: last error: %s\n", s.Contender.Name, s.Waiters, errText(s.LastErr))
+		}
+	}
+	p("\nKannuki against the floor, p50 of Kannuki ÷ p50 of the raw statements on pinned connections at the same number of waiters (1.00× = as fast as the floor, lower is faster):\n\n")
+	p("| Kannuki | floor |")
+	for _, w := range r.Plan.Waiters {
+		p(" %d waiters |", w)
+	}
+	p("\n|---|---|")
+	for range r.Plan.Waiters {
+		p("---:|")
+	}
+	p("\n")
+	for _, c := range Contenders() {
+		floor := HandoffFloorPgx
+		switch {
+		case c.Kind != KindKannuki || strings.HasPrefix(c.Name, NameFile) || strings.HasPrefix(c.Name, NameMem):
+			continue
+		case strings.HasPrefix(c.Name, NameMySQL):
+			floor = HandoffFloorMySQL
+		}
+		p("| %s | %s |", c.Name, strings.TrimPrefix(floor, "floor: "))
+		for _, w := range r.Plan.Waiters {
+			k, f := r.handoff(c.Name, w), r.handoff(floor, w)
+			x := math.NaN()
+			if k != nil && f != nil && len(k.Samples) > 0 && len(f.Samples) > 0 {
+				x = float64(k.P(0.5)) / float64(f.P(0.5))
+			}
+			p(" %s |", ratio(x))
+		}
+		p("\n")
+	}
+	p("\nKannuki (%s) against the peers, p50 of the peer ÷ p50 of Kannuki at the same number of waiters (higher: Kannuki faster):\n\n", NamePgxv5+SepLockers)
+	p("| peer |")
+	for _, w := range r.Plan.Waiters {
+		p(" %d waiters |", w)
+	}
+	p("\n|---|")
+	for range r.Plan.Waiters {
+		p("---:|")
+	}
+	p("\n")
+	for _, c := range Contenders() {
+		if c.Kind != KindPeer {
+			continue
+		}
+		p("| %s |", c.Name)
+		for _, w := range r.Plan.Waiters {
+			k, peer := r.handoff(NamePgxv5+SepLockers, w), r.handoff(c.Name, w)
+			x := math.NaN()
+			if k != nil && peer != nil && len(k.Samples) > 0 && len(peer.Samples) > 0 {
+				x = float64(peer.P(0.5)) / float64(k.P(0.5))
+			}
+			p(" %s |", ratio(x))
+		}
+		p("\n")
+	}
+	p("\n")
+}
+
+func (r *Report) writeCensus(p func(string, ...any)) {
+	p("## 3. Connections and server statements per held lock and per waiter\n\n")
+	p("One Locker with a pool of its own holds a key through `Locker.Acquire` (keepalive every 5 s), as another process would; N goroutines wait for the key with `WithLock`, sharing a second Locker and pool, ")
+	p("with the Locker's local queue on (the default: one goroutine at a time holds or waits for the key in the database, the others queue in the process) or off (`Options.NoLocalQueue`). ")
+	p("The server is sampled every %s: PostgreSQL's `pg_locks` joined to `pg_stat_activity.query_start`, MariaDB's processlist `TIME_MS`. ", r.Plan.Census.Every)
+	p("A waiting session whose statement start never changes ran one statement for the whole wait; \"new statements while waiting\" counts the statements all waiting sessions started during the window beyond that one. ")
+	p("\"holder statements\" counts the holder's statements during the window (the keepalive; the %s windows cover one keepalive interval). ", r.Plan.Census.Window)
+	p("\"pool in use\" is the most connections of the holder's or the waiters' pool in use at once (pgxpool `AcquiredConns`, `sql.DB.Stats().InUse`). ")
+	p("\"drained\" is the time from the holder's release until every waiter had held and released the key.\n\n")
+	p("| backend | waiters | local queue | holder's pool in use | waiters' pool | waiters' pool in use | sessions waiting on the server | window | new statements while waiting | holder statements | drained |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, c := range r.Census {
+		q := "on"
+		if !c.LocalQueue {
+			q = "off"
+		}
+		if c.Err != nil {
+			p("| %s | %s | %s | | %d | error: %s | | | | | |\n", c.Name, count(float64(c.Waiters)), q, c.PoolSize, errText(c.Err))
+			continue
+		}
+		p("| %s | %s | %s | %d | %d | %d | %d | %.1f s | %d | %d | %s |\n", c.Name, count(float64(c.Waiters)), q, c.HolderInUse, c.PoolSize, c.PoolInUse, c.WaitingSessions,
+			c.Window.Seconds(), c.WaiterStatements, c.HolderStatements, ms(c.Drained))
+	}
+	p("\nA held lock costs one connection. With the local queue, the waiters of one process cost one more connection and one waiting statement in all; ")
+	p("without it, every waiter costs a connection and a waiting statement, up to the pool's size, and goroutines beyond that wait inside the pool (pgxpool / database/sql), not on the server.\n\n")
+	p("Redis peers: one goroutine holds a key with the library while %d goroutines wait for it with the same library for %s. ", r.Plan.Few, r.Plan.RedisWin)
+	p("\"client\" counts the commands the waiters' go-redis client sent (a hook: exact); \"server\" is the growth of `INFO commandstats`, which also counts the commands the libraries' Lua scripts run inside the server, and the commands of every other client of the server.\n\n")
+	p("| peer | waiters | commands/s per waiter (client) | commands/s per waiter (server) |\n|---|---:|---:|---:|\n")
+	for _, c := range r.RedisCensus {
+		if c.Err != nil {
+			p("| %s | %d | error: %s | |\n", c.Name, c.Waiters, errText(c.Err))
+			continue
+		}
+		p("| %s | %d | %s | %s |\n", c.Name, c.Waiters, count(c.ClientPerWaiterSec), count(c.ServerPerWaiterSec))
+	}
+	p("\n")
+}
+
+func (r *Report) writeThroughput(p func(string, ...any)) {
+	tp := r.Plan.Throughput
+	p("## 4. Throughput\n\n")
+	p("G goroutines call `WithLock` (empty fn) in a loop with one Locker (one process), each on its own key or on one of %d hot keys (goroutine i on key i mod %d). ", r.Plan.HotKeys, r.Plan.HotKeys)
+	p("The pool has min(G, %d) connections (the server allows %s, and other clients use some). ", r.Plan.MaxPool, r.Machine.MaxConns)
+	p("The floor runs the raw pgx statements with as many goroutines as the pool has connections, each on a pinned connection and a key of its own. ")
+	p("%d rounds of one block per case, floors included, order rotating; a block warms up for %s and counts for %s. ", r.Plan.TRounds, tp.Warm, tp.Measure)
+	p("\"× floor\" is the median over rounds of the case's calls per second divided by the floor's with the same pool size in the same round. ")
+	p("Connections: the most pool connections in use at once, and the most server sessions of this run (`pg_stat_activity` by application_name) seen while counting.\n\n")
+	floorOf := func(pool int) *ThroughputStats {
+		for _, s := range r.Throughput {
+			if s.Case.Backend == ThroughputFloor && s.Case.PoolSize == pool {
+				return s
+			}
+		}
+		return nil
+	}
+	p("| backend | goroutines | keys | pool | calls/s | × floor | pool in use | server sessions | errors |\n|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.Throughput {
+		c := s.Case
+		x := "–"
+		name := string(c.Backend)
+		if c.Backend != ThroughputFloor {
+			x = ratio(s.RatioTo(floorOf(c.PoolSize)))
+			name = "**" + name + "**"
+		}
+		p("| %s | %d | %s | %d | %s | %s | %d | %d | %d |\n", name, c.Goroutines, c.Label(), c.PoolSize, count(s.OpsPerSec()), x,
+			s.MaxInUse, s.MaxSessions, s.Errors)
+	}
+	for _, s := range r.Throughput {
+		if s.LastErr != nil {
+			p("\n%s, %d goroutines, %s: last error: %s\n", s.Case.Backend, s.Case.Goroutines, s.Case.Label(), errText(s.LastErr))
+		}
+	}
+	p("\n")
+}
+
+func (r *Report) writeScale(p func(string, ...any)) {
+	p("## 5. Many holders at once\n\n")
+	p("The target: 10,000 goroutines each holding a distinct key at once on at most 16 PostgreSQL connections. ")
+	p("That needs multiplexing (issue 6 item 2), which does not exist yet: every held lock pins a connection (the local queue does not help here: the keys are distinct). ")
+	p("What happens today: G goroutines each `Acquire` a distinct key with a pool of 16 and wait up to the time shown; nobody releases until all have got a lock or given up.\n\n")
+	p("| backend | goroutines | pool | held at once | reached after | gave up waiting for a connection | other errors |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.Scale {
+		if s.Err != nil {
+			p("| %s | %s | %d | error: %s | | | |\n", s.Backend, count(float64(s.Goroutines)), s.PoolSize, errText(s.Err))
+			continue
+		}
+		p("| %s | %s | %d | %s | %s | %s (after %s) | %d |\n", s.Backend, count(float64(s.Goroutines)), s.PoolSize, count(float64(s.Held)),
+			ms(s.TimeToHeld), count(float64(s.TimedOut)), s.Wait, s.Failed)
+	}
+	for _, s := range r.Scale {
+		if s.LastErr != nil {
+			p("\n%s: last error: %s\n", s.Backend, errText(s.LastErr))
+		}
+	}
+	p("\n")
+}
+
+func (r *Report) writeHeap(p func(string, ...any)) {
+	p("## 6. Heap per held lock\n\n")
+	p("Live heap (`runtime.ReadMemStats` `HeapAlloc` after two `runtime.GC()`) before and after holding N locks through `Locker.Acquire` (default options, so each Handle has its keepalive timer), divided by N. ")
+	p("PostgreSQL holds one connection per lock and the server allows %s connections, so N there is the pool size.\n\n", r.Machine.MaxConns)
+	p("| backend | locks held | heap per lock | what it counts |\n|---|---:|---:|---|\n")
+	for _, h := range r.Heap {
+		if h.Err != nil {
+			p("| %s | %d | error: %s | %s |\n", h.Name, h.Locks, errText(h.Err), h.Note)
+			continue
+		}
+		p("| %s | %s | %s | %s |\n", h.Name, count(float64(h.Locks)), bytesIEC(h.PerLock), h.Note)
+	}
+	p("\n")
+}
+
+func (r *Report) writeNotes(p func(string, ...any)) {
+	p("## Notes\n\n")
+	p("- Every PostgreSQL, MySQL and Redis client here talks to a server on the same 2-core machine over loopback, so a round trip is mostly two context switches; ")
+	p("on a real network the statements' round trips dominate and the ratios to the floor move towards 1.\n")
+	p("- Round trips: pgx `SELECT 1` in a tight loop keeps the client and the server process on the CPU. A handoff wakes a sleeping server process and a sleeping goroutine, ")
+	p("so on this machine even the raw floor's handoff costs several such round trips; the ratio to the handoff floor is the fairer yardstick.\n")
+	p("- The Redis peers' commands per second with 1 ms retries are bounded by what two busy cores can do: every retry is a round trip and a timer wake-up.\n")
+	p("- Multiplexing and pipelining (issue 6 items 2 and 4) do not exist yet: the targets that need them are reported as missed, with what happens today. ")
+	p("Local queueing (item 3) is on by default; sections 2 to 4 show it on and off.\n")
+	p("- The go test benchmarks of the bench module time the same uncontended cycles one candidate at a time: `cd bench && go test -run '^$' -bench . ./...`.\n")
+}
