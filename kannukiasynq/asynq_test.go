@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/queuetest"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 	"github.com/kannuki-go/kannuki/kannukiasynq"
 	"github.com/kannuki-go/kannuki/kannukijob"
@@ -26,21 +26,12 @@ type itemPayload struct {
 	Item string `json:"item"`
 }
 
-// tracker records what the handlers did. Its overlap count would catch two
-// runs of the same item at once.
-type tracker struct {
-	mu       sync.Mutex
-	running  map[string]int
-	overlaps map[string]int
-	runs     map[string]int
-	started  map[string]time.Time // by task id
-	// work is the body of a run; nth counts the item's runs, this one included.
-	work func(ctx context.Context, item string, nth int) error
-}
+// tracker records what the handlers did (see queuetest.Tracker), by
+// task id; it is the tests' asynq.Handler.
+type tracker struct{ *queuetest.Tracker[string] }
 
 func newTracker(work func(ctx context.Context, item string, nth int) error) *tracker {
-	return &tracker{running: map[string]int{}, overlaps: map[string]int{}, runs: map[string]int{},
-		started: map[string]time.Time{}, work: work}
+	return &tracker{queuetest.NewTracker[string](work)}
 }
 
 func (tr *tracker) ProcessTask(ctx context.Context, t *asynq.Task) error {
@@ -49,37 +40,7 @@ func (tr *tracker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	id, _ := asynq.GetTaskID(ctx)
-	tr.mu.Lock()
-	tr.running[p.Item]++
-	if tr.running[p.Item] > 1 {
-		tr.overlaps[p.Item]++
-	}
-	tr.runs[p.Item]++
-	nth := tr.runs[p.Item]
-	tr.started[id] = time.Now()
-	tr.mu.Unlock()
-	defer func() {
-		tr.mu.Lock()
-		tr.running[p.Item]--
-		tr.mu.Unlock()
-	}()
-	return tr.work(ctx, p.Item, nth)
-}
-
-func (tr *tracker) snapshot() (runs, overlaps map[string]int, started map[string]time.Time) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	runs, overlaps, started = map[string]int{}, map[string]int{}, map[string]time.Time{}
-	for k, v := range tr.runs {
-		runs[k] = v
-	}
-	for k, v := range tr.overlaps {
-		overlaps[k] = v
-	}
-	for k, v := range tr.started {
-		started[k] = v
-	}
-	return runs, overlaps, started
+	return tr.Run(ctx, id, p.Item)
 }
 
 // deferrals is outermost middleware that notes when the layers inside it
@@ -126,7 +87,7 @@ type asynqEnv struct {
 func newAsynqEnv(t *testing.T) *asynqEnv {
 	t.Helper()
 	rc := newRedis(t)
-	e := &asynqEnv{opt: asynq.RedisClientOpt{Addr: testdb.RedisAddr()}, prefix: "kannukiasynq-" + randomSuffix(t)}
+	e := &asynqEnv{opt: asynq.RedisClientOpt{Addr: testdb.RedisAddr()}, prefix: "kannukiasynq-" + queuetest.RandomSuffix(t)}
 	e.client = asynq.NewClient(e.opt)
 	e.insp = asynq.NewInspector(e.opt)
 	t.Cleanup(func() {
@@ -171,7 +132,7 @@ func (e *asynqEnv) server(t *testing.T, queue string, h asynq.Handler, mw ...asy
 		DelayedTaskCheckInterval: 50 * time.Millisecond,
 		RetryDelayFunc:           kannukiasynq.RetryDelay(nil),
 		IsFailure:                kannukiasynq.IsFailure(nil),
-		ShutdownTimeout:          hangGuard,
+		ShutdownTimeout:          queuetest.HangGuard,
 		Logger:                   quietLogger{},
 	})
 	mux := asynq.NewServeMux()
@@ -207,7 +168,7 @@ func (e *asynqEnv) enqueue(t *testing.T, tasks ...task) []taskRef {
 // returns their infos.
 func (e *asynqEnv) finished(t *testing.T, ids []taskRef) []*asynq.TaskInfo {
 	t.Helper()
-	deadline := time.Now().Add(hangGuard)
+	deadline := time.Now().Add(queuetest.HangGuard)
 	for {
 		infos := make([]*asynq.TaskInfo, 0, len(ids))
 		for _, id := range ids {
@@ -224,21 +185,10 @@ func (e *asynqEnv) finished(t *testing.T, ids []taskRef) []*asynq.TaskInfo {
 			return infos
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tasks not finished within %s", hangGuard)
+			t.Fatalf("tasks not finished within %s", queuetest.HangGuard)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// waitFor is events.waitFor bounded by the hang guard, as an error for the
-// handler to return.
-func waitFor(ctx context.Context, ev *events, kind kannuki.EventKind, part string, n int) error {
-	ctx, cancel := context.WithTimeout(ctx, hangGuard)
-	defer cancel()
-	if !ev.waitFor(ctx, kind, part, n) {
-		return fmt.Errorf("%d %s events for %s did not arrive (got %d)", n, kind, part, ev.count(kind, part))
-	}
-	return nil
 }
 
 const dupKey = `kannuki:item:{"item":"dup"}`
@@ -248,14 +198,14 @@ const dupKey = `kannuki:item:{"item":"dup"}`
 // distinct tasks all run.
 func TestAsynqSkipsRunningDuplicates(t *testing.T) {
 	env := newAsynqEnv(t)
-	ev := newEvents()
+	ev := queuetest.NewEvents()
 	tr := newTracker(func(ctx context.Context, item string, _ int) error {
 		if item != "dup" {
 			return nil
 		}
 		// Hold the lock until the 4 other duplicates were skipped: they
 		// cannot run while it is held, so only skipping lets this return.
-		return waitFor(ctx, ev, kannuki.EventSkipped, dupKey, 4)
+		return ev.WaitFor(ctx, kannuki.EventSkipped, dupKey, 4)
 	})
 	qa, qb := env.queue("a"), env.queue("b")
 	env.server(t, qa, tr, kannukiasynq.Middleware(newLocker(t, env.prefix, ev), kannukiasynq.Options{}))
@@ -265,7 +215,7 @@ func TestAsynqSkipsRunningDuplicates(t *testing.T) {
 		task{"x2", qb}, task{"dup", qb}, task{"dup", qa}, task{"x3", qb})
 	infos := env.finished(t, ids)
 
-	runs, overlaps, started := tr.snapshot()
+	runs, overlaps, started := tr.Snapshot()
 	if runs["dup"] != 1 || overlaps["dup"] != 0 {
 		t.Fatalf("dup ran %d times with %d overlaps, want 1 and 0", runs["dup"], overlaps["dup"])
 	}
@@ -274,10 +224,10 @@ func TestAsynqSkipsRunningDuplicates(t *testing.T) {
 			t.Errorf("%s ran %d times, want 1", x, runs[x])
 		}
 	}
-	if n := ev.count(kannuki.EventSkipped, dupKey); n != 4 {
+	if n := ev.Count(kannuki.EventSkipped, dupKey); n != 4 {
 		t.Errorf("%d skip events, want 4", n)
 	}
-	if n := ev.count(kannuki.EventSkipped, "x"); n != 0 {
+	if n := ev.Count(kannuki.EventSkipped, "x"); n != 0 {
 		t.Errorf("%d skip events for distinct tasks, want 0", n)
 	}
 	skippedIn := map[string]int{}
@@ -307,14 +257,14 @@ func TestAsynqSkipsRunningDuplicates(t *testing.T) {
 func TestAsynqRetriesRunningDuplicatesLater(t *testing.T) {
 	const retryAfter = 1500 * time.Millisecond
 	env := newAsynqEnv(t)
-	ev := newEvents()
+	ev := queuetest.NewEvents()
 	tr := newTracker(func(ctx context.Context, item string, nth int) error {
 		if item != "dup" {
 			return nil
 		}
 		if nth == 1 {
 			// Hold until both other duplicates found the lock held.
-			return waitFor(ctx, ev, kannuki.EventNotAcquired, dupKey, 2)
+			return ev.WaitFor(ctx, kannuki.EventNotAcquired, dupKey, 2)
 		}
 		select { // a little work, to give an overlap a chance to show
 		case <-time.After(20 * time.Millisecond):
@@ -328,7 +278,7 @@ func TestAsynqRetriesRunningDuplicatesLater(t *testing.T) {
 	env.server(t, q, tr, d.middleware, mw)
 	infos := env.finished(t, env.enqueue(t, task{"dup", q}, task{"dup", q}, task{"x1", q}, task{"dup", q}))
 
-	runs, overlaps, started := tr.snapshot()
+	runs, overlaps, started := tr.Snapshot()
 	if runs["dup"] != 3 || overlaps["dup"] != 0 || runs["x1"] != 1 {
 		t.Fatalf("runs %v overlaps %v, want dup 3 times without overlap and x1 once", runs, overlaps)
 	}
@@ -352,7 +302,7 @@ func TestAsynqRetriesRunningDuplicatesLater(t *testing.T) {
 	if deferred < 2 {
 		t.Errorf("%d tasks deferred, want at least 2", deferred)
 	}
-	if n := ev.count(kannuki.EventSkipped, ""); n != 0 {
+	if n := ev.Count(kannuki.EventSkipped, ""); n != 0 {
 		t.Errorf("%d skip events with RetryLater, want 0", n)
 	}
 }

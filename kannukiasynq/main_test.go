@@ -2,10 +2,6 @@ package kannukiasynq_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,19 +14,7 @@ import (
 	"github.com/kannuki-go/kannuki/kannukipgxv5"
 )
 
-// hangGuard only turns a hang into a failure; it is never a timing assertion.
-const hangGuard = 30 * time.Second
-
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func randomSuffix(t testing.TB) string {
-	t.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
 
 // newPool opens a pool of at most maxConns connections, closed at the end of
 // t. It skips (or fails with KANNUKI_TEST_REQUIRE_DB=1) without the database.
@@ -77,58 +61,4 @@ func newRedis(t testing.TB) *redis.Client {
 	}
 	t.Cleanup(func() { _ = rc.Close() })
 	return rc
-}
-
-// events counts lock events by kind and key; it is a kannuki.Hook.
-type events struct {
-	mu     sync.Mutex
-	counts map[kannuki.EventKind]map[string]int
-	notify chan struct{}
-}
-
-func newEvents() *events {
-	return &events{counts: map[kannuki.EventKind]map[string]int{}, notify: make(chan struct{}, 1)}
-}
-
-func (e *events) LockEvent(_ context.Context, ev kannuki.Event) {
-	e.mu.Lock()
-	m := e.counts[ev.Kind]
-	if m == nil {
-		m = map[string]int{}
-		e.counts[ev.Kind] = m
-	}
-	m[ev.Key]++
-	e.mu.Unlock()
-	select {
-	case e.notify <- struct{}{}:
-	default:
-	}
-}
-
-// count is the number of events of kind whose key contains part.
-func (e *events) count(kind kannuki.EventKind, part string) int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n := 0
-	for k, c := range e.counts[kind] {
-		if strings.Contains(k, part) {
-			n += c
-		}
-	}
-	return n
-}
-
-// waitFor waits until at least n events of kind with part in their key
-// arrived, or ctx ends. It reports whether they did.
-func (e *events) waitFor(ctx context.Context, kind kannuki.EventKind, part string, n int) bool {
-	for {
-		if e.count(kind, part) >= n {
-			return true
-		}
-		select {
-		case <-e.notify:
-		case <-ctx.Done():
-			return e.count(kind, part) >= n
-		}
-	}
 }

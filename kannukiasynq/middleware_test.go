@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/queuetest"
 	"github.com/kannuki-go/kannuki/kannukiasynq"
 	"github.com/kannuki-go/kannuki/kannukijob"
 	"github.com/kannuki-go/kannuki/kannukimem"
@@ -77,7 +78,7 @@ func held(t *testing.T, mw asynq.MiddlewareFunc, task *asynq.Task) (release func
 	case <-inside:
 	case err := <-result:
 		t.Fatalf("first task did not run: %v", err)
-	case <-time.After(hangGuard):
+	case <-time.After(queuetest.HangGuard):
 		t.Fatal("first task did not start")
 	}
 	return func() {
@@ -96,7 +97,7 @@ func process(mw asynq.MiddlewareFunc, task *asynq.Task) (bool, error) {
 }
 
 func TestConflictOutcomes(t *testing.T) {
-	ev := newEvents()
+	ev := queuetest.NewEvents()
 	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: ev})
 	first := asynq.NewTask("email", []byte(`{"to":"a@example.com","n":1}`))
 	dup := asynq.NewTask("email", []byte(`{"n":1,"to":"a@example.com"}`))
@@ -109,7 +110,7 @@ func TestConflictOutcomes(t *testing.T) {
 		if ran, err := process(mw, dup); ran || err != nil {
 			t.Fatalf("duplicate: ran %v, error %v; want skipped with nil", ran, err)
 		}
-		if n := ev.count(kannuki.EventSkipped, `email:{"n":1,"to":"a@example.com"}`); n != 1 {
+		if n := ev.Count(kannuki.EventSkipped, `email:{"n":1,"to":"a@example.com"}`); n != 1 {
 			t.Fatalf("%d skip events, want 1", n)
 		}
 		if ran, err := process(mw, other); !ran || err != nil {

@@ -2,6 +2,7 @@ package kannukiotel
 
 import (
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/outcome"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -21,51 +22,21 @@ const (
 // Outcome values of AttrOutcome. Every reason of kannuki.Reason has one,
 // so the set of values, and so of metric series, is fixed.
 const (
-	OutcomeAcquired         = "acquired"
-	OutcomeHeld             = "held"
-	OutcomeTimeout          = "timeout"
-	OutcomeCanceled         = "canceled"
-	OutcomeDeadlock         = "deadlock"
-	OutcomeError            = "error"
-	OutcomeRetriesExhausted = "retries_exhausted"
-	OutcomeUnknown          = "unknown" // a Reason newer than this package
+	OutcomeAcquired         = outcome.Acquired
+	OutcomeHeld             = outcome.Held
+	OutcomeTimeout          = outcome.Timeout
+	OutcomeCanceled         = outcome.Canceled
+	OutcomeDeadlock         = outcome.Deadlock
+	OutcomeError            = outcome.Error
+	OutcomeRetriesExhausted = outcome.RetriesExhausted
+	OutcomeUnknown          = outcome.Unknown // a Reason newer than this package
 )
 
-// outcomes is indexed by outcomeIndex.
-var outcomes = [...]string{
-	OutcomeAcquired, OutcomeHeld, OutcomeTimeout, OutcomeCanceled,
-	OutcomeDeadlock, OutcomeError, OutcomeRetriesExhausted, OutcomeUnknown,
-}
-
-const numOutcomes = len(outcomes)
-
-// outcomeIndex maps an event to its row in outcomes: 0 for a grant, else
-// the reason's row.
-func outcomeIndex(e *kannuki.Event) int {
-	if e.Kind == kannuki.EventAcquired {
-		return 0
-	}
-	switch e.Reason {
-	case kannuki.ReasonHeld:
-		return 1
-	case kannuki.ReasonTimeout:
-		return 2
-	case kannuki.ReasonCanceled:
-		return 3
-	case kannuki.ReasonDeadlock:
-		return 4
-	case kannuki.ReasonError:
-		return 5
-	case kannuki.ReasonRetriesExhausted:
-		return 6
-	}
-	return 7
-}
-
-// failed tells which outcomes are errors of the acquire span. A single try
-// that finds the lock held got a valid answer (TryLock returns false, nil),
-// so it is not one; a timeout, a cancellation or a deadlock is.
-func failed(outcome int) bool { return outcome > 1 }
+// failed tells which outcomes (rows of outcome.Names) are errors of the
+// acquire span. A single try that finds the lock held got a valid answer
+// (TryLock returns false, nil), so it is not one; a timeout, a cancellation
+// or a deadlock is.
+func failed(oi int) bool { return oi > 1 }
 
 // How a hold ended: the values of AttrEnd, indexed by endIndex.
 var ends = [...]string{"released", "lost", "release_failed"}
@@ -107,13 +78,13 @@ type attrTable struct {
 	modeRecord  [numModes][]metric.RecordOption
 	modeObserve [numModes][]metric.ObserveOption
 	// by mode and outcome: acquisitions and wait
-	outRecord  [numModes][numOutcomes][]metric.RecordOption
-	outObserve [numModes][numOutcomes][]metric.ObserveOption
+	outRecord  [numModes][outcome.N][]metric.RecordOption
+	outObserve [numModes][outcome.N][]metric.ObserveOption
 	// span attributes by mode and outcome (acquire spans) and by mode and
 	// end (hold spans), as lists and as ready start options
-	acquireSpan  [numModes][numOutcomes][]attribute.KeyValue
+	acquireSpan  [numModes][outcome.N][]attribute.KeyValue
 	holdSpan     [numModes][numEnds][]attribute.KeyValue
-	acquireStart [numModes][numOutcomes]trace.SpanStartOption
+	acquireStart [numModes][outcome.N]trace.SpanStartOption
 	holdStart    [numModes][numEnds]trace.SpanStartOption
 	// no attributes beyond db.system.name: jobs skipped
 	plainObserve []metric.ObserveOption
@@ -139,7 +110,7 @@ func newAttrTable(dbSystem string) *attrTable {
 			t.holdSpan[mi][ei] = attrs
 			t.holdStart[mi][ei] = trace.WithAttributes(attrs...)
 		}
-		for oi, o := range outcomes {
+		for oi, o := range outcome.Names {
 			withOut := append(clip(withMode), AttrOutcome.String(o))
 			set := metric.WithAttributeSet(attribute.NewSet(withOut...))
 			t.outRecord[mi][oi] = []metric.RecordOption{set}

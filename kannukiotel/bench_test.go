@@ -2,12 +2,11 @@ package kannukiotel_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/kannuki-go/kannuki"
-	"github.com/kannuki-go/kannuki/kannukimem"
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/kannukiotel"
 	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -54,18 +53,6 @@ func noopHook(tb testing.TB) kannuki.Hook {
 	return h
 }
 
-// memCycle returns one uncontended WithLock cycle on kannukimem. The
-// keepalive is off so that its goroutine does not blur the figures.
-func memCycle(tb testing.TB, h kannuki.Hook) func() {
-	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: h, KeepaliveInterval: -1})
-	ctx, key := context.Background(), uniqueKey(tb)
-	return func() {
-		if err := l.WithLock(ctx, key, nothing); err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
-
 // TestEventPathAllocs: a hook that receives every event adds no allocation
 // to a cycle, so the events themselves (built and delivered, or skipped
 // with no hook) allocate nothing.
@@ -74,10 +61,10 @@ func TestEventPathAllocs(t *testing.T) {
 	reader := kannuki.HookFunc(func(_ context.Context, e kannuki.Event) {
 		sink += int64(e.Wait+e.Hold) + int64(len(e.Key)) + int64(e.Kind)
 	})
-	none := testing.AllocsPerRun(200, memCycle(t, nil))
-	withReader := testing.AllocsPerRun(200, memCycle(t, reader))
-	withNoop := testing.AllocsPerRun(200, memCycle(t, noopHook(t)))
-	withSDK := testing.AllocsPerRun(200, memCycle(t, sdkHook(t, kannukiotel.Options{DBSystem: "postgresql"})))
+	none := testing.AllocsPerRun(200, hooktest.MemCycle(t, nil, uniqueKey(t)))
+	withReader := testing.AllocsPerRun(200, hooktest.MemCycle(t, reader, uniqueKey(t)))
+	withNoop := testing.AllocsPerRun(200, hooktest.MemCycle(t, noopHook(t), uniqueKey(t)))
+	withSDK := testing.AllocsPerRun(200, hooktest.MemCycle(t, sdkHook(t, kannukiotel.Options{DBSystem: "postgresql"}), uniqueKey(t)))
 	t.Logf("allocations per WithLock cycle on kannukimem: no hook %v, event-reading hook %v, kannukiotel on no-op providers %v, kannukiotel on the SDK %v",
 		none, withReader, withNoop, withSDK)
 	if withReader != none {
@@ -101,7 +88,7 @@ func BenchmarkEventPath(b *testing.B) {
 		}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			cycle := memCycle(b, c.hook(b))
+			cycle := hooktest.MemCycle(b, c.hook(b), uniqueKey(b))
 			b.ReportAllocs()
 			for b.Loop() {
 				cycle()
@@ -142,7 +129,7 @@ func BenchmarkEvents(b *testing.B) {
 // on the metrics SDK only, and with tracing too, sampling 1 in 10 root
 // spans or all of them (the worst case).
 func BenchmarkCyclePostgres(b *testing.B) {
-	env := newPGEnv(b)
+	env := hooktest.NewEnv(b, "pgx")
 	opts := kannukiotel.Options{DBSystem: "postgresql"}
 	for _, c := range []struct {
 		name string
@@ -156,48 +143,9 @@ func BenchmarkCyclePostgres(b *testing.B) {
 		{"metrics+traces-all", func(tb testing.TB) kannuki.Hook { return sdkHook(tb, opts) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			plain := kannuki.New(env.backend, kannuki.Options{})
-			hooked := kannuki.New(env.backend, kannuki.Options{Hook: c.hook(b)})
-			pairedCycles(b, plain, hooked)
+			plain := kannuki.New(env.Backend, kannuki.Options{})
+			hooked := kannuki.New(env.Backend, kannuki.Options{Hook: c.hook(b)})
+			hooktest.PairedCycles(b, plain, hooked, uniqueKey(b), uniqueKey(b))
 		})
 	}
-}
-
-// pairedCycles runs a cycle on a and one on b per iteration, in alternating
-// order, and reports both times and b's relative to a's.
-func pairedCycles(bm *testing.B, a, b *kannuki.Locker) {
-	ctx, keyA, keyB := context.Background(), uniqueKey(bm), uniqueKey(bm)
-	cycle := func(l *kannuki.Locker, key string) time.Duration {
-		start := time.Now()
-		if err := l.WithLock(ctx, key, nothing); err != nil {
-			bm.Fatal(err)
-		}
-		return time.Since(start)
-	}
-	var ta, tb []time.Duration
-	for bm.Loop() {
-		if len(ta)%2 == 0 {
-			ta = append(ta, cycle(a, keyA))
-			tb = append(tb, cycle(b, keyB))
-		} else {
-			tb = append(tb, cycle(b, keyB))
-			ta = append(ta, cycle(a, keyA))
-		}
-	}
-	reportPaired(bm, ta, tb)
-}
-
-// reportPaired reports the median cycle of each Locker and their ratio.
-// Medians, because on a shared machine a few cycles stall for
-// milliseconds and would swamp a mean.
-func reportPaired(bm *testing.B, ta, tb []time.Duration) {
-	median := func(d []time.Duration) float64 {
-		slices.Sort(d)
-		return float64(d[len(d)/2].Nanoseconds())
-	}
-	ma, mb := median(ta), median(tb)
-	bm.ReportMetric(0, "ns/op")
-	bm.ReportMetric(ma, "median-ns/cycle-plain")
-	bm.ReportMetric(mb, "median-ns/cycle-hooked")
-	bm.ReportMetric(mb/ma, "hooked/plain")
 }

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/kannuki-go/kannuki/internal/outcome"
 )
 
 // counts holds the counters and up-down counters of a Hook as atomics.
@@ -16,7 +18,7 @@ import (
 // Only the histograms, which an asynchronous instrument cannot express,
 // are recorded per event.
 type counts struct {
-	acquisitions [numModes][numOutcomes]atomic.Int64
+	acquisitions [numModes][outcome.N]atomic.Int64
 	held         [numModes]atomic.Int64
 	waiting      [numModes]atomic.Int64
 	lost         [numModes]atomic.Int64
@@ -61,7 +63,7 @@ func (c *counts) register(m metric.Meter, attrs *attrTable) error {
 			if n := c.lost[mi].Load(); n > 0 {
 				o.ObserveInt64(lost, n, attrs.modeObserve[mi]...)
 			}
-			for oi := range numOutcomes {
+			for oi := range outcome.N {
 				if n := c.acquisitions[mi][oi].Load(); n > 0 {
 					o.ObserveInt64(acquisitions, n, attrs.outObserve[mi][oi]...)
 				}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/outcome"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -119,7 +120,7 @@ func (h *Hook) LockEvent(ctx context.Context, e kannuki.Event) {
 		c.use(mi)
 		c.waiting[mi].Add(1)
 	case kannuki.EventAcquired, kannuki.EventNotAcquired:
-		oi := outcomeIndex(&e)
+		oi := outcome.Index(&e)
 		c.use(mi)
 		c.waiting[mi].Add(-1)
 		if e.Kind == kannuki.EventAcquired {
@@ -159,7 +160,7 @@ func (h *Hook) acquireSpan(ctx context.Context, e *kannuki.Event, mi, oi int) {
 	}
 	_, span := h.tracer.Start(ctx, SpanAcquire, trace.WithTimestamp(end.Add(-e.Wait)), internal, attrs)
 	if failed(oi) {
-		h.setError(span, e.Err, outcomes[oi], end)
+		h.setError(span, e.Err, outcome.Names[oi], end)
 	}
 	span.End(trace.WithTimestamp(end))
 }

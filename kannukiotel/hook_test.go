@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/kannukiotel"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -15,11 +17,14 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// uniqueKey is a key no other test (or concurrent test run) uses.
+func uniqueKey(t testing.TB) string { return hooktest.UniqueKey(t, "kannukiotel-test") }
+
 func TestTraffic(t *testing.T) {
-	env := newPGEnv(t)
+	env := hooktest.NewEnv(t, "pgx")
 	r := newRig(t, kannukiotel.Options{DBSystem: "postgresql", SpanHold: true})
-	rec := &recorder{}
-	l := kannuki.New(env.backend, kannuki.Options{
+	rec := &hooktest.Recorder{}
+	l := kannuki.New(env.Backend, kannuki.Options{
 		// One Locker plays several processes: its callers must queue in
 		// PostgreSQL, where the test watches them, not in the local queue.
 		NoLocalQueue:      true,
@@ -29,7 +34,7 @@ func TestTraffic(t *testing.T) {
 	key := uniqueKey(t)
 	ctx, parent := r.tp.Tracer("test").Start(context.Background(), "request")
 
-	kept := traffic(ctx, t, env, l, key, func() {
+	kept := hooktest.Traffic(ctx, t, env, l, key, func() {
 		m := r.collect(t)
 		if held, waiting := m.sum(t, "kannuki.lock.held"), m.sum(t, "kannuki.lock.waiting"); held != 1 || waiting != 1 {
 			t.Errorf("while the waiter waits: held %d, waiting %d; want 1, 1", held, waiting)
@@ -37,11 +42,11 @@ func TestTraffic(t *testing.T) {
 	})
 	parent.End()
 
-	checkSteps(t, rec)
-	if w := rec.of("waiter")[1].Wait; w < kept {
+	hooktest.CheckSteps(t, rec)
+	if w := rec.Of("waiter")[1].Wait; w < kept {
 		t.Errorf("waiter's Event.Wait %s < %s the holder kept the lock", w, kept)
 	}
-	if h := rec.of("holder")[2].Hold; h < kept {
+	if h := rec.Of("holder")[2].Hold; h < kept {
 		t.Errorf("holder's Event.Hold %s < %s it kept the lock", h, kept)
 	}
 
@@ -147,9 +152,9 @@ func TestTraffic(t *testing.T) {
 
 // TestKeyAttribute: with the opt-in the key is on spans, never on metrics.
 func TestKeyAttribute(t *testing.T) {
-	env := newPGEnv(t)
+	env := hooktest.NewEnv(t, "pgx")
 	r := newRig(t, kannukiotel.Options{KeyAttribute: true, SpanHold: true})
-	l := kannuki.New(env.backend, kannuki.Options{Hook: r.hook})
+	l := kannuki.New(env.Backend, kannuki.Options{Hook: r.hook})
 	key := uniqueKey(t)
 	ctx := context.Background()
 
@@ -157,7 +162,7 @@ func TestKeyAttribute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.WithLock(ctx, key, nothing, kannuki.Timeout(time.Millisecond)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if err := l.WithLock(ctx, key, hooktest.Nothing, kannuki.Timeout(time.Millisecond)); !errors.Is(err, kannuki.ErrNotAcquired) {
 		t.Fatalf("WithLock while held = %v", err)
 	}
 	if err := h.Release(ctx); err != nil {

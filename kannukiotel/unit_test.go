@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/kannukimem"
 	"github.com/kannuki-go/kannuki/kannukiotel"
 	"go.opentelemetry.io/otel"
@@ -20,7 +21,7 @@ import (
 func TestSharedMode(t *testing.T) {
 	r := newRig(t, kannukiotel.Options{SpanHold: true})
 	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: r.hook})
-	if err := l.WithLock(context.Background(), uniqueKey(t), nothing, kannuki.Shared()); err != nil {
+	if err := l.WithLock(context.Background(), uniqueKey(t), hooktest.Nothing, kannuki.Shared()); err != nil {
 		t.Fatal(err)
 	}
 	m := r.collect(t)
@@ -80,7 +81,7 @@ func TestGlobalProviders(t *testing.T) {
 	})
 
 	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: hook})
-	if err := l.WithLock(context.Background(), uniqueKey(t), nothing); err != nil {
+	if err := l.WithLock(context.Background(), uniqueKey(t), hooktest.Nothing); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(spans.GetSpans()); got != 1 {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/kannuki-go/kannuki"
@@ -17,64 +16,12 @@ var (
 	_ kannuki.TxRunner[*sql.Tx]  = (*Backend)(nil)
 )
 
-// Transaction-scoped locks use parameterless statements (the id as a
-// literal, the key in a comment) through ExecContext: the simple protocol
-// on pgx/stdlib and lib/pq alike, one round trip, several statements in
-// one text, nothing prepared, so they also work behind PgBouncer in
-// transaction mode.
-const (
-	// txSavepoint wraps a wait, so that its failure (lock_timeout, a
-	// deadlock, a cancel) can be rolled back without aborting the caller's
-	// transaction, and so that a grant that raced a cancellation can still
-	// be undone: ROLLBACK TO SAVEPOINT releases a transaction lock taken
-	// after the savepoint.
-	txSavepoint = "kannuki_xact_lock"
-	// savedLockTimeout is a custom setting that keeps the caller's
-	// lock_timeout while the wait runs with its own; transaction-local like
-	// every setting the wait changes.
-	savedLockTimeout = "kannuki.saved_lock_timeout"
-
-	txRelease  = "RELEASE SAVEPOINT " + txSavepoint
-	txRollback = "ROLLBACK TO SAVEPOINT " + txSavepoint + "; RELEASE SAVEPOINT " + txSavepoint
-	// txCheck fails (25P01) unless the session is in a transaction block;
-	// it runs in front of the try, in the same round trip, since a
-	// transaction lock taken outside a block would end with its statement.
-	txCheck = "SAVEPOINT " + txSavepoint + "; RELEASE SAVEPOINT " + txSavepoint
-
-	codeNoActiveTx = "25P01" // no_active_sql_transaction
-	codeTxAborted  = "25P02" // in_failed_sql_transaction
-)
-
-func xactSuffix(m kannuki.Mode) string {
-	if m == kannuki.ModeShared {
-		return "_shared"
-	}
-	return ""
-}
-
-// xactTry returns one boolean: whether the transaction got the lock.
-// pg_try_advisory_xact_lock never waits, so it needs no savepoint.
-func xactTry(k kannuki.Key, m kannuki.Mode) string {
-	return "SELECT pg_try_advisory_xact_lock" + xactSuffix(m) + "(" + pgsql.Args(k) + ") " + pgsql.Comment(commentKey(k).String)
-}
-
-// xactWait opens the savepoint, keeps the caller's lock_timeout, sets the
-// wait's own (timeout "0" waits forever, whatever the caller's setting),
-// waits, and puts the caller's lock_timeout back. set_config(..., true)
-// lasts until the end of the transaction (RELEASE SAVEPOINT keeps it),
-// hence the explicit restore. The savepoint stays open: the caller
-// releases it once it knows the grant is wanted, or rolls back to it, which
-// also restores lock_timeout when the wait failed.
-func xactWait(k kannuki.Key, m kannuki.Mode, timeout string) string {
-	return "SAVEPOINT " + txSavepoint + "; " +
-		"SELECT set_config('" + savedLockTimeout + "', current_setting('lock_timeout'), true), set_config('lock_timeout', '" + timeout + "', true); " +
-		"SELECT pg_advisory_xact_lock" + xactSuffix(m) + "(" + pgsql.Args(k) + ") " + pgsql.Comment(commentKey(k).String) + "; " +
-		"SELECT set_config('lock_timeout', current_setting('" + savedLockTimeout + "'), true)"
-}
-
-// maxLockTimeout is the largest lock_timeout PostgreSQL accepts (INT_MAX
-// milliseconds, about 24.8 days); longer timed waits are cut to it.
-const maxLockTimeout = (1<<31 - 1) * time.Millisecond
+// Transaction-scoped locks run the parameterless statements of
+// internal/pgsql (XactTry, XactWait and the savepoint's) through
+// ExecContext: the simple protocol on pgx/stdlib and lib/pq alike, one
+// round trip, several statements in one text, nothing prepared, so they
+// also work behind PgBouncer in transaction mode. The key's comment shows
+// commentKey's form of it.
 
 // AcquireTx implements kannuki.TxBackend (kannuki.LockTx): it takes key
 // with pg_advisory_xact_lock (or its _shared form) inside tx, so the lock
@@ -170,10 +117,10 @@ func (x *txAcquisition) try(ctx context.Context) (bool, error) {
 	}
 	var granted bool
 	if counts {
-		granted, err = execBool(fctx, x.tx, txCheck+"; "+execForm(xactTry(x.key, x.mode)))
+		granted, err = execBool(fctx, x.tx, pgsql.CheckTx+"; "+execForm(pgsql.XactTry(commentKey(x.key), x.mode)))
 	} else {
-		if _, err = x.tx.ExecContext(fctx, txCheck); err == nil {
-			granted, err = queryBool(fctx, x.tx, xactTry(x.key, x.mode))
+		if _, err = x.tx.ExecContext(fctx, pgsql.CheckTx); err == nil {
+			granted, err = queryBool(fctx, x.tx, pgsql.XactTry(commentKey(x.key), x.mode))
 		}
 	}
 	if err != nil {
@@ -183,9 +130,9 @@ func (x *txAcquisition) try(ctx context.Context) (bool, error) {
 }
 
 // wait waits for the lock inside the savepoint; wait < 0 waits until
-// granted or ctx ends. Its structure follows lease.wait: the statement
-// runs detached from ctx, and ctx's end sends pg_cancel_backend from a
-// second connection.
+// granted or ctx ends. Like lease.wait it runs the statement with
+// execDetached: detached from ctx, whose end sends pg_cancel_backend from
+// a second connection.
 func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 	folded := false
 	if dl, ok := ctx.Deadline(); ok {
@@ -193,56 +140,29 @@ func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 		if left <= 0 {
 			return context.DeadlineExceeded
 		}
-		if (wait < 0 || left < wait) && left <= maxLockTimeout {
+		if (wait < 0 || left < wait) && left <= pgsql.MaxLockTimeout {
 			// The server ends the wait at the deadline by itself.
 			wait, folded = left, true
 		}
 	}
-	timeout := "0"
-	if wait > 0 {
-		timeout = pgsql.LockTimeout(min(wait, maxLockTimeout))
-	}
-	q := xactWait(x.key, x.mode, timeout)
+	q := pgsql.XactWait(commentKey(x.key), x.mode, wait)
 
-	stmtCtx := context.WithoutCancel(ctx)
-	abort := context.CancelFunc(func() {})
-	var (
-		stop    func() bool
-		done    chan struct{}
-		fired   chan struct{}
-		aborted atomic.Bool
-	)
+	var pid int64
 	if ctx.Done() != nil {
-		pid, err := x.pid(ctx)
-		if err != nil {
+		var err error
+		if pid, err = x.b.pid(ctx, x.tx); err != nil {
 			return x.statementError(ctx, err)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		stmtCtx, abort = context.WithCancel(stmtCtx)
-		done, fired = make(chan struct{}), make(chan struct{})
-		stop = context.AfterFunc(ctx, func() {
-			defer close(fired)
-			x.b.interrupt(ctx, pid, folded, done, func() {
-				aborted.Store(true)
-				abort()
-			})
-		})
 	}
-	_, err := x.tx.ExecContext(stmtCtx, q)
-	if stop != nil {
-		close(done)
-		if !stop() {
-			<-fired // no cancel may still be on its way to this session
-		}
-	}
-	abort()
-	if hook, ok := ctx.Value(afterWaitKey{}).(func()); ok && err == nil && !aborted.Load() {
+	aborted, err := x.b.execDetached(ctx, x.tx, q, pid, folded)
+	if hook, ok := ctx.Value(afterWaitKey{}).(func()); ok && err == nil && !aborted {
 		hook()
 	}
 
-	if aborted.Load() {
+	if aborted {
 		// The driver's own cancellation ran: the connection, and tx with
 		// it, is closed or about to be, whatever the statement did.
 		return errors.Join(x.ctxErr(ctx, folded),
@@ -252,20 +172,20 @@ func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 		if ctx.Err() != nil {
 			// The grant raced the cancellation: the caller gets an error,
 			// so the transaction must not keep the lock.
-			if rerr := x.cleanup(ctx, txRollback); rerr != nil {
+			if rerr := x.cleanup(ctx, pgsql.RollbackSavepoint); rerr != nil {
 				return errors.Join(x.ctxErr(ctx, folded), rerr)
 			}
 			return x.ctxErr(ctx, folded)
 		}
-		return x.cleanup(ctx, txRelease)
+		return x.cleanup(ctx, pgsql.ReleaseSavepoint)
 	}
 
 	code := sqlState(err)
 	switch {
-	case code == "", code == codeNoActiveTx, code == codeTxAborted:
+	case code == "", code == pgsql.CodeNoActiveTx, code == pgsql.CodeTxAborted:
 		return x.statementError(ctx, err) // no answer, or no savepoint was made
 	}
-	if rerr := x.cleanup(ctx, txRollback); rerr != nil {
+	if rerr := x.cleanup(ctx, pgsql.RollbackSavepoint); rerr != nil {
 		return errors.Join(x.mapWaitError(ctx, folded, code, err), rerr)
 	}
 	return x.mapWaitError(ctx, folded, code, err)
@@ -295,30 +215,14 @@ func (x *txAcquisition) mapWaitError(ctx context.Context, folded bool, code stri
 
 // ctxErr is the error of a wait that ctx ended.
 func (x *txAcquisition) ctxErr(ctx context.Context, folded bool) error {
-	err := ctx.Err()
-	if err == nil && folded {
-		err = context.DeadlineExceeded
-	}
-	if err == nil {
-		err = context.Canceled
-	}
-	return fmt.Errorf("kannuki: wait for %q: %w", x.key.String, err)
+	return waitEnded(ctx, x.key, folded)
 }
 
-// pid returns tx's session pid, for pg_cancel_backend.
-func (x *txAcquisition) pid(ctx context.Context) (int64, error) {
-	ctx, cancel := x.b.bounded(ctx, false)
-	defer cancel()
-	var pid int64
-	err := x.tx.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid)
-	return pid, err
-}
-
-// cleanup ends the savepoint with text (txRelease or txRollback), detached
-// from ctx and bounded by ReleaseTimeout. A pg_cancel_backend that was sent
-// just as the wait ended can still reach the session late and fail the
-// clean-up (57014); the savepoint then still exists, and a second try
-// settles it.
+// cleanup ends the savepoint with text (pgsql.ReleaseSavepoint or
+// pgsql.RollbackSavepoint), detached from ctx and bounded by
+// ReleaseTimeout. A pg_cancel_backend that was sent just as the wait ended
+// can still reach the session late and fail the clean-up (57014); the
+// savepoint then still exists, and a second try settles it.
 func (x *txAcquisition) cleanup(ctx context.Context, text string) error {
 	cctx, cancel := x.b.bounded(ctx, false)
 	defer cancel()
@@ -330,7 +234,7 @@ func (x *txAcquisition) cleanup(ctx context.Context, text string) error {
 		if sqlState(err) != pgsql.CodeQueryCanceled {
 			break
 		}
-		text = txRollback // the transaction may be aborted inside the savepoint
+		text = pgsql.RollbackSavepoint // the transaction may be aborted inside the savepoint
 	}
 	return fmt.Errorf("kannuki: lock %q: ending the savepoint failed, the transaction is unusable (roll it back): %w", x.key.String, err)
 }
@@ -340,10 +244,10 @@ func (x *txAcquisition) statementError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, sql.ErrTxDone):
 		return fmt.Errorf("%w: lock %q: the transaction has already been committed or rolled back: %w", kannuki.ErrInvalidArgument, x.key.String, err)
-	case sqlState(err) == codeNoActiveTx:
+	case sqlState(err) == pgsql.CodeNoActiveTx:
 		return fmt.Errorf("%w: lock %q: the connection is not in an open transaction: a transaction lock would end with the statement: %w",
 			kannuki.ErrInvalidArgument, x.key.String, err)
-	case sqlState(err) == codeTxAborted:
+	case sqlState(err) == pgsql.CodeTxAborted:
 		return fmt.Errorf("%w: lock %q: the transaction is aborted by an earlier error; roll it back: %w", kannuki.ErrInvalidArgument, x.key.String, err)
 	}
 	if cerr := ctx.Err(); cerr != nil {

@@ -52,45 +52,22 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 	}
 	q := pgsql.Lock(commentKey(l.key), l.mode, wait)
 
-	stmtCtx := context.WithoutCancel(ctx)
-	abort := context.CancelFunc(func() {})
-	var (
-		stop    func() bool
-		done    chan struct{}
-		fired   chan struct{}
-		aborted atomic.Bool
-	)
+	var pid int64
 	if ctx.Done() != nil {
 		if ctx.Err() != nil {
 			l.putBack()
 			return l.ctxErr(ctx, false)
 		}
-		pid, err := l.pid(ctx)
-		if err != nil {
+		var err error
+		if pid, err = l.b.pid(ctx, l.conn); err != nil {
 			l.destroy()
 			return fmt.Errorf("kannuki: wait for %q: %w", l.key.String, err)
 		}
-		stmtCtx, abort = context.WithCancel(stmtCtx)
-		done, fired = make(chan struct{}), make(chan struct{})
-		stop = context.AfterFunc(ctx, func() {
-			defer close(fired)
-			l.b.interrupt(ctx, pid, folded, done, func() {
-				aborted.Store(true)
-				abort()
-			})
-		})
 	}
-	_, err := l.conn.ExecContext(stmtCtx, q)
-	if stop != nil {
-		close(done)
-		if !stop() {
-			<-fired // no cancel may still be on its way to this session
-		}
-	}
-	abort()
+	aborted, err := l.b.execDetached(ctx, l.conn, q, pid, folded)
 
 	switch {
-	case aborted.Load():
+	case aborted:
 		// The driver's own cancel ran: the connection is closed or about
 		// to be, whatever the statement's outcome.
 		l.destroy()
@@ -129,7 +106,10 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 }
 
 // ctxErr is the error of a wait that ctx ended.
-func (l *lease) ctxErr(ctx context.Context, folded bool) error {
+func (l *lease) ctxErr(ctx context.Context, folded bool) error { return waitEnded(ctx, l.key, folded) }
+
+// waitEnded is the error of a wait for key that ctx ended.
+func waitEnded(ctx context.Context, key kannuki.Key, folded bool) error {
 	err := ctx.Err()
 	if err == nil && folded {
 		// The server's lock_timeout, set to the context's deadline, fired
@@ -139,16 +119,49 @@ func (l *lease) ctxErr(ctx context.Context, folded bool) error {
 	if err == nil {
 		err = context.Canceled
 	}
-	return fmt.Errorf("kannuki: wait for %q: %w", l.key.String, err)
+	return fmt.Errorf("kannuki: wait for %q: %w", key.String, err)
 }
 
-// pid returns the pinned session's backend pid, for pg_cancel_backend.
-func (l *lease) pid(ctx context.Context) (int64, error) {
-	ctx, cancel := l.b.bounded(ctx, false)
+// pid returns the backend pid of e's session (a pinned *sql.Conn, or the
+// *sql.Tx on one), for pg_cancel_backend.
+func (b *Backend) pid(ctx context.Context, e execer) (int64, error) {
+	ctx, cancel := b.bounded(ctx, false)
 	defer cancel()
 	var pid int64
-	err := l.conn.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid)
+	err := e.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid)
 	return pid, err
+}
+
+// execDetached runs the waiting statement q on e under a context that ctx
+// does not cancel (see lease.wait for why). When ctx ends first, interrupt
+// cancels q on session pid from a second connection; aborted reports that
+// it fell back to the driver's own cancellation, which closes e's
+// connection whatever q did. pid is used only when ctx can end
+// (ctx.Done() != nil). Once execDetached returns, no cancel is on its way
+// to the session any more.
+func (b *Backend) execDetached(ctx context.Context, e execer, q string, pid int64, folded bool) (aborted bool, err error) {
+	stmtCtx := context.WithoutCancel(ctx)
+	if ctx.Done() == nil {
+		_, err = e.ExecContext(stmtCtx, q)
+		return false, err
+	}
+	stmtCtx, abort := context.WithCancel(stmtCtx)
+	defer abort()
+	done, fired := make(chan struct{}), make(chan struct{})
+	var driverCancel atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		b.interrupt(ctx, pid, folded, done, func() {
+			driverCancel.Store(true)
+			abort()
+		})
+	})
+	_, err = e.ExecContext(stmtCtx, q)
+	close(done)
+	if !stop() {
+		<-fired // no cancel may still be on its way to this session
+	}
+	return driverCancel.Load(), err
 }
 
 // interrupt ends a waiting statement on session pid after its context

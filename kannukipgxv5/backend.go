@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -79,6 +78,7 @@ func (b *Backend) conn(ctx context.Context, key kannuki.Key, wait time.Duration,
 		actx, cancel = context.WithDeadline(ctx, start.Add(wait))
 	}
 	pc, err := b.pool.Acquire(actx)
+	expired := actx.Err() != nil // read before cancel(), which would set it
 	cancel()
 	if err == nil {
 		return pc, nil
@@ -86,7 +86,7 @@ func (b *Backend) conn(ctx context.Context, key kannuki.Key, wait time.Duration,
 	if cerr := ctx.Err(); cerr != nil {
 		return nil, ended(key, cerr)
 	}
-	if actx.Err() != nil { // our own budget ran out: the pool had no connection for us
+	if expired && errors.Is(err, context.DeadlineExceeded) { // our own budget ran out: the pool had no connection for us
 		return nil, fmt.Errorf("%w: lock %q: no connection free within %s: %w", ErrPoolExhausted, key.String, time.Since(start).Round(time.Millisecond), kannuki.ErrNotAcquired)
 	}
 	return nil, fmt.Errorf("kannuki: pgx: %w", err)
@@ -164,10 +164,6 @@ type acquisition struct {
 	ownDeadline bool
 }
 
-// maxLockTimeout is the largest lock_timeout PostgreSQL accepts (INT_MAX
-// milliseconds, about 24.8 days); longer timed waits are cut to it.
-const maxLockTimeout = math.MaxInt32 * time.Millisecond
-
 // run tries once with the cached statement and, when the lock is held and
 // the request may wait, waits on the server.
 func (a *acquisition) run(ctx context.Context, wait time.Duration, start time.Time) (kannuki.Lease, error) {
@@ -207,11 +203,11 @@ func (a *acquisition) run(ctx context.Context, wait time.Duration, start time.Ti
 	// cancellation.
 	g := guard{interrupt: true, grace: grace}
 	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); (wait < 0 || left <= wait) && left <= maxLockTimeout {
+		if left := time.Until(dl); (wait < 0 || left <= wait) && left <= pgsql.MaxLockTimeout {
 			wait, g.ownDeadline = max(left, time.Millisecond), true
 		}
 	}
-	wait = min(wait, maxLockTimeout)
+	wait = min(wait, pgsql.MaxLockTimeout)
 	a.ownDeadline = g.ownDeadline
 	// One statement for the whole wait: the server queues the session and
 	// grants the lock the moment it is free; lock_timeout (local to this

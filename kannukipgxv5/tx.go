@@ -19,70 +19,21 @@ var (
 	_ kannuki.TxRunner[pgx.Tx]  = (*Backend)(nil)
 )
 
-// Transaction-scoped locks are taken with statements that carry the id as a
-// literal and the key in a comment, sent without arguments over the simple
+// Transaction-scoped locks are taken with the statements of internal/pgsql
+// (XactTry, XactWait and the savepoint's), which carry the id as a literal
+// and the key in a comment, sent without arguments over the simple
 // protocol: one round trip each, nothing prepared, so they work the same
 // behind PgBouncer in transaction mode whatever the pool's query exec mode.
-const (
-	// txSavepoint wraps a wait, so that its failure (lock_timeout, a
-	// deadlock, a cancel request) can be rolled back without aborting the
-	// caller's transaction, and so that a grant that raced a cancellation
-	// can still be undone: ROLLBACK TO SAVEPOINT releases a transaction
-	// lock taken after the savepoint.
-	txSavepoint = "kannuki_xact_lock"
-	// savedLockTimeout is a custom setting that keeps the caller's
-	// lock_timeout while the wait runs with its own. It is transaction-local
-	// like every setting the wait changes.
-	savedLockTimeout = "kannuki.saved_lock_timeout"
 
-	txRelease  = "RELEASE SAVEPOINT " + txSavepoint
-	txRollback = "ROLLBACK TO SAVEPOINT " + txSavepoint + "; RELEASE SAVEPOINT " + txSavepoint
-)
-
-func xactSuffix(m kannuki.Mode) string {
-	if m == kannuki.ModeShared {
-		return "_shared"
+// txKey is k for the statements' comment. PostgreSQL rejects a statement
+// that is not valid UTF-8, comments included; keys derived by a Locker
+// always are, hand-made ones may not be.
+func txKey(k kannuki.Key) kannuki.Key {
+	if !utf8.ValidString(k.String) {
+		k.String = strings.ToValidUTF8(k.String, "\uFFFD")
 	}
-	return ""
+	return k
 }
-
-// xactTry is one statement returning whether the transaction got the lock.
-// pg_try_advisory_xact_lock never waits, so it cannot fail the way a wait
-// can (lock_timeout, deadlock) and needs no savepoint.
-func xactTry(k kannuki.Key, m kannuki.Mode) string {
-	return "SELECT pg_try_advisory_xact_lock" + xactSuffix(m) + "(" + pgsql.Args(k) + ") " + txComment(k)
-}
-
-// txComment is the key's comment. PostgreSQL rejects a statement that is
-// not valid UTF-8, comments included; keys derived by a Locker always are,
-// hand-made ones may not be.
-func txComment(k kannuki.Key) string {
-	s := k.String
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	return pgsql.Comment(s)
-}
-
-// xactWait opens the savepoint, keeps the caller's lock_timeout, sets the
-// wait's own (timeout "0" waits forever, whatever the caller's setting),
-// waits, and puts the caller's lock_timeout back. The savepoint stays open:
-// the caller releases it once it knows the grant is wanted, or rolls back
-// to it, which also restores lock_timeout when the wait failed.
-// set_config(..., true) lasts until the end of the transaction (RELEASE
-// SAVEPOINT keeps it), hence the explicit restore on success.
-func xactWait(k kannuki.Key, m kannuki.Mode, timeout string) string {
-	return "SAVEPOINT " + txSavepoint + "; " +
-		"SELECT set_config('" + savedLockTimeout + "', current_setting('lock_timeout'), true), set_config('lock_timeout', '" + timeout + "', true); " +
-		"SELECT pg_advisory_xact_lock" + xactSuffix(m) + "(" + pgsql.Args(k) + ") " + txComment(k) + "; " +
-		"SELECT set_config('lock_timeout', current_setting('" + savedLockTimeout + "'), true)"
-}
-
-// SQLSTATE codes of a statement sent outside an open transaction.
-const (
-	codeNoActiveTx = "25P01" // no_active_sql_transaction (SAVEPOINT outside a transaction block)
-	codeTxAborted  = "25P02" // in_failed_sql_transaction
-)
 
 // AcquireTx implements kannuki.TxBackend (kannuki.LockTx): it takes key
 // with pg_advisory_xact_lock (or its _shared form) inside tx, so the lock
@@ -174,7 +125,7 @@ type txAcquisition struct {
 func (x *txAcquisition) try(ctx context.Context) (bool, error) {
 	var granted bool
 	settle, err := guarded(ctx, x.c, guard{grace: x.b.opts.releaseTimeout()}, func(qctx context.Context) error {
-		return x.tx.QueryRow(qctx, xactTry(x.key, x.mode), pgx.QueryExecModeSimpleProtocol).Scan(&granted)
+		return x.tx.QueryRow(qctx, pgsql.XactTry(txKey(x.key), x.mode), pgx.QueryExecModeSimpleProtocol).Scan(&granted)
 	})
 	settle()
 	if err != nil {
@@ -196,15 +147,11 @@ func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 	if dl, ok := ctx.Deadline(); ok {
 		// ctx's deadline becomes lock_timeout when it comes first, so the
 		// server ends the wait by itself and no cancel request is needed.
-		if left := time.Until(dl); (wait < 0 || left <= wait) && left <= maxLockTimeout {
+		if left := time.Until(dl); (wait < 0 || left <= wait) && left <= pgsql.MaxLockTimeout {
 			wait, g.ownDeadline = max(left, time.Millisecond), true
 		}
 	}
-	timeout := "0"
-	if wait > 0 {
-		timeout = pgsql.LockTimeout(min(wait, maxLockTimeout))
-	}
-	text := xactWait(x.key, x.mode, timeout)
+	text := pgsql.XactWait(txKey(x.key), x.mode, wait)
 	settle, err := guarded(ctx, x.c, g, func(qctx context.Context) error {
 		_, err := x.tx.Exec(qctx, text, pgx.QueryExecModeSimpleProtocol)
 		return err
@@ -218,12 +165,12 @@ func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 			// The grant raced the cancellation (or came just after the
 			// deadline): the caller gets an error, so it must not hold
 			// the lock. Rolling back to the savepoint gives it up.
-			if rerr := x.cleanup(txRollback); rerr != nil {
+			if rerr := x.cleanup(pgsql.RollbackSavepoint); rerr != nil {
 				return errors.Join(ended(x.key, cerr), rerr)
 			}
 			return ended(x.key, cerr)
 		}
-		if rerr := x.cleanup(txRelease); rerr != nil {
+		if rerr := x.cleanup(pgsql.ReleaseSavepoint); rerr != nil {
 			return rerr
 		}
 		return nil
@@ -234,10 +181,10 @@ func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 		return x.statementError(ctx, err) // no answer, or pgx closed the connection: tx is gone
 	}
 	switch pgErr.Code {
-	case codeNoActiveTx, codeTxAborted:
+	case pgsql.CodeNoActiveTx, pgsql.CodeTxAborted:
 		return x.statementError(ctx, err) // no savepoint was made
 	}
-	if rerr := x.cleanup(txRollback); rerr != nil {
+	if rerr := x.cleanup(pgsql.RollbackSavepoint); rerr != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return errors.Join(ended(x.key, cerr), rerr)
 		}
@@ -262,12 +209,13 @@ func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 	return fmt.Errorf("kannuki: pgx: lock %q in a transaction: %w", x.key.String, err)
 }
 
-// cleanup ends the savepoint with text (txRelease or txRollback) on a
-// context of its own: the caller's may be gone, and the transaction must
-// not be left inside the savepoint. A cancel request that raced the wait
-// has been answered by now (settle), but its signal may in theory still
-// reach the server process late and hit the clean-up (57014); the savepoint
-// then still exists, and a second try settles it.
+// cleanup ends the savepoint with text (pgsql.ReleaseSavepoint or
+// pgsql.RollbackSavepoint) on a context of its own: the caller's may be
+// gone, and the transaction must not be left inside the savepoint. A
+// cancel request that raced the wait has been answered by now (settle),
+// but its signal may in theory still reach the server process late and
+// hit the clean-up (57014); the savepoint then still exists, and a second
+// try settles it.
 func (x *txAcquisition) cleanup(text string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), x.b.opts.releaseTimeout())
 	defer cancel()
@@ -280,7 +228,7 @@ func (x *txAcquisition) cleanup(text string) error {
 		if !errors.As(err, &pgErr) || pgErr.Code != pgsql.CodeQueryCanceled || x.c.IsClosed() {
 			break
 		}
-		text = txRollback // the savepoint is still there; the transaction may be aborted inside it
+		text = pgsql.RollbackSavepoint // the savepoint is still there; the transaction may be aborted inside it
 	}
 	return fmt.Errorf("kannuki: pgx: lock %q: ending the savepoint failed, the transaction is unusable (roll it back): %w", x.key.String, err)
 }
@@ -291,9 +239,9 @@ func (x *txAcquisition) statementError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, pgx.ErrTxClosed):
 		return fmt.Errorf("%w: lock %q: the transaction has already been committed or rolled back: %w", kannuki.ErrInvalidArgument, x.key.String, err)
-	case errors.As(err, &pgErr) && pgErr.Code == codeNoActiveTx:
+	case errors.As(err, &pgErr) && pgErr.Code == pgsql.CodeNoActiveTx:
 		return x.notInTx('I')
-	case errors.As(err, &pgErr) && pgErr.Code == codeTxAborted:
+	case errors.As(err, &pgErr) && pgErr.Code == pgsql.CodeTxAborted:
 		return fmt.Errorf("%w: lock %q: the transaction is aborted by an earlier error; roll it back: %w", kannuki.ErrInvalidArgument, x.key.String, err)
 	}
 	if !errors.As(err, &pgErr) || x.c.IsClosed() {

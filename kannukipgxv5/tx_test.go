@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 )
 
@@ -409,7 +410,7 @@ func TestTxTryAndTimeout(t *testing.T) {
 				t.Fatalf("holders %v, want the waiter %d", h, txPID(tx))
 			}
 			// The wait's savepoint is gone: a ROLLBACK TO it fails.
-			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+txSavepoint); err == nil {
+			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+pgsql.Savepoint); err == nil {
 				t.Fatal("the wait left its savepoint open")
 			}
 			rollback(t, tx)

@@ -29,6 +29,7 @@ import (
 	"sync"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/outcome"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -65,9 +66,9 @@ type Collector struct {
 
 	// The labelled children, resolved on first use and then reused, so an
 	// event costs no label hashing or map lookup.
-	waitObs [numModes][numOutcomes]lazy[prometheus.Observer]
+	waitObs [numModes][outcome.N]lazy[prometheus.Observer]
 	holdObs [numModes]lazy[prometheus.Observer]
-	acqCtr  [numModes][numOutcomes]lazy[prometheus.Counter]
+	acqCtr  [numModes][outcome.N]lazy[prometheus.Counter]
 }
 
 var (
@@ -148,7 +149,7 @@ func (c *Collector) LockEvent(_ context.Context, e kannuki.Event) {
 	case kannuki.EventAttempt:
 		c.waiters.Inc()
 	case kannuki.EventAcquired, kannuki.EventNotAcquired:
-		oi := outcomeIndex(&e)
+		oi := outcome.Index(&e)
 		c.waiters.Dec()
 		if e.Kind == kannuki.EventAcquired {
 			c.held.Inc()
@@ -183,7 +184,7 @@ func (l *lazy[T]) get(v vec[T], mi, oi int) T {
 		if oi < 0 {
 			l.m = v.WithLabelValues(modes[mi])
 		} else {
-			l.m = v.WithLabelValues(modes[mi], outcomes[oi])
+			l.m = v.WithLabelValues(modes[mi], outcome.Names[oi])
 		}
 	})
 	return l.m

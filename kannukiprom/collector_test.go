@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/kannukiprom"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -15,6 +17,9 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// uniqueKey is a key no other test (or concurrent test run) uses.
+func uniqueKey(t testing.TB) string { return hooktest.UniqueKey(t, "kannukiprom-test") }
 
 // newRegistry registers cs on a pedantic registry, which checks that what
 // they collect matches what they describe.
@@ -54,10 +59,10 @@ func label(m *dto.Metric, name string) string {
 }
 
 func TestTraffic(t *testing.T) {
-	env := newPGEnv(t)
+	env := hooktest.NewEnv(t, "pgx")
 	c := kannukiprom.New(kannukiprom.Options{ConstLabels: prometheus.Labels{"backend": "postgresql"}})
-	rec := &recorder{}
-	l := kannuki.New(env.backend, kannuki.Options{
+	rec := &hooktest.Recorder{}
+	l := kannuki.New(env.Backend, kannuki.Options{
 		// One Locker plays several processes: its callers must queue in
 		// PostgreSQL, where the test watches them, not in the local queue.
 		NoLocalQueue:      true,
@@ -66,7 +71,7 @@ func TestTraffic(t *testing.T) {
 	})
 	key := uniqueKey(t)
 
-	kept := traffic(context.Background(), t, env, l, key, func() {
+	kept := hooktest.Traffic(context.Background(), t, env, l, key, func() {
 		const want = `
 # HELP kannuki_lock_waiters Calls acquiring a lock now (trying or waiting).
 # TYPE kannuki_lock_waiters gauge
@@ -79,7 +84,7 @@ kannuki_locks_held{backend="postgresql"} 1
 			t.Errorf("while the waiter waits: %v", err)
 		}
 	})
-	checkSteps(t, rec)
+	hooktest.CheckSteps(t, rec)
 
 	// Counters and gauges are exact.
 	const want = `

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/kannukimem"
 	"github.com/kannuki-go/kannuki/kannukiprom"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -21,7 +22,7 @@ func TestSharedSkippedUnknown(t *testing.T) {
 	c := kannukiprom.New(kannukiprom.Options{})
 	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: c})
 	ctx := context.Background()
-	if err := l.WithLock(ctx, uniqueKey(t), nothing, kannuki.Shared()); err != nil {
+	if err := l.WithLock(ctx, uniqueKey(t), hooktest.Nothing, kannuki.Shared()); err != nil {
 		t.Fatal(err)
 	}
 	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventSkipped, Key: "job/42"})

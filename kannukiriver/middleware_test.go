@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/queuetest"
 	"github.com/kannuki-go/kannuki/kannukijob"
 	"github.com/kannuki-go/kannuki/kannukimem"
 	"github.com/kannuki-go/kannuki/kannukiriver"
@@ -75,7 +76,7 @@ func held(t *testing.T, m *kannukiriver.Middleware, job *rivertype.JobRow) (rele
 	case <-inside:
 	case err := <-result:
 		t.Fatalf("first job did not run: %v", err)
-	case <-time.After(hangGuard):
+	case <-time.After(queuetest.HangGuard):
 		t.Fatal("first job did not start")
 	}
 	return func() {
@@ -98,7 +99,7 @@ func work(m *kannukiriver.Middleware, job *rivertype.JobRow) (bool, error) {
 }
 
 func TestConflictOutcomes(t *testing.T) {
-	ev := newEvents()
+	ev := queuetest.NewEvents()
 	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: ev})
 	first := row(1, "email", `{"to":"a@example.com","n":1}`)
 	dup := row(2, "email", `{"n":1,"to":"a@example.com"}`)
@@ -111,7 +112,7 @@ func TestConflictOutcomes(t *testing.T) {
 		if ran, err := work(m, dup); ran || err != nil {
 			t.Fatalf("duplicate: ran %v, error %v; want skipped with nil", ran, err)
 		}
-		if n := ev.count(kannuki.EventSkipped, `email:{"n":1,"to":"a@example.com"}`); n != 1 {
+		if n := ev.Count(kannuki.EventSkipped, `email:{"n":1,"to":"a@example.com"}`); n != 1 {
 			t.Fatalf("%d skip events, want 1", n)
 		}
 		if ran, err := work(m, other); !ran || err != nil {

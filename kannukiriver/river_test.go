@@ -3,7 +3,6 @@ package kannukiriver_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/queuetest"
 	"github.com/kannuki-go/kannuki/kannukiriver"
 )
 
@@ -30,64 +30,13 @@ type itemArgs struct {
 
 func (itemArgs) Kind() string { return "kannuki_item" }
 
-// tracker records what the workers did. Its overlap count would catch two
-// runs of the same item at once.
-type tracker struct {
-	mu       sync.Mutex
-	running  map[string]int
-	overlaps map[string]int
-	runs     map[string]int
-	started  map[int64]time.Time
-	// work is the body of a run; nth counts the item's runs, this one included.
-	work func(ctx context.Context, item string, nth int) error
-}
-
-func newTracker(work func(ctx context.Context, item string, nth int) error) *tracker {
-	return &tracker{running: map[string]int{}, overlaps: map[string]int{}, runs: map[string]int{},
-		started: map[int64]time.Time{}, work: work}
-}
-
-func (tr *tracker) run(ctx context.Context, id int64, item string) error {
-	tr.mu.Lock()
-	tr.running[item]++
-	if tr.running[item] > 1 {
-		tr.overlaps[item]++
-	}
-	tr.runs[item]++
-	nth := tr.runs[item]
-	tr.started[id] = time.Now()
-	tr.mu.Unlock()
-	defer func() {
-		tr.mu.Lock()
-		tr.running[item]--
-		tr.mu.Unlock()
-	}()
-	return tr.work(ctx, item, nth)
-}
-
-func (tr *tracker) snapshot() (runs, overlaps map[string]int, started map[int64]time.Time) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	runs, overlaps, started = map[string]int{}, map[string]int{}, map[int64]time.Time{}
-	for k, v := range tr.runs {
-		runs[k] = v
-	}
-	for k, v := range tr.overlaps {
-		overlaps[k] = v
-	}
-	for k, v := range tr.started {
-		started[k] = v
-	}
-	return runs, overlaps, started
-}
-
 type itemWorker struct {
 	river.WorkerDefaults[itemArgs]
-	tr *tracker
+	tr *queuetest.Tracker[int64]
 }
 
 func (w *itemWorker) Work(ctx context.Context, job *river.Job[itemArgs]) error {
-	return w.tr.run(ctx, job.ID, job.Args.Item)
+	return w.tr.Run(ctx, job.ID, job.Args.Item)
 }
 
 // snoozes is outermost worker middleware that notes when the layers inside
@@ -121,7 +70,7 @@ func newRiverEnv(t *testing.T) riverEnv {
 	t.Helper()
 	pool := newPool(t, 10)
 	schema := riverSchema(t, pool)
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	ctx, cancel := context.WithTimeout(context.Background(), queuetest.HangGuard)
 	defer cancel()
 	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: schema, Logger: quiet()})
 	if err != nil {
@@ -137,7 +86,7 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // client starts a River client working queue with the given middleware,
 // stopped at the end of t.
-func (e riverEnv) client(t *testing.T, queue string, tr *tracker, mw ...rivertype.Middleware) *river.Client[pgx.Tx] {
+func (e riverEnv) client(t *testing.T, queue string, tr *queuetest.Tracker[int64], mw ...rivertype.Middleware) *river.Client[pgx.Tx] {
 	t.Helper()
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &itemWorker{tr: tr})
@@ -158,7 +107,7 @@ func (e riverEnv) client(t *testing.T, queue string, tr *tracker, mw ...rivertyp
 		t.Fatalf("river start: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+		ctx, cancel := context.WithTimeout(context.Background(), queuetest.HangGuard)
 		defer cancel()
 		if err := c.Stop(ctx); err != nil {
 			t.Errorf("river stop: %v", err)
@@ -191,7 +140,7 @@ func insert(t *testing.T, c *river.Client[pgx.Tx], jobs ...job) []int64 {
 // finished waits until every job is finalized and returns their rows.
 func finished(t *testing.T, c *river.Client[pgx.Tx], ids []int64) []*rivertype.JobRow {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	ctx, cancel := context.WithTimeout(context.Background(), queuetest.HangGuard)
 	defer cancel()
 	for {
 		rows := make([]*rivertype.JobRow, 0, len(ids))
@@ -210,21 +159,10 @@ func finished(t *testing.T, c *river.Client[pgx.Tx], ids []int64) []*rivertype.J
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("jobs not finished within %s", hangGuard)
+			t.Fatalf("jobs not finished within %s", queuetest.HangGuard)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// waitFor is events.waitFor bounded by the hang guard, as an error for the
-// worker to return.
-func waitFor(ctx context.Context, ev *events, kind kannuki.EventKind, part string, n int) error {
-	ctx, cancel := context.WithTimeout(ctx, hangGuard)
-	defer cancel()
-	if !ev.waitFor(ctx, kind, part, n) {
-		return fmt.Errorf("%d %s events for %s did not arrive (got %d)", n, kind, part, ev.count(kind, part))
-	}
-	return nil
 }
 
 const dupKey = `kannuki_item:{"item":"dup"}`
@@ -234,15 +172,15 @@ const dupKey = `kannuki_item:{"item":"dup"}`
 // distinct jobs all run.
 func TestRiverSkipsRunningDuplicates(t *testing.T) {
 	env := newRiverEnv(t)
-	ev := newEvents()
-	prefix := "kannukiriver-test-" + randomSuffix(t)
-	tr := newTracker(func(ctx context.Context, item string, _ int) error {
+	ev := queuetest.NewEvents()
+	prefix := "kannukiriver-test-" + queuetest.RandomSuffix(t)
+	tr := queuetest.NewTracker[int64](func(ctx context.Context, item string, _ int) error {
 		if item != "dup" {
 			return nil
 		}
 		// Hold the lock until the 4 other duplicates were skipped: they
 		// cannot run while it is held, so only skipping lets this return.
-		return waitFor(ctx, ev, kannuki.EventSkipped, dupKey, 4)
+		return ev.WaitFor(ctx, kannuki.EventSkipped, dupKey, 4)
 	})
 	ca := env.client(t, "a", tr, kannukiriver.New(newLocker(t, prefix, ev), kannukiriver.Options{}))
 	env.client(t, "b", tr, kannukiriver.New(newLocker(t, prefix, ev), kannukiriver.Options{}))
@@ -251,7 +189,7 @@ func TestRiverSkipsRunningDuplicates(t *testing.T) {
 		job{"x2", "b"}, job{"dup", "b"}, job{"dup", "a"}, job{"x3", "b"})
 	rows := finished(t, ca, ids)
 
-	runs, overlaps, _ := tr.snapshot()
+	runs, overlaps, _ := tr.Snapshot()
 	if runs["dup"] != 1 || overlaps["dup"] != 0 {
 		t.Fatalf("dup ran %d times with %d overlaps, want 1 and 0", runs["dup"], overlaps["dup"])
 	}
@@ -260,10 +198,10 @@ func TestRiverSkipsRunningDuplicates(t *testing.T) {
 			t.Errorf("%s ran %d times, want 1", x, runs[x])
 		}
 	}
-	if n := ev.count(kannuki.EventSkipped, dupKey); n != 4 {
+	if n := ev.Count(kannuki.EventSkipped, dupKey); n != 4 {
 		t.Errorf("%d skip events, want 4", n)
 	}
-	if n := ev.count(kannuki.EventSkipped, "x"); n != 0 {
+	if n := ev.Count(kannuki.EventSkipped, "x"); n != 0 {
 		t.Errorf("%d skip events for distinct jobs, want 0", n)
 	}
 	skippedIn := map[string]int{}
@@ -296,15 +234,15 @@ func TestRiverSkipsRunningDuplicates(t *testing.T) {
 func TestRiverSnoozesRunningDuplicates(t *testing.T) {
 	const snoozeAfter = 300 * time.Millisecond
 	env := newRiverEnv(t)
-	ev := newEvents()
-	prefix := "kannukiriver-test-" + randomSuffix(t)
-	tr := newTracker(func(ctx context.Context, item string, nth int) error {
+	ev := queuetest.NewEvents()
+	prefix := "kannukiriver-test-" + queuetest.RandomSuffix(t)
+	tr := queuetest.NewTracker[int64](func(ctx context.Context, item string, nth int) error {
 		if item != "dup" {
 			return nil
 		}
 		if nth == 1 {
 			// Hold until both other duplicates found the lock held.
-			return waitFor(ctx, ev, kannuki.EventNotAcquired, dupKey, 2)
+			return ev.WaitFor(ctx, kannuki.EventNotAcquired, dupKey, 2)
 		}
 		select { // a little work, to give an overlap a chance to show
 		case <-time.After(20 * time.Millisecond):
@@ -318,7 +256,7 @@ func TestRiverSnoozesRunningDuplicates(t *testing.T) {
 	ids := insert(t, c, job{"dup", "a"}, job{"dup", "a"}, job{"x1", "a"}, job{"dup", "a"})
 	rows := finished(t, c, ids)
 
-	runs, overlaps, started := tr.snapshot()
+	runs, overlaps, started := tr.Snapshot()
 	if runs["dup"] != 3 || overlaps["dup"] != 0 || runs["x1"] != 1 {
 		t.Fatalf("runs %v overlaps %v, want dup 3 times without overlap and x1 once", runs, overlaps)
 	}
@@ -344,7 +282,7 @@ func TestRiverSnoozesRunningDuplicates(t *testing.T) {
 	if snoozed < 2 {
 		t.Errorf("%d jobs snoozed, want at least 2", snoozed)
 	}
-	if n := ev.count(kannuki.EventSkipped, ""); n != 0 {
+	if n := ev.Count(kannuki.EventSkipped, ""); n != 0 {
 		t.Errorf("%d skip events with Snooze, want 0", n)
 	}
 }
@@ -352,16 +290,16 @@ func TestRiverSnoozesRunningDuplicates(t *testing.T) {
 // Cancel turns a running duplicate into a cancelled job that keeps an error.
 func TestRiverCancelsRunningDuplicates(t *testing.T) {
 	env := newRiverEnv(t)
-	ev := newEvents()
-	prefix := "kannukiriver-test-" + randomSuffix(t)
-	tr := newTracker(func(ctx context.Context, item string, _ int) error {
-		return waitFor(ctx, ev, kannuki.EventNotAcquired, dupKey, 1)
+	ev := queuetest.NewEvents()
+	prefix := "kannukiriver-test-" + queuetest.RandomSuffix(t)
+	tr := queuetest.NewTracker[int64](func(ctx context.Context, item string, _ int) error {
+		return ev.WaitFor(ctx, kannuki.EventNotAcquired, dupKey, 1)
 	})
 	mw := kannukiriver.New(newLocker(t, prefix, ev), kannukiriver.Options{OnConflict: kannukiriver.Cancel})
 	c := env.client(t, "a", tr, mw)
 	rows := finished(t, c, insert(t, c, job{"dup", "a"}, job{"dup", "a"}))
 
-	runs, overlaps, _ := tr.snapshot()
+	runs, overlaps, _ := tr.Snapshot()
 	if runs["dup"] != 1 || overlaps["dup"] != 0 {
 		t.Fatalf("dup ran %d times with %d overlaps, want 1 and 0", runs["dup"], overlaps["dup"])
 	}

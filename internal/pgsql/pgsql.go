@@ -33,6 +33,9 @@ const maxComment = 200
 // smuggle anything: '*', '%', '\\' and control bytes are %XX-encoded (so
 // "*/" cannot appear and distinct keys stay distinct), and long keys are cut.
 func Comment(key string) string {
+	// Keys from a Locker are valid UTF-8; a hand-made Key may not be, and
+	// PostgreSQL rejects a statement with invalid UTF-8.
+	key = strings.ToValidUTF8(key, "\uFFFD")
 	var b strings.Builder
 	b.Grow(len(key) + 16)
 	b.WriteString("/* kannuki: ")
@@ -93,6 +96,7 @@ func Lock(k kannuki.Key, m kannuki.Mode, wait time.Duration) string {
 // LockTimeout renders wait for lock_timeout in whole milliseconds, at least
 // 1 ms (0 would mean "no timeout").
 func LockTimeout(wait time.Duration) string {
+	wait = min(wait, MaxLockTimeout) // PostgreSQL refuses more than INT_MAX ms
 	ms := (wait + time.Millisecond - 1) / time.Millisecond
 	if ms < 1 {
 		ms = 1

@@ -3,13 +3,14 @@ package pgsql
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
 func TestCommentIsSafe(t *testing.T) {
 	for _, key := range []string{
 		"order/1", "*/ DROP TABLE x; --", "/* nested */", "100%", `back\slash`, "a\nb\x00c\x7f",
-		strings.Repeat("é", 300), strings.Repeat("鍵", 150), strings.Repeat("*/", 500),
+		strings.Repeat("é", 300), strings.Repeat("鍵", 150), strings.Repeat("*/", 500), "bad\xffutf8",
 	} {
 		c := Comment(key)
 		body := strings.TrimSuffix(strings.TrimPrefix(c, "/* "), " */")
@@ -33,5 +34,14 @@ func TestCommentIsSafe(t *testing.T) {
 	}
 	if got := NameFromQuery("SELECT 1 " + Comment("order/1")); got != "order/1" {
 		t.Errorf("NameFromQuery = %q", got)
+	}
+}
+
+func TestLockTimeoutCapped(t *testing.T) {
+	if got := LockTimeout(30 * 24 * time.Hour); got != "2147483647ms" {
+		t.Fatalf("LockTimeout(30 days) = %s, want PostgreSQL's maximum", got)
+	}
+	if got := LockTimeout(time.Microsecond); got != "1ms" {
+		t.Fatalf("LockTimeout(1µs) = %s", got)
 	}
 }

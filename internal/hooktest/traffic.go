@@ -1,4 +1,4 @@
-package kannukiotel_test
+package hooktest
 
 import (
 	"context"
@@ -8,8 +8,6 @@ import (
 
 	"github.com/kannuki-go/kannuki"
 )
-
-func nothing(context.Context) error { return nil }
 
 // step is an expected event: its kind and, for a refusal, the reason.
 type step struct {
@@ -26,8 +24,8 @@ var (
 
 func refused(r kannuki.Reason) step { return step{kind: kannuki.EventNotAcquired, reason: r} }
 
-// traffic drives one key on PostgreSQL through every outcome a test can
-// cause on purpose, each call tagged in its context:
+// Traffic drives one key on PostgreSQL through every outcome a test can
+// cause on purpose, each call tagged in its context (see As):
 //
 //	holder   acquires and keeps the lock while the others try
 //	try      one try while held: refused, held
@@ -36,38 +34,38 @@ func refused(r kannuki.Reason) step { return step{kind: kannuki.EventNotAcquired
 //	waiter   waits until the holder releases: acquired
 //	lost     acquires, then its session is killed: lost
 //
-// It returns the time the holder kept the lock while the waiter was
-// waiting, as the holder measured it, and calls during(t) while the
-// holder holds and the waiter waits.
-func traffic(ctx context.Context, t *testing.T, env *pgEnv, l *kannuki.Locker, key string, during func()) (kept time.Duration) {
+// l must run on env.Backend. Traffic returns the time the holder kept the
+// lock while the waiter was waiting, as the holder measured it, and calls
+// during() while the holder holds and the waiter waits.
+func Traffic(ctx context.Context, t *testing.T, env *Env, l *kannuki.Locker, key string, during func()) (kept time.Duration) {
 	t.Helper()
 	k, err := l.Key(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := l.Acquire(as(ctx, "holder"), key)
+	h, err := l.Acquire(As(ctx, "holder"), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := l.TryLock(as(ctx, "try"), key, nothing); ok || err != nil {
+	if ok, err := l.TryLock(As(ctx, "try"), key, Nothing); ok || err != nil {
 		t.Fatalf("TryLock while held = %v, %v; want false, nil", ok, err)
 	}
-	if err := l.WithLock(as(ctx, "timeout"), key, nothing, kannuki.Timeout(20*time.Millisecond)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if err := l.WithLock(As(ctx, "timeout"), key, Nothing, kannuki.Timeout(20*time.Millisecond)); !errors.Is(err, kannuki.ErrNotAcquired) {
 		t.Fatalf("WithLock with a timeout while held = %v, want ErrNotAcquired", err)
 	}
 
 	done := make(chan error, 1)
-	cctx, cancel := context.WithCancel(as(ctx, "canceled"))
-	go func() { done <- l.WithLock(cctx, key, nothing) }()
-	env.awaitWaiting(t, k)
+	cctx, cancel := context.WithCancel(As(ctx, "canceled"))
+	go func() { done <- l.WithLock(cctx, key, Nothing) }()
+	env.AwaitWaiting(t, k)
 	cancel()
 	if err := receive(t, done); !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled WithLock = %v, want context.Canceled", err)
 	}
-	env.awaitNotWaiting(t, k)
+	env.AwaitNotWaiting(t, k)
 
-	go func() { done <- l.WithLock(as(ctx, "waiter"), key, nothing) }()
-	env.awaitWaiting(t, k)
+	go func() { done <- l.WithLock(As(ctx, "waiter"), key, Nothing) }()
+	env.AwaitWaiting(t, k)
 	// From here the waiter is queued on the server, so its wait began
 	// before t0 and cannot end before the holder's release.
 	t0 := time.Now()
@@ -81,11 +79,11 @@ func traffic(ctx context.Context, t *testing.T, env *pgEnv, l *kannuki.Locker, k
 		t.Fatalf("waiter: %v", err)
 	}
 
-	hl, err := l.Acquire(as(ctx, "lost"), key)
+	hl, err := l.Acquire(As(ctx, "lost"), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.kill(t, k)
+	env.Kill(t, k)
 	select {
 	case <-hl.Lost():
 	case <-time.After(10 * time.Second):
@@ -109,7 +107,7 @@ func receive(t *testing.T, done <-chan error) error {
 	}
 }
 
-// wantSteps is what traffic makes each call emit, in order.
+// wantSteps is what Traffic makes each call emit, in order.
 var wantSteps = map[string][]step{
 	"holder":   {attempt, acquired, released},
 	"try":      {attempt, refused(kannuki.ReasonHeld)},
@@ -119,10 +117,12 @@ var wantSteps = map[string][]step{
 	"lost":     {attempt, acquired, lost},
 }
 
-func checkSteps(t *testing.T, rec *recorder) {
+// CheckSteps fails t unless rec holds, for each call of Traffic, the
+// events that call must cause, in order.
+func CheckSteps(t *testing.T, rec *Recorder) {
 	t.Helper()
 	for who, want := range wantSteps {
-		got := rec.of(who)
+		got := rec.Of(who)
 		if len(got) != len(want) {
 			t.Errorf("%s: %d events %v, want %d", who, len(got), got, len(want))
 			continue
