@@ -66,7 +66,7 @@ func (l *lease) fastStmt(ctx context.Context, op int) (bool, error) {
 		}
 	}
 	if op == 0 {
-		return l.b.boolStmt(ctx, l.conn, pgsql.TryLock(commentKey(l.key), l.mode))
+		return l.b.boolStmt(ctx, l.conn, pgsql.TryLock(l.key, l.mode))
 	}
 	return l.b.boolStmt(ctx, l.conn, pgsql.Unlock(l.key, l.mode))
 }

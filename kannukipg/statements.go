@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
@@ -119,40 +118,10 @@ func execForm(q string) string {
 	return "SELECT 1 FROM (" + q + ") AS kannuki(ok) WHERE ok"
 }
 
-// commentBudget keeps a key short enough that pgsql.Comment never cuts it:
-// Comment cuts by bytes, which can split a multi-byte character, and
-// PostgreSQL rejects a statement that is not valid UTF-8, comments
-// included. Comment's own limit is 200 bytes with a 12-byte opener.
-const commentBudget = 180
-
-// commentKey returns k with String made safe for pgsql.Comment: valid UTF-8,
-// and shortened at a character boundary (with "...") when long. Only the
-// comment uses String; the ids are untouched.
-func commentKey(k kannuki.Key) kannuki.Key {
-	s := k.String
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	n := 0
-	for i, r := range s {
-		w := utf8.RuneLen(r)
-		if r < 0x20 || r == 0x7f || r == '*' || r == '%' || r == '\\' {
-			w = 3 // Comment writes these as %XX
-		}
-		if n+w > commentBudget {
-			s = s[:i] + "..."
-			break
-		}
-		n += w
-	}
-	k.String = s
-	return k
-}
-
 // checkSQL is the keepalive: one round trip that also keeps the key visible
 // in pg_stat_activity.query for the holding session (Locks reads it there).
 func checkSQL(k kannuki.Key) string {
-	return "SELECT 1 " + pgsql.Comment(commentKey(k).String)
+	return "SELECT 1 " + pgsql.Comment(k.String)
 }
 
 // execer is what *sql.Conn and *sql.DB have in common here.

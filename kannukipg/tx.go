@@ -20,8 +20,8 @@ var (
 // internal/pgsql (XactTry, XactWait and the savepoint's) through
 // ExecContext: the simple protocol on pgx/stdlib and lib/pq alike, one
 // round trip, several statements in one text, nothing prepared, so they
-// also work behind PgBouncer in transaction mode. The key's comment shows
-// commentKey's form of it.
+// also work behind PgBouncer in transaction mode. The key appears only in a comment
+// made safe by pgsql.Comment.
 
 // AcquireTx implements kannuki.TxBackend (kannuki.LockTx): it takes key
 // with pg_advisory_xact_lock (or its _shared form) inside tx, so the lock
@@ -117,10 +117,10 @@ func (x *txAcquisition) try(ctx context.Context) (bool, error) {
 	}
 	var granted bool
 	if counts {
-		granted, err = execBool(fctx, x.tx, pgsql.CheckTx+"; "+execForm(pgsql.XactTry(commentKey(x.key), x.mode)))
+		granted, err = execBool(fctx, x.tx, pgsql.CheckTx+"; "+execForm(pgsql.XactTry(x.key, x.mode)))
 	} else {
 		if _, err = x.tx.ExecContext(fctx, pgsql.CheckTx); err == nil {
-			granted, err = queryBool(fctx, x.tx, pgsql.XactTry(commentKey(x.key), x.mode))
+			granted, err = queryBool(fctx, x.tx, pgsql.XactTry(x.key, x.mode))
 		}
 	}
 	if err != nil {
@@ -145,7 +145,7 @@ func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 			wait, folded = left, true
 		}
 	}
-	q := pgsql.XactWait(commentKey(x.key), x.mode, wait)
+	q := pgsql.XactWait(x.key, x.mode, wait)
 
 	var pid int64
 	if ctx.Done() != nil {

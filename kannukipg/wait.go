@@ -50,7 +50,7 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 			wait, folded = left, true
 		}
 	}
-	q := pgsql.Lock(commentKey(l.key), l.mode, wait)
+	q := pgsql.Lock(l.key, l.mode, wait)
 
 	var pid int64
 	if ctx.Done() != nil {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -24,16 +22,6 @@ var (
 // and the key in a comment, sent without arguments over the simple
 // protocol: one round trip each, nothing prepared, so they work the same
 // behind PgBouncer in transaction mode whatever the pool's query exec mode.
-
-// txKey is k for the statements' comment. PostgreSQL rejects a statement
-// that is not valid UTF-8, comments included; keys derived by a Locker
-// always are, hand-made ones may not be.
-func txKey(k kannuki.Key) kannuki.Key {
-	if !utf8.ValidString(k.String) {
-		k.String = strings.ToValidUTF8(k.String, "\uFFFD")
-	}
-	return k
-}
 
 // AcquireTx implements kannuki.TxBackend (kannuki.LockTx): it takes key
 // with pg_advisory_xact_lock (or its _shared form) inside tx, so the lock
@@ -125,7 +113,7 @@ type txAcquisition struct {
 func (x *txAcquisition) try(ctx context.Context) (bool, error) {
 	var granted bool
 	settle, err := guarded(ctx, x.c, guard{grace: x.b.opts.releaseTimeout()}, func(qctx context.Context) error {
-		return x.tx.QueryRow(qctx, pgsql.XactTry(txKey(x.key), x.mode), pgx.QueryExecModeSimpleProtocol).Scan(&granted)
+		return x.tx.QueryRow(qctx, pgsql.XactTry(x.key, x.mode), pgx.QueryExecModeSimpleProtocol).Scan(&granted)
 	})
 	settle()
 	if err != nil {
@@ -151,7 +139,7 @@ func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 			wait, g.ownDeadline = max(left, time.Millisecond), true
 		}
 	}
-	text := pgsql.XactWait(txKey(x.key), x.mode, wait)
+	text := pgsql.XactWait(x.key, x.mode, wait)
 	settle, err := guarded(ctx, x.c, g, func(qctx context.Context) error {
 		_, err := x.tx.Exec(qctx, text, pgx.QueryExecModeSimpleProtocol)
 		return err
