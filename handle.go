@@ -155,9 +155,7 @@ func (h *Handle) Release(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("kannuki: release %q: %w", h.key.String, err)
 	}
-	hold := time.Since(h.granted)
-	h.l.stats.ended(hold, false)
-	h.l.emit(h.ctx, Event{Kind: EventReleased, Key: h.key.String, Mode: h.mode, Hold: hold, Err: err})
+	h.l.released(h.ctx, h.key, h.mode, h.granted, err)
 	return err
 }
 

@@ -58,8 +58,7 @@ func (l *Locker) WithLock(ctx context.Context, key string, fn func(ctx context.C
 // configured and returns a *NotAcquiredError carrying the key, the reason
 // and the time waited when the lock is not granted.
 func (l *Locker) Lock(ctx context.Context, key string, fn func(ctx context.Context) error, opts ...CallOption) error {
-	_, err := l.run(ctx, key, fn, opts, false)
-	return err
+	return l.WithLock(ctx, key, fn, opts...)
 }
 
 // TryLock tries once. If key is held elsewhere it returns (false, nil)
@@ -256,6 +255,14 @@ func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grant
 		l.granted(ctx, k, cfg.mode, time.Since(start), report == reportCounted)
 	}
 	return lease, nil
+}
+
+// released reports a lock given back (err: a failed release) after being
+// held since granted.
+func (l *Locker) released(ctx context.Context, k Key, m Mode, granted time.Time, err error) {
+	hold := time.Since(granted)
+	l.stats.ended(hold, false)
+	l.emit(ctx, Event{Kind: EventReleased, Key: k.String, Mode: m, Hold: hold, Err: err})
 }
 
 // granted reports a grant after waiting wait.

@@ -127,9 +127,7 @@ func (r *txRun[Tx]) body(ctx context.Context, tx Tx) (err error) {
 
 // end reports that the transaction, and so the lock, ended.
 func (r *txRun[Tx]) end(ctx context.Context) {
-	hold := time.Since(r.granted)
-	r.l.stats.ended(hold, false)
-	r.l.emit(ctx, Event{Kind: EventReleased, Key: r.k.String, Mode: r.mode, Hold: hold})
+	r.l.released(ctx, r.k, r.mode, r.granted, nil)
 }
 
 // txLease stands for a lock that ends with its transaction; err carries
