@@ -22,6 +22,11 @@ const (
 	// EventSkipped: a job was skipped as a duplicate because its lock was
 	// held (see package kannukijob).
 	EventSkipped
+	// EventWaiting: the lock was found held and the call began to wait for
+	// it. Reported at most once per call, between EventAttempt and the
+	// outcome; Event.Wait is the time spent so far. See Options.WaitingAfter
+	// for how backends that wait inside one statement report it.
+	EventWaiting
 )
 
 func (k EventKind) String() string {
@@ -38,6 +43,8 @@ func (k EventKind) String() string {
 		return "lost"
 	case EventSkipped:
 		return "skipped"
+	case EventWaiting:
+		return "waiting"
 	}
 	return "unknown"
 }
@@ -48,7 +55,7 @@ type Event struct {
 	Kind   EventKind
 	Key    string        // the full key, prefix included
 	Mode   Mode          // exclusive or shared
-	Wait   time.Duration // EventAcquired, EventNotAcquired: time spent acquiring
+	Wait   time.Duration // EventWaiting, EventAcquired, EventNotAcquired: time spent acquiring
 	Hold   time.Duration // EventReleased, EventLost: time the lock was held
 	Reason Reason        // EventNotAcquired
 	Err    error         // EventNotAcquired (cause), EventLost, EventReleased (a failed release)
