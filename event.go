@@ -61,9 +61,10 @@ type Event struct {
 	Err    error         // EventNotAcquired (cause), EventLost, EventReleased (a failed release)
 }
 
-// Hook receives lock events. Calls are synchronous on the locking
-// goroutine: keep them quick and never block. A Hook must be safe for
-// concurrent use.
+// Hook receives lock events. Calls are synchronous, on the locking
+// goroutine except for an EventWaiting reported after Options.WaitingAfter,
+// which comes from a timer (still before the call's outcome is reported):
+// keep them quick and never block. A Hook must be safe for concurrent use.
 type Hook interface {
 	LockEvent(ctx context.Context, e Event)
 }

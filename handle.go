@@ -19,12 +19,17 @@ type Handle struct {
 	ctx     context.Context // the acquiring call's values, never canceled: for events and checks
 	granted time.Time
 	queued  bool // holds the key's place in the Locker's local queue
-	lost    chan struct{}
+
+	// For WithLock: fn's context, and this lock in the call chain's held
+	// list. They live here so that a lock cycle allocates little.
+	held   heldLock
+	fctx   lockCtx
+	cancel context.CancelCauseFunc // cancels fctx; set before the keepalive starts
 
 	mu       sync.Mutex
+	lost     chan struct{} // made on demand by Lost, closed on loss
 	lostErr  error
 	released bool
-	onLost   func(error) // set before the keepalive starts
 
 	// The keepalive is a timer re-armed after each check, not a goroutine
 	// per lock: a held lock costs no goroutine and starting one costs
@@ -32,15 +37,6 @@ type Handle struct {
 	kmu      sync.Mutex
 	ktimer   *time.Timer
 	kstopped bool
-}
-
-func newHandle(ctx context.Context, l *Locker, k Key, m Mode, lease Lease) *Handle {
-	return &Handle{
-		l: l, key: k, mode: m, lease: lease,
-		ctx:     uncancelable(ctx),
-		granted: time.Now(),
-		lost:    make(chan struct{}),
-	}
 }
 
 // Key returns the full key, prefix included.
@@ -51,7 +47,17 @@ func (h *Handle) Mode() Mode { return h.mode }
 
 // Lost returns a channel that is closed when the lock is found lost (the
 // keepalive failed, or the release showed it was no longer held).
-func (h *Handle) Lost() <-chan struct{} { return h.lost }
+func (h *Handle) Lost() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost == nil { // made on demand: most callers never ask
+		h.lost = make(chan struct{})
+		if h.lostErr != nil {
+			close(h.lost)
+		}
+	}
+	return h.lost
+}
 
 // Err returns nil while the lock is held, and an error matching ErrLockLost
 // once it was found lost.
@@ -113,11 +119,13 @@ func (h *Handle) markLost(cause error) error {
 	}
 	err := &LockLostError{Key: h.key.String, Err: cause}
 	h.lostErr = err
-	onLost := h.onLost
-	close(h.lost)
+	if h.lost != nil {
+		close(h.lost)
+	}
+	cancel := h.cancel
 	h.mu.Unlock()
-	if onLost != nil {
-		onLost(err)
+	if cancel != nil {
+		cancel(err)
 	}
 	hold := time.Since(h.granted)
 	h.l.stats.ended(hold, true)
@@ -164,6 +172,22 @@ func (h *Handle) Release(ctx context.Context) error {
 // re-entrancy. A single zero-size key keeps ctx.Value allocation-free.
 type heldCtxKey struct{}
 
+// lockCtx is the context fn runs with: the call's cancelable context, plus
+// the held list with this lock at its head. It answers the held-list key
+// itself instead of wrapping the context once more.
+type lockCtx struct {
+	context.Context
+	held *heldLock
+}
+
+// Value implements context.Context.
+func (c *lockCtx) Value(key any) any {
+	if key == (heldCtxKey{}) {
+		return c.held
+	}
+	return c.Context.Value(key)
+}
+
 // heldLock is one lock held by a call chain.
 type heldLock struct {
 	l    *Locker
@@ -185,9 +209,11 @@ func heldIn(ctx context.Context, l *Locker, key string) (Mode, bool) {
 // run calls fn under the lock and releases it afterwards, also on panic.
 func (h *Handle) run(ctx context.Context, fn func(context.Context) error) (err error) {
 	outer, _ := ctx.Value(heldCtxKey{}).(*heldLock)
-	held := &heldLock{l: h.l, key: h.key.String, mode: h.mode, next: outer}
-	fctx, cancel := context.WithCancelCause(context.WithValue(ctx, heldCtxKey{}, held))
-	h.onLost = func(e error) { cancel(e) }
+	h.held = heldLock{l: h.l, key: h.key.String, mode: h.mode, next: outer}
+	cctx, cancel := context.WithCancelCause(ctx)
+	h.fctx = lockCtx{Context: cctx, held: &h.held}
+	fctx := &h.fctx
+	h.cancel = cancel
 	h.startKeepalive()
 	done := false
 	defer func() {

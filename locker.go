@@ -185,28 +185,39 @@ func (l *Locker) acquire(ctx context.Context, key string, opts []CallOption, try
 }
 
 // acquireKey runs the strategy against the backend and reports the outcome.
+// The Handle is made first: it is the attempt obtain's strategy calls, so
+// the common path needs no closure.
 func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle, error) {
-	queued := cfg.mode == ModeExclusive && !l.opts.NoLocalQueue
-	lease, err := l.obtain(ctx, k, cfg, reportCounted, func(ctx context.Context, req Request) (Lease, error) {
-		if !queued {
-			return l.backend.Acquire(ctx, k, req)
-		}
-		return l.acquireQueued(ctx, k, req)
-	})
+	h := &Handle{
+		l: l, key: k, mode: cfg.mode,
+		queued: cfg.mode == ModeExclusive && !l.opts.NoLocalQueue,
+	}
+	lease, granted, err := l.obtain(ctx, k, cfg, reportCounted, h)
 	if err != nil {
 		return nil, err
 	}
-	h := newHandle(ctx, l, k, cfg.mode, lease)
-	h.queued = queued
+	h.lease, h.granted, h.ctx = lease, granted, uncancelable(ctx)
 	return h, nil
+}
+
+// attempt asks for the Handle's lock once: through the local queue when
+// the Handle takes part in it, else straight from the backend.
+func (h *Handle) attempt(ctx context.Context, req Request) (Lease, error) {
+	if !h.queued {
+		return h.l.backend.Acquire(ctx, h.key, req)
+	}
+	return h.l.acquireQueued(ctx, h.key, req)
 }
 
 // acquireQueued waits for key's place in the process first, then asks the
 // backend with what is left of the wait. The place is kept while the lock
 // is held and given up by Handle.Release.
 func (l *Locker) acquireQueued(ctx context.Context, k Key, req Request) (Lease, error) {
-	start := time.Now()
-	if err := l.queue.enter(ctx, k.String, req.Wait); err != nil {
+	var start time.Time
+	if req.Wait > 0 {
+		start = time.Now()
+	}
+	if err := l.queue.enter(ctx, k.String, req.Wait, req.OnWait); err != nil {
 		return nil, err
 	}
 	if req.Wait > 0 {
@@ -230,31 +241,70 @@ const (
 	reportNone                         // the caller reports it (InTx, from inside the transaction)
 )
 
-// obtain runs cfg's strategy with once as the single attempt, and reports
-// the attempt and its outcome (events, stats).
-func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grantReport, once func(context.Context, Request) (Lease, error)) (Lease, error) {
+// attempter makes one attempt at a lock for obtain's strategy.
+type attempter interface {
+	attempt(ctx context.Context, req Request) (Lease, error)
+}
+
+// attemptFunc adapts a function to attempter.
+type attemptFunc func(ctx context.Context, req Request) (Lease, error)
+
+func (f attemptFunc) attempt(ctx context.Context, req Request) (Lease, error) { return f(ctx, req) }
+
+// obtain runs cfg's strategy with a as the single attempt, and reports the
+// attempt and its outcome (events, stats). It returns when the lock was
+// granted.
+func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grantReport, a attempter) (Lease, time.Time, error) {
 	l.emit(ctx, Event{Kind: EventAttempt, Key: k.String, Mode: cfg.mode})
 	l.stats.waiting.Add(1)
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
-		return nil, l.failed(ctx, k, cfg, 0, 0, err)
+		return nil, start, l.failed(ctx, k, cfg, 0, 0, err)
 	}
-	var lastWait time.Duration
-	try := func(ctx context.Context, wait time.Duration) (Lease, error) {
+	w := l.watchWait(ctx, k, cfg, start)
+	var lease Lease
+	var err error
+	lastWait := cfg.wait
+	switch cfg.strategy.(type) {
+	case Blocking: // the common strategies need no TryFunc
+		lease, err = a.attempt(ctx, Request{Mode: cfg.mode, Wait: cfg.wait, OnWait: w.onWait()})
+	case NonBlocking:
+		lastWait = 0
+		lease, err = a.attempt(ctx, Request{Mode: cfg.mode})
+	default:
+		lease, lastWait, err = l.viaStrategy(ctx, cfg, a, w)
+	}
+	w.finish()
+	now := time.Now()
+	if err != nil {
+		return nil, now, l.failed(ctx, k, cfg, lastWait, now.Sub(start), err)
+	}
+	if report != reportNone {
+		l.granted(ctx, k, cfg.mode, now.Sub(start), report == reportCounted)
+	}
+	return lease, now, nil
+}
+
+// viaStrategy runs a strategy other than the two common ones. It returns
+// the wait of the last try, which tells a held lock from a timeout.
+func (l *Locker) viaStrategy(ctx context.Context, cfg callConfig, a attempter, w *waitWatch) (Lease, time.Duration, error) {
+	tries := 0
+	lastWait := cfg.wait
+	lease, err := cfg.strategy.Acquire(ctx, func(ctx context.Context, wait time.Duration) (Lease, error) {
+		if tries++; tries > 1 {
+			w.report() // an earlier try failed: the call is waiting
+		}
 		lastWait = wait
-		return once(ctx, Request{Mode: cfg.mode, Wait: wait})
-	}
-	lease, err := cfg.strategy.Acquire(ctx, try, cfg.wait)
+		req := Request{Mode: cfg.mode, Wait: wait}
+		if wait != 0 {
+			req.OnWait = w.onWait()
+		}
+		return a.attempt(ctx, req)
+	}, cfg.wait)
 	if err == nil && lease == nil {
 		err = fmt.Errorf("kannuki: %T returned neither a lease nor an error", cfg.strategy)
 	}
-	if err != nil {
-		return nil, l.failed(ctx, k, cfg, lastWait, time.Since(start), err)
-	}
-	if report != reportNone {
-		l.granted(ctx, k, cfg.mode, time.Since(start), report == reportCounted)
-	}
-	return lease, nil
+	return lease, lastWait, err
 }
 
 // released reports a lock given back (err: a failed release) after being

@@ -48,6 +48,14 @@ type Options struct {
 	// connection, and a one-try call fails at once, without a round trip,
 	// while another goroutine of the Locker holds or awaits the key.
 	NoLocalQueue bool
+	// WaitingAfter is how long an attempt may run without an answer before
+	// the Locker reports EventWaiting for it, for backends that wait inside
+	// one database statement and so cannot say when a wait begins (the
+	// PostgreSQL and MySQL backends). Backends that can tell (memory, file)
+	// and the local queue report a wait as it begins. 0 means
+	// DefaultWaitingAfter; negative reports only the waits that are told.
+	// It matters only when a Hook or Logger is set.
+	WaitingAfter time.Duration
 }
 
 // callConfig is the per-call state built from Options and CallOptions.
@@ -110,12 +118,29 @@ func (l *Locker) config(opts []CallOption) (callConfig, error) {
 	if c.strategy == nil {
 		c.strategy = Blocking{}
 	}
+	if len(opts) == 0 {
+		return c, nil
+	}
+	return applyOptions(c, opts)
+}
+
+// applyOptions applies opts to a copy of c; kept apart so that a call
+// without options does not move its configuration to the heap.
+func applyOptions(c callConfig, opts []CallOption) (callConfig, error) {
+	p := &c
 	for _, o := range opts {
 		if o != nil {
-			o(&c)
+			o(p)
 		}
 	}
 	return c, c.err
+}
+
+func (o Options) waitingAfter() time.Duration {
+	if o.WaitingAfter == 0 {
+		return DefaultWaitingAfter
+	}
+	return o.WaitingAfter
 }
 
 func (o Options) keepalive() time.Duration {

@@ -15,7 +15,11 @@ import (
 type localQueue struct {
 	mu    sync.Mutex
 	gates map[string]*gate
+	spare []*gate // idle gates kept for reuse, so a lock cycle allocates none
 }
+
+// maxSpareGates bounds the gates kept for reuse.
+const maxSpareGates = 64
 
 // gate is one key's place in the process: taken by the goroutine that
 // holds or waits for the key in the database, with the others queued.
@@ -27,14 +31,15 @@ type gate struct {
 // enter takes key's gate, waiting as wait says (WaitForever, 0 for a try,
 // or > 0) and no longer than ctx. It returns ErrNotAcquired when a try
 // finds the gate taken or the wait runs out, and ctx's error when ctx ends.
-func (q *localQueue) enter(ctx context.Context, key string, wait time.Duration) error {
+// onWait, if not nil, is called when the wait begins.
+func (q *localQueue) enter(ctx context.Context, key string, wait time.Duration, onWait func()) error {
 	q.mu.Lock()
 	if q.gates == nil {
 		q.gates = make(map[string]*gate)
 	}
 	g := q.gates[key]
 	if g == nil {
-		g = &gate{}
+		g = q.newGateLocked()
 		q.gates[key] = g
 	}
 	if !g.taken {
@@ -49,6 +54,9 @@ func (q *localQueue) enter(ctx context.Context, key string, wait time.Duration) 
 	mine := make(chan struct{})
 	g.waiters = append(g.waiters, mine)
 	q.mu.Unlock()
+	if onWait != nil {
+		onWait()
+	}
 
 	var expired <-chan time.Time
 	if wait > 0 {
@@ -88,11 +96,24 @@ func (q *localQueue) leave(key string) {
 func (q *localQueue) passLocked(key string, g *gate) {
 	if len(g.waiters) == 0 {
 		delete(q.gates, key) // nothing to remember for an idle key
+		if len(q.spare) < maxSpareGates {
+			g.taken = false
+			q.spare = append(q.spare, g)
+		}
 		return
 	}
 	next := g.waiters[0]
 	g.waiters = g.waiters[1:]
 	close(next)
+}
+
+func (q *localQueue) newGateLocked() *gate {
+	if n := len(q.spare); n > 0 {
+		g := q.spare[n-1]
+		q.spare = q.spare[:n-1]
+		return g
+	}
+	return &gate{}
 }
 
 func (g *gate) remove(c chan struct{}) {

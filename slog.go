@@ -5,7 +5,7 @@ import (
 	"log/slog"
 )
 
-// SlogHook logs lock events: debug for attempts, grants and releases, info
+// SlogHook logs lock events: debug for attempts, waits, grants and releases, info
 // for locks not acquired, warn for lost locks and deadlocks. The key is the
 // "key" attribute. A nil logger logs nothing. The context is passed to the
 // logger, so handlers can pick up trace ids.
@@ -31,7 +31,7 @@ func (h slogHook) LockEvent(ctx context.Context, e Event) {
 	}
 	attrs := []slog.Attr{slog.String("key", e.Key), slog.String("mode", e.Mode.String())}
 	switch e.Kind {
-	case EventAcquired:
+	case EventAcquired, EventWaiting:
 		attrs = append(attrs, slog.Duration("wait", e.Wait))
 	case EventNotAcquired:
 		attrs = append(attrs, slog.String("reason", e.Reason.String()), slog.Duration("wait", e.Wait))

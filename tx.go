@@ -51,12 +51,12 @@ func LockTx[Tx any](ctx context.Context, l *Locker, tx Tx, key string, opts ...C
 	if err != nil {
 		return err
 	}
-	_, err = l.obtain(ctx, k, cfg, reportUncounted, func(ctx context.Context, req Request) (Lease, error) {
+	_, _, err = l.obtain(ctx, k, cfg, reportUncounted, attemptFunc(func(ctx context.Context, req Request) (Lease, error) {
 		if err := tb.AcquireTx(ctx, tx, k, req); err != nil {
 			return nil, err
 		}
 		return txLease{}, nil
-	})
+	}))
 	return err
 }
 
@@ -87,13 +87,13 @@ func InTx[Tx any](ctx context.Context, l *Locker, key string, fn func(ctx contex
 		return err
 	}
 	run := txRun[Tx]{l: l, k: k, mode: cfg.mode, fn: fn, start: time.Now()}
-	lease, err := l.obtain(ctx, k, cfg, reportNone, func(ctx context.Context, req Request) (Lease, error) {
+	lease, _, err := l.obtain(ctx, k, cfg, reportNone, attemptFunc(func(ctx context.Context, req Request) (Lease, error) {
 		err := r.RunTx(ctx, k, req, run.body)
 		if run.granted.IsZero() {
 			return nil, err // fn did not run: the strategy may try again
 		}
 		return txLease{err: err}, nil
-	})
+	}))
 	if err != nil {
 		return err
 	}

@@ -72,6 +72,9 @@ func (b *Backend) lockFD(ctx context.Context, key kannuki.Key, fd int, path stri
 		// The in-memory queue used up the wait.
 		return &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonTimeout, Waited: time.Since(start)}
 	}
+	if req.OnWait != nil {
+		req.OnWait() // another process holds the file
+	}
 	return b.waitFlock(ctx, key, fd, path, req.Mode, start, deadline)
 }
 

@@ -106,6 +106,9 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	w := &waiter{mode: req.Mode, since: start, ready: make(chan struct{})}
 	w.elem = e.waiters.PushBack(w)
 	b.mu.Unlock()
+	if req.OnWait != nil {
+		req.OnWait()
+	}
 
 	var expired <-chan time.Time
 	if req.Wait > 0 {
