@@ -33,13 +33,13 @@ type Request struct {
 	// Wait is WaitForever (any negative value), 0 for a single try, or the
 	// longest time to wait. The context's deadline bounds it too.
 	Wait time.Duration
-	// OnWait, when not nil, is to be called on the goroutine that called
-	// Acquire when the backend finds the lock held and starts to wait for
-	// it (never for a single try). It is cheap, never blocks, and ignores
-	// calls after the first. Backends that wait inside one database
-	// statement cannot tell a wait from a slow grant and need not call it;
-	// the Locker then reports the wait after Options.WaitingAfter.
-	OnWait func()
+	// OnWait, when not nil, is to be told (OnWait.NotifyWait) on the
+	// goroutine that called Acquire when the backend finds the lock held
+	// and starts to wait for it (never for a single try). Backends that
+	// wait inside one database statement cannot tell a wait from a slow
+	// grant and need not tell; the Locker then reports the wait after
+	// Options.WaitingAfter.
+	OnWait WaitNotifier
 }
 
 // Backend is the contract a lock store implements. The Locker adds keys,

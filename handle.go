@@ -18,7 +18,8 @@ type Handle struct {
 	lease   Lease
 	ctx     context.Context // the acquiring call's values, never canceled: for events and checks
 	granted time.Time
-	queued  bool // holds the key's place in the Locker's local queue
+	queued  bool      // holds the key's place in the Locker's local queue
+	watch   waitWatch // while acquiring, with a hook: reports EventWaiting
 
 	// For WithLock: fn's context, and this lock in the call chain's held
 	// list. They live here so that a lock cycle allocates little.

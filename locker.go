@@ -16,6 +16,7 @@ type Locker struct {
 	hook    Hook
 	stats   counters
 	queue   localQueue
+	scan    waitScan
 }
 
 // New returns a Locker on b. A nil b yields a Locker whose calls all fail
@@ -261,13 +262,17 @@ func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grant
 	if err := ctx.Err(); err != nil {
 		return nil, start, l.failed(ctx, k, cfg, 0, 0, err)
 	}
-	w := l.watchWait(ctx, k, cfg, start)
+	var ww *waitWatch
+	if h, ok := a.(*Handle); ok {
+		ww = &h.watch // no allocation on the common path
+	}
+	w := l.watchWait(ctx, k, cfg, start, ww)
 	var lease Lease
 	var err error
 	lastWait := cfg.wait
 	switch cfg.strategy.(type) {
 	case Blocking: // the common strategies need no TryFunc
-		lease, err = a.attempt(ctx, Request{Mode: cfg.mode, Wait: cfg.wait, OnWait: w.onWait()})
+		lease, err = a.attempt(ctx, Request{Mode: cfg.mode, Wait: cfg.wait, OnWait: w.notifier()})
 	case NonBlocking:
 		lastWait = 0
 		lease, err = a.attempt(ctx, Request{Mode: cfg.mode})
@@ -292,12 +297,12 @@ func (l *Locker) viaStrategy(ctx context.Context, cfg callConfig, a attempter, w
 	lastWait := cfg.wait
 	lease, err := cfg.strategy.Acquire(ctx, func(ctx context.Context, wait time.Duration) (Lease, error) {
 		if tries++; tries > 1 {
-			w.report() // an earlier try failed: the call is waiting
+			w.NotifyWait() // an earlier try failed: the call is waiting
 		}
 		lastWait = wait
 		req := Request{Mode: cfg.mode, Wait: wait}
 		if wait != 0 {
-			req.OnWait = w.onWait()
+			req.OnWait = w.notifier()
 		}
 		return a.attempt(ctx, req)
 	}, cfg.wait)

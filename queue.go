@@ -31,8 +31,8 @@ type gate struct {
 // enter takes key's gate, waiting as wait says (WaitForever, 0 for a try,
 // or > 0) and no longer than ctx. It returns ErrNotAcquired when a try
 // finds the gate taken or the wait runs out, and ctx's error when ctx ends.
-// onWait, if not nil, is called when the wait begins.
-func (q *localQueue) enter(ctx context.Context, key string, wait time.Duration, onWait func()) error {
+// onWait, if not nil, is told when the wait begins.
+func (q *localQueue) enter(ctx context.Context, key string, wait time.Duration, onWait WaitNotifier) error {
 	q.mu.Lock()
 	if q.gates == nil {
 		q.gates = make(map[string]*gate)
@@ -55,7 +55,7 @@ func (q *localQueue) enter(ctx context.Context, key string, wait time.Duration, 
 	g.waiters = append(g.waiters, mine)
 	q.mu.Unlock()
 	if onWait != nil {
-		onWait()
+		onWait.NotifyWait()
 	}
 
 	var expired <-chan time.Time

@@ -2,6 +2,7 @@ package kannuki_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -217,4 +218,67 @@ func TestWaitingToldByRetry(t *testing.T) {
 	retry := kannuki.Retry{Attempts: 1000, Interval: time.Millisecond, Backoff: kannuki.Constant}
 	waiter := kannuki.New(be, kannuki.Options{Hook: rec, WaitingAfter: -1, Strategy: retry})
 	checkWaiterEvents(t, holder, waiter, rec)
+}
+
+// callKey tags each call's context with its number.
+type callKey struct{}
+
+// seqCheck records each call's events and reports any out of order.
+type seqCheck struct {
+	mu   sync.Mutex
+	seen map[int][]kannuki.EventKind
+}
+
+func (c *seqCheck) LockEvent(ctx context.Context, e kannuki.Event) {
+	n, _ := ctx.Value(callKey{}).(int)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[n] = append(c.seen[n], e.Kind)
+}
+
+func TestWaitingOrderUnderContention(t *testing.T) {
+	for _, be := range []kannuki.Backend{newChanBackend(), kannukimem.New()} {
+		chk := &seqCheck{seen: map[int][]kannuki.EventKind{}}
+		// Several Lockers on one backend, so that waits happen in the
+		// backend (and the scan), not only in one local queue.
+		var ls []*kannuki.Locker
+		for range 3 {
+			ls = append(ls, kannuki.New(be, kannuki.Options{Hook: chk, WaitingAfter: time.Microsecond}))
+		}
+		var wg sync.WaitGroup
+		for g := range 12 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 100 {
+					ctx := context.WithValue(context.Background(), callKey{}, g*1000+i+1)
+					err := ls[g%3].WithLock(ctx, "hot", func(context.Context) error { return nil }, kannuki.Timeout(time.Duration(i%3)*time.Millisecond))
+					if err != nil && !errors.Is(err, kannuki.ErrNotAcquired) {
+						t.Error(err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		waits := 0
+		for n, kinds := range chk.seen {
+			if kinds[0] != kannuki.EventAttempt {
+				t.Fatalf("call %d: events %v do not start with attempt", n, kinds)
+			}
+			rest := kinds[1:]
+			if len(rest) > 0 && rest[0] == kannuki.EventWaiting {
+				waits++
+				rest = rest[1:]
+			}
+			ok := len(rest) == 1 && rest[0] == kannuki.EventNotAcquired ||
+				len(rest) == 2 && rest[0] == kannuki.EventAcquired && rest[1] == kannuki.EventReleased
+			if !ok {
+				t.Fatalf("call %d: events %v out of order", n, kinds)
+			}
+		}
+		if len(chk.seen) != 1200 {
+			t.Fatalf("%d calls reported, want 1200", len(chk.seen))
+		}
+		t.Logf("%T: %d of 1200 calls reported a wait", be, waits)
+	}
 }

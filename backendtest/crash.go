@@ -16,6 +16,9 @@ func (s *suite) testCrash(t *testing.T) {
 	if !s.h.MultiProcess {
 		t.Skip("Harness.MultiProcess is false: the store is not shared across processes")
 	}
+	// The store first: without it the harness skips (or fails) here, with
+	// its own reason, rather than the child dying for the same cause.
+	b := s.h.New(t)
 	key := newKey(t, "")
 	dir := t.TempDir()
 	c := s.startChild(t, childSpec{Role: roleHold, Key: key, Dir: dir, Index: 1})
@@ -37,7 +40,6 @@ func (s *suite) testCrash(t *testing.T) {
 	}
 	s.expectHeld(t, key, "while the child holds it")
 
-	b := s.h.New(t)
 	ctx, cancel := guardCtx()
 	defer cancel()
 	l, err := b.Acquire(ctx, key, excl(0))

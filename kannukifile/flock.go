@@ -73,7 +73,7 @@ func (b *Backend) lockFD(ctx context.Context, key kannuki.Key, fd int, path stri
 		return &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonTimeout, Waited: time.Since(start)}
 	}
 	if req.OnWait != nil {
-		req.OnWait() // another process holds the file
+		req.OnWait.NotifyWait() // another process holds the file
 	}
 	return b.waitFlock(ctx, key, fd, path, req.Mode, start, deadline)
 }

@@ -107,7 +107,7 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	w.elem = e.waiters.PushBack(w)
 	b.mu.Unlock()
 	if req.OnWait != nil {
-		req.OnWait()
+		req.OnWait.NotifyWait()
 	}
 
 	var expired <-chan time.Time
