@@ -11,6 +11,8 @@ package kannukijob
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,7 +91,17 @@ type Guard struct {
 	RetryAfter time.Duration
 }
 
-// Key returns the lock key of a job: kind + ":" + canonical JSON of args.
+// MaxKeyArgsLen is the longest JSON encoding of a job's arguments that Key
+// puts into a lock key as it is. Longer encodings are replaced by the JSON
+// string "sha256:" + the hex SHA-256 of the encoding, so that jobs with
+// large arguments still get a key well below kannuki.MaxKeyLen (a string
+// never equals the encoding of an object, so the forms cannot collide
+// unless the arguments themselves are such a string).
+const MaxKeyArgsLen = 1024
+
+// Key returns the lock key of a job: kind + ":" + the JSON of args (maps
+// with sorted keys, as encoding/json writes them), hashed when longer
+// than MaxKeyArgsLen.
 func Key(kind string, args any) (string, error) {
 	if kind == "" {
 		return "", fmt.Errorf("%w: empty job kind", kannuki.ErrInvalidArgument)
@@ -97,6 +109,10 @@ func Key(kind string, args any) (string, error) {
 	b, err := json.Marshal(args)
 	if err != nil {
 		return "", fmt.Errorf("%w: job arguments cannot be encoded: %v", kannuki.ErrInvalidArgument, err)
+	}
+	if len(b) > MaxKeyArgsLen {
+		sum := sha256.Sum256(b)
+		b = []byte(`"sha256:` + hex.EncodeToString(sum[:]) + `"`)
 	}
 	return kind + ":" + string(b), nil
 }

@@ -3,6 +3,7 @@ package kannukijob_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,6 +37,27 @@ func TestKeyIsCanonicalAndUnambiguous(t *testing.T) {
 	}
 	if _, err := kannukijob.Key("k", make(chan int)); !errors.Is(err, kannuki.ErrInvalidArgument) {
 		t.Fatalf("unencodable args: %v", err)
+	}
+}
+
+func TestKeyOfLargeArgumentsIsHashed(t *testing.T) {
+	big := strings.Repeat("x", 1<<20) // 1 MiB of arguments
+	k1, err := kannukijob.Key("import", []string{big, "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := kannukijob.Key("import", []string{big, "b"})
+	if k1 == k2 || !strings.HasPrefix(k1, `import:"sha256:`) || len(k1) > 100 {
+		t.Fatalf("keys of large arguments %.80q and %.80q: want distinct short sha256 keys", k1, k2)
+	}
+	// The key locks: a Guard runs such a job (the full key would exceed kannuki.MaxKeyLen).
+	g := kannukijob.Guard{Locker: kannuki.New(kannukimem.New(), kannuki.Options{})}
+	if o, err := g.Run(context.Background(), "import", []string{big, "a"}, func(context.Context) error { return nil }); o != kannukijob.Ran || err != nil {
+		t.Fatalf("Run with 1 MiB of arguments = %v, %v", o, err)
+	}
+	small, _ := kannukijob.Key("import", []string{"a"})
+	if small != `import:["a"]` {
+		t.Fatalf("small arguments are hashed too: %q", small)
 	}
 }
 

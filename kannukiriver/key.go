@@ -15,8 +15,8 @@ import (
 // key as it is. Longer arguments are replaced by the string
 // "sha256:" + the hex SHA-256 of their canonical encoding, which keeps keys
 // well below kannuki.MaxKeyLen. River's arguments are JSON objects, so such a
-// string never equals real arguments.
-const MaxKeyArgsLen = 1024
+// string never equals real arguments. It is kannukijob.MaxKeyArgsLen.
+const MaxKeyArgsLen = kannukijob.MaxKeyArgsLen
 
 // Key returns the lock key (before the Locker's prefix) that the middleware
 // uses for a job of kind with encoded arguments args, such as a
