@@ -100,7 +100,7 @@ func TestFormat(t *testing.T) {
 		{ratio(0.954), "0.95×"},
 		{ratio(nan()), "–"},
 		{bytesIEC(1536), "1.50 KiB"},
-		{benchName("floor: database/sql pgx/stdlib, prepared"), "floor-database-sql_pgx-stdlib_prepared"},
+		{benchName("floor: database/sql pgx/stdlib, prepared, rows affected"), "floor-database-sql_pgx-stdlib_prepared_rows_affected"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)

@@ -63,8 +63,8 @@ func (f *Family) Close() {
 // Names of the floors.
 const (
 	FloorPgx         = "floor: pgx, statement cache"
-	FloorStdlib      = "floor: database/sql pgx/stdlib, prepared"
-	FloorPQ          = "floor: database/sql lib/pq, prepared"
+	FloorStdlib      = "floor: database/sql pgx/stdlib, prepared, rows affected"
+	FloorPQ          = "floor: database/sql lib/pq, prepared, rows affected"
 	FloorMySQLPrep   = "floor: MySQL, prepared"
 	FloorMySQLInterp = "floor: MySQL, interpolateParams=true"
 	FloorRedis       = "floor: Redis SET NX PX + DEL"
@@ -167,9 +167,12 @@ func okOr(ok bool, msg string) error {
 }
 
 // sqlFloor is the database/sql floor: both statements prepared once per
-// block on one pinned connection; the lock runs with Exec, the unlock's
-// result is read as a row.
-func sqlFloor(name string, db *sql.DB, lockSQL, unlockSQL string, arg any) Candidate {
+// block on one pinned connection; the lock runs with Exec. The unlock's
+// result is read as a row, or, with byRows, from the rows-affected count of
+// an Exec (unlockSQL must then return one row exactly when the unlock
+// succeeded): database/sql reads no result set for it, which is the
+// fastest raw form on PostgreSQL and the one kannukipg uses.
+func sqlFloor(name string, db *sql.DB, lockSQL, unlockSQL string, byRows bool, arg any) Candidate {
 	return Candidate{Name: name, Kind: KindFloor, Begin: func(ctx context.Context) (func(context.Context) error, func(), error) {
 		conn, err := db.Conn(ctx)
 		if err != nil {
@@ -190,6 +193,17 @@ func sqlFloor(name string, db *sql.DB, lockSQL, unlockSQL string, arg any) Candi
 		return func(ctx context.Context) error {
 			if _, err := lock.ExecContext(ctx, arg); err != nil {
 				return err
+			}
+			if byRows {
+				res, err := unlock.ExecContext(ctx, arg)
+				if err != nil {
+					return err
+				}
+				n, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				return okOr(n == 1, "unlock returned false")
 			}
 			var ok bool
 			if err := unlock.QueryRowContext(ctx, arg).Scan(&ok); err != nil {
@@ -214,7 +228,7 @@ func sqlPGFamily(ctx context.Context, env Env, driver, floor, name string) *Fami
 		return f
 	}
 	f.Candidates = []Candidate{
-		sqlFloor(floor, db, "SELECT pg_advisory_lock($1)", "SELECT pg_advisory_unlock($1)", kf.ID),
+		sqlFloor(floor, db, "SELECT pg_advisory_lock($1)", "SELECT 1 WHERE pg_advisory_unlock($1)", true, kf.ID),
 		withLock(name, floor, env.Key("kannuki", "pg", driver), kannukipg.New(db, kannukipg.Options{})),
 	}
 	return f
@@ -234,7 +248,7 @@ func mysqlFamily(ctx context.Context, env Env, interpolate bool) *Family {
 	}
 	f.close = func() { _ = db.Close() }
 	lockName := env.Key("floor", "mysql", interpolate)
-	fl := sqlFloor(floor, db, "SELECT GET_LOCK(?, 0)", "SELECT RELEASE_LOCK(?)", lockName)
+	fl := sqlFloor(floor, db, "SELECT GET_LOCK(?, 0)", "SELECT RELEASE_LOCK(?)", false, lockName)
 	if interpolate {
 		// The driver sends each statement as text with the argument
 		// spliced in: one round trip, no prepared statement.
