@@ -29,6 +29,7 @@ const (
 	OutcomeDeadlock         = outcome.Deadlock
 	OutcomeError            = outcome.Error
 	OutcomeRetriesExhausted = outcome.RetriesExhausted
+	OutcomePoolExhausted    = outcome.PoolExhausted
 	OutcomeUnknown          = outcome.Unknown // a Reason newer than this package
 )
 

@@ -16,12 +16,14 @@ import (
 // as synchronous ones (cumulative values, converted to deltas by the SDK
 // where the exporter wants them), at a fraction of the cost per event.
 // Only the histograms, which an asynchronous instrument cannot express,
-// are recorded per event.
+// are recorded per value, from the records of pending.go; the callback
+// flushes those first, so a collection sees every value recorded before it.
 type counts struct {
 	acquisitions [numModes][outcome.N]atomic.Int64
 	held         [numModes]atomic.Int64
 	waiting      [numModes]atomic.Int64
 	lost         [numModes]atomic.Int64
+	contended    [numModes]atomic.Int64
 	skipped      atomic.Int64
 	// used marks the modes seen, so that an unused mode has no series.
 	used [numModes]atomic.Bool
@@ -33,8 +35,9 @@ func (c *counts) use(mi int) {
 	}
 }
 
-// register makes the instruments and the callback that reports c.
-func (c *counts) register(m metric.Meter, attrs *attrTable) error {
+// register makes the instruments and the callback that reports c; the
+// callback calls before first.
+func (c *counts) register(m metric.Meter, attrs *attrTable, before func()) error {
 	acquisitions, err1 := m.Int64ObservableCounter("kannuki.lock.acquisitions",
 		metric.WithUnit("{acquisition}"),
 		metric.WithDescription("Finished acquisitions by outcome: acquired or why not."))
@@ -50,10 +53,14 @@ func (c *counts) register(m metric.Meter, attrs *attrTable) error {
 	skipped, err5 := m.Int64ObservableCounter("kannuki.job.skipped",
 		metric.WithUnit("{job}"),
 		metric.WithDescription("Jobs skipped as duplicates because their lock was held."))
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	contended, err6 := m.Int64ObservableCounter("kannuki.lock.contended",
+		metric.WithUnit("{acquisition}"),
+		metric.WithDescription("Acquisitions that found the lock held and waited for it."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 		return err
 	}
 	_, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		before()
 		for mi := range numModes {
 			if !c.used[mi].Load() {
 				continue
@@ -62,6 +69,9 @@ func (c *counts) register(m metric.Meter, attrs *attrTable) error {
 			o.ObserveInt64(waiting, c.waiting[mi].Load(), attrs.modeObserve[mi]...)
 			if n := c.lost[mi].Load(); n > 0 {
 				o.ObserveInt64(lost, n, attrs.modeObserve[mi]...)
+			}
+			if n := c.contended[mi].Load(); n > 0 {
+				o.ObserveInt64(contended, n, attrs.modeObserve[mi]...)
 			}
 			for oi := range outcome.N {
 				if n := c.acquisitions[mi][oi].Load(); n > 0 {
@@ -73,6 +83,6 @@ func (c *counts) register(m metric.Meter, attrs *attrTable) error {
 			o.ObserveInt64(skipped, n, attrs.plainObserve...)
 		}
 		return nil
-	}, acquisitions, held, waiting, lost, skipped)
+	}, acquisitions, held, waiting, lost, contended, skipped)
 	return err
 }

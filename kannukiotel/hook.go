@@ -9,7 +9,6 @@ import (
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/outcome"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -24,6 +23,15 @@ const (
 	SpanHold    = "kannuki.hold"
 )
 
+// SpanEventWaiting is the event of an acquire span that marks when the
+// call found the lock held and began to wait (kannuki.EventWaiting).
+const SpanEventWaiting = "kannuki.waiting"
+
+// DefaultFlushDelay is the longest the Hook keeps a finished acquisition
+// or hold before handing its span and histogram value to the SDK (see
+// Options.FlushDelay).
+const DefaultFlushDelay = 100 * time.Millisecond
+
 // Default histogram bucket boundaries, in seconds. Uncontended database
 // locks are granted in well under a millisecond and contended ones can wait
 // minutes, so the wait buckets start at 100 µs; holds are the length of
@@ -34,7 +42,8 @@ var (
 )
 
 // Options configure a Hook. The zero value reports to the global providers
-// with no db.system.name, no key and no hold spans.
+// with no db.system.name, no key and no hold spans, handing spans and
+// histogram values over in batches (see FlushDelay).
 type Options struct {
 	// TracerProvider makes the tracer. nil means otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
@@ -54,21 +63,35 @@ type Options struct {
 	// seconds. nil means DefaultWaitBuckets and DefaultHoldBuckets (a View
 	// in the SDK can still override them).
 	WaitBuckets, HoldBuckets []float64
+	// FlushDelay is the longest the Hook keeps a finished acquisition or
+	// hold before it hands the span and the histogram value to the SDK,
+	// from a timer's goroutine, many at a time; a collection of the
+	// metrics and Flush hand over everything pending first. Made one by
+	// one on the locking goroutine, a span costs that goroutine a good
+	// part of an uncontended database lock (see "Cost" in the package
+	// documentation). Spans keep their true start and end times and their
+	// parent. 0 means DefaultFlushDelay; negative hands each over as its
+	// event happens, on the locking goroutine.
+	FlushDelay time.Duration
 }
 
 // Hook is a kannuki.Hook that records spans and metrics. Make it with
-// NewHook; it is safe for concurrent use.
+// NewHook; it is safe for concurrent use. Call Flush before shutting the
+// TracerProvider down, or the spans of the last FlushDelay are lost.
 type Hook struct {
 	tracer   trace.Tracer
 	keyAttr  bool
 	spanHold bool
 	attrs    *attrTable
 
-	// The histograms are recorded per event; everything else is counted
-	// in counts and read by the SDK at collection (see counts.go).
-	wait   metric.Float64Histogram
-	hold   metric.Float64Histogram
-	counts counts
+	// The histograms and spans are made from records, at once or in
+	// batches (see pending.go); everything else is counted in counts and
+	// read by the SDK at collection (see counts.go).
+	wait    metric.Float64Histogram
+	hold    metric.Float64Histogram
+	counts  counts
+	pending pending
+	waits   waits
 }
 
 var _ kannuki.Hook = (*Hook)(nil)
@@ -104,14 +127,23 @@ func NewHook(opts Options) (*Hook, error) {
 	h.hold, err2 = m.Float64Histogram("kannuki.lock.hold.duration",
 		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(holdBuckets...),
 		metric.WithDescription("Time a lock was held, until released or lost."))
-	err := errors.Join(err1, err2, h.counts.register(m, h.attrs))
+	// The collection callback flushes first, so that a collection sees
+	// every histogram value recorded before it began.
+	err := errors.Join(err1, err2, h.counts.register(m, h.attrs, h.Flush))
 	if err != nil {
 		return nil, fmt.Errorf("kannuki: kannukiotel instruments: %w", err)
 	}
+	delay := opts.FlushDelay
+	if delay == 0 {
+		delay = DefaultFlushDelay
+	}
+	h.pending.init(delay, h.Flush)
 	return h, nil
 }
 
-// LockEvent implements kannuki.Hook.
+// LockEvent implements kannuki.Hook. It counts the event and, for an
+// outcome, a release or a loss, keeps a record for the histogram and the
+// span; it allocates nothing.
 func (h *Hook) LockEvent(ctx context.Context, e kannuki.Event) {
 	mi := modeIndex(e.Mode)
 	c := &h.counts
@@ -119,6 +151,10 @@ func (h *Hook) LockEvent(ctx context.Context, e kannuki.Event) {
 	case kannuki.EventAttempt:
 		c.use(mi)
 		c.waiting[mi].Add(1)
+	case kannuki.EventWaiting:
+		c.use(mi)
+		c.contended[mi].Add(1)
+		h.waits.mark(ctx, &e, mi, time.Now())
 	case kannuki.EventAcquired, kannuki.EventNotAcquired:
 		oi := outcome.Index(&e)
 		c.use(mi)
@@ -127,67 +163,69 @@ func (h *Hook) LockEvent(ctx context.Context, e kannuki.Event) {
 			c.held[mi].Add(1)
 		}
 		c.acquisitions[mi][oi].Add(1)
-		h.wait.Record(ctx, e.Wait.Seconds(), h.attrs.outRecord[mi][oi]...)
-		h.acquireSpan(ctx, &e, mi, oi)
+		r := record{ctx: ctx, end: time.Now(), d: e.Wait, mode: uint8(mi), index: uint8(oi), waited: -1}
+		r.waited = h.waits.take(ctx, &e, mi, r.end)
+		if h.keyAttr {
+			r.key = e.Key
+			if failed(oi) {
+				r.err = e.Err
+			}
+		}
+		h.keep(&r)
 	case kannuki.EventReleased, kannuki.EventLost:
 		c.use(mi)
 		c.held[mi].Add(-1)
 		if e.Kind == kannuki.EventLost {
 			c.lost[mi].Add(1)
 		}
-		h.hold.Record(ctx, e.Hold.Seconds(), h.attrs.modeRecord[mi]...)
-		if h.spanHold {
-			h.holdSpan(ctx, &e, mi)
+		ei := endIndex(&e)
+		r := record{ctx: ctx, end: time.Now(), d: e.Hold, hold: true, mode: uint8(mi), index: uint8(ei), waited: -1}
+		if h.keyAttr && h.spanHold {
+			r.key = e.Key
+			if ei != endReleased {
+				r.err = e.Err
+			}
 		}
+		h.keep(&r)
 	case kannuki.EventSkipped:
 		c.skipped.Add(1)
 	}
 }
 
-// internal is the kind of both spans: the database calls of an acquisition
-// are the driver's to report as client spans.
-var internal = trace.WithSpanKind(trace.SpanKindInternal)
-
-// acquireSpan records the acquisition that just ended. The events carry no
-// span from the attempt to the outcome, so the span is made now with its
-// start set back by the time waited: same start, end and parent as a span
-// opened at the attempt, without correlating events.
-func (h *Hook) acquireSpan(ctx context.Context, e *kannuki.Event, mi, oi int) {
-	end := time.Now()
-	attrs := h.attrs.acquireStart[mi][oi]
-	if h.keyAttr {
-		attrs = trace.WithAttributes(append(clip(h.attrs.acquireSpan[mi][oi]), AttrKey.String(e.Key))...)
-	}
-	_, span := h.tracer.Start(ctx, SpanAcquire, trace.WithTimestamp(end.Add(-e.Wait)), internal, attrs)
-	if failed(oi) {
-		h.setError(span, e.Err, outcome.Names[oi], end)
-	}
-	span.End(trace.WithTimestamp(end))
-}
-
-// holdSpan records the hold that just ended, set back like acquireSpan.
-func (h *Hook) holdSpan(ctx context.Context, e *kannuki.Event, mi int) {
-	end := time.Now()
-	ei := endIndex(e)
-	attrs := h.attrs.holdStart[mi][ei]
-	if h.keyAttr {
-		attrs = trace.WithAttributes(append(clip(h.attrs.holdSpan[mi][ei]), AttrKey.String(e.Key))...)
-	}
-	_, span := h.tracer.Start(ctx, SpanHold, trace.WithTimestamp(end.Add(-e.Hold)), internal, attrs)
-	if ei != endReleased {
-		h.setError(span, e.Err, ends[ei], end)
-	}
-	span.End(trace.WithTimestamp(end))
-}
-
-// setError marks span failed. The status says what kind of failure; the
-// error's message joins it only with KeyAttribute, as Kannuki's and the
-// drivers' messages may quote the key.
-func (h *Hook) setError(span trace.Span, err error, kind string, at time.Time) {
-	if h.keyAttr && err != nil {
-		span.RecordError(err, trace.WithTimestamp(at))
-		span.SetStatus(codes.Error, err.Error())
+// Flush hands every pending span and histogram value to the SDK. Call it
+// before shutting the TracerProvider down (a collection of the metrics
+// flushes on its own), and in tests before reading what was exported.
+func (h *Hook) Flush() {
+	if h.pending.delay <= 0 {
 		return
 	}
-	span.SetStatus(codes.Error, kind)
+	h.pending.flushing.Lock()
+	defer h.pending.flushing.Unlock()
+	batch := h.pending.take()
+	for i := range batch {
+		h.handOver(&batch[i])
+	}
+	h.pending.giveBack(batch)
+}
+
+// keep keeps r for a flush or, if it cannot be kept, hands it over now.
+func (h *Hook) keep(r *record) {
+	if !h.pending.add(r) {
+		h.handOver(r)
+	}
+}
+
+// handOver records r's histogram value and span: in a flush, or on the
+// locking goroutine (see keep).
+func (h *Hook) handOver(r *record) {
+	mi, xi := int(r.mode), int(r.index)
+	if r.hold {
+		h.hold.Record(r.ctx, r.d.Seconds(), h.attrs.modeRecord[mi]...)
+		if h.spanHold {
+			h.holdSpan(r, mi, xi)
+		}
+		return
+	}
+	h.wait.Record(r.ctx, r.d.Seconds(), h.attrs.outRecord[mi][xi]...)
+	h.acquireSpan(r, mi, xi)
 }

@@ -92,7 +92,7 @@ func TestTraffic(t *testing.T) {
 	t.Run("spans", func(t *testing.T) {
 		byOutcome := map[string][]tracetest.SpanStub{}
 		var holds []tracetest.SpanStub
-		for _, sp := range r.spans.GetSpans() {
+		for _, sp := range r.spans() {
 			if sp.InstrumentationScope.Name != kannukiotel.ScopeName {
 				continue // the test's own parent span
 			}
@@ -169,7 +169,7 @@ func TestKeyAttribute(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	spans := r.spans.GetSpans()
+	spans := r.spans()
 	if len(spans) != 3 {
 		t.Fatalf("%d spans, want 3 (two acquisitions, one hold)", len(spans))
 	}

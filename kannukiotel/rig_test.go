@@ -15,7 +15,7 @@ import (
 
 // rig is an OpenTelemetry SDK whose spans and metrics the test can read.
 type rig struct {
-	spans  *tracetest.InMemoryExporter
+	exp    *tracetest.InMemoryExporter
 	reader *sdkmetric.ManualReader
 	tp     *sdktrace.TracerProvider
 	hook   *kannukiotel.Hook
@@ -23,8 +23,8 @@ type rig struct {
 
 func newRig(t testing.TB, opts kannukiotel.Options) *rig {
 	t.Helper()
-	r := &rig{spans: tracetest.NewInMemoryExporter(), reader: sdkmetric.NewManualReader()}
-	r.tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(r.spans))
+	r := &rig{exp: tracetest.NewInMemoryExporter(), reader: sdkmetric.NewManualReader()}
+	r.tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(r.exp))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r.reader))
 	t.Cleanup(func() {
 		_ = r.tp.Shutdown(context.Background())
@@ -36,6 +36,12 @@ func newRig(t testing.TB, opts kannukiotel.Options) *rig {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// spans flushes the hook and returns every span exported so far.
+func (r *rig) spans() []tracetest.SpanStub {
+	r.hook.Flush()
+	return r.exp.GetSpans()
 }
 
 // metrics is one collection, by instrument name.

@@ -3,6 +3,7 @@ package kannukiotel_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/hooktest"
@@ -32,7 +33,7 @@ func TestSharedMode(t *testing.T) {
 	if n, _ := m.hist(t, "kannuki.lock.hold.duration", shared); n != 1 {
 		t.Errorf("shared holds = %d, want 1", n)
 	}
-	for _, sp := range r.spans.GetSpans() {
+	for _, sp := range r.spans() {
 		if attr(sp, kannukiotel.AttrMode) != "shared" {
 			t.Errorf("span %s: mode %q", sp.Name, attr(sp, kannukiotel.AttrMode))
 		}
@@ -84,11 +85,49 @@ func TestGlobalProviders(t *testing.T) {
 	if err := l.WithLock(context.Background(), uniqueKey(t), hooktest.Nothing); err != nil {
 		t.Fatal(err)
 	}
+	hook.Flush()
 	if got := len(spans.GetSpans()); got != 1 {
 		t.Errorf("%d spans on the global provider, want 1", got)
 	}
 	m := (&rig{reader: reader}).collect(t)
 	if got := m.sum(t, "kannuki.lock.acquisitions"); got != 1 {
 		t.Errorf("acquisitions on the global provider = %d, want 1", got)
+	}
+}
+
+// TestFlushDelay: with batching, spans and histogram values wait in the
+// hook; a collection of the metrics hands them over first, so it sees
+// every value recorded before it.
+func TestFlushDelay(t *testing.T) {
+	r := newRig(t, kannukiotel.Options{FlushDelay: time.Hour, SpanHold: true})
+	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: r.hook})
+	if err := l.WithLock(context.Background(), uniqueKey(t), hooktest.Nothing); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.exp.GetSpans()); n != 0 {
+		t.Errorf("%d spans handed over before any flush, want 0", n)
+	}
+	m := r.collect(t)
+	if n, _ := m.hist(t, "kannuki.lock.wait.duration"); n != 1 {
+		t.Errorf("wait histogram has %d values after a collection, want 1", n)
+	}
+	if n, _ := m.hist(t, "kannuki.lock.hold.duration"); n != 1 {
+		t.Errorf("hold histogram has %d values after a collection, want 1", n)
+	}
+	if n := len(r.exp.GetSpans()); n != 2 {
+		t.Errorf("%d spans after a collection, want 2 (acquire, hold)", n)
+	}
+}
+
+// TestUnbatched: with a negative FlushDelay each span is handed to the
+// SDK as its event happens.
+func TestUnbatched(t *testing.T) {
+	r := newRig(t, kannukiotel.Options{FlushDelay: -1, SpanHold: true})
+	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: r.hook})
+	if err := l.WithLock(context.Background(), uniqueKey(t), hooktest.Nothing); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.exp.GetSpans()); n != 2 {
+		t.Errorf("%d spans without a flush, want 2 (acquire, hold)", n)
 	}
 }

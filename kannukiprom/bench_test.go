@@ -42,13 +42,17 @@ func BenchmarkEvents(b *testing.B) {
 }
 
 // BenchmarkCyclePostgres times the uncontended WithLock cycle on
-// PostgreSQL (kannukipg over pgx/stdlib) with and without the Collector,
-// alternating the two in each iteration so that the load of a shared
-// machine falls on both alike. Metrics: ns per cycle of each, and their
-// ratio.
+// PostgreSQL (kannukipg over pgx/stdlib, one connection, default Locker
+// options) without a hook, with one that does nothing (what the Locker
+// spends on having a hook) and with the Collector, interleaved in each
+// iteration (see hooktest.InterleavedCycles). See examples/metrics for
+// the cycle with kannukiotel as well.
 func BenchmarkCyclePostgres(b *testing.B) {
-	env := hooktest.NewEnv(b, "pgx")
-	plain := kannuki.New(env.Backend, kannuki.Options{})
-	hooked := kannuki.New(env.Backend, kannuki.Options{Hook: kannukiprom.New(kannukiprom.Options{})})
-	hooktest.PairedCycles(b, plain, hooked, uniqueKey(b), uniqueKey(b))
+	backend := hooktest.SingleConnBackend(b, "pgx")
+	with := func(h kannuki.Hook) *kannuki.Locker { return kannuki.New(backend, kannuki.Options{Hook: h}) }
+	hooktest.InterleavedCycles(b,
+		hooktest.Contender{Name: "nohook", Locker: with(nil)},
+		hooktest.Contender{Name: "emptyhook", Locker: with(kannuki.HookFunc(func(context.Context, kannuki.Event) {}))},
+		hooktest.Contender{Name: "prom", Locker: with(kannukiprom.New(kannukiprom.Options{}))},
+	)
 }

@@ -15,13 +15,21 @@
 //	kannuki_locks_held                           gauge: locks held now by this process
 //	kannuki_lock_waiters                         gauge: calls acquiring now (trying or waiting)
 //	kannuki_lock_lost_total                      counter: locks lost while held
+//	kannuki_lock_contended_total{mode}           counter: acquisitions that found the lock held and waited
 //	kannuki_jobs_skipped_total                   counter: jobs skipped as duplicates
 //
 // mode is "exclusive" or "shared"; outcome is "acquired" or why not:
-// "held", "timeout", "canceled", "deadlock", "error", "retries_exhausted"
+// "held", "timeout", "canceled", "deadlock", "error", "retries_exhausted",
+// "pool_exhausted"
 // ("unknown" for a reason newer than this package).
 // Labelled series appear when first used. Lock keys are never labels: they
 // are unbounded and would explode the number of series.
+//
+// kannuki_lock_contended_total counts kannuki.EventWaiting. The memory and
+// file backends and a Locker's local queue report a wait as it begins; the
+// database backends wait inside one statement, so there it counts the
+// attempts still unanswered after kannuki.Options.WaitingAfter, which a
+// slow grant can be too.
 package kannukiprom
 
 import (
@@ -63,12 +71,14 @@ type Collector struct {
 	waiters      prometheus.Gauge
 	lost         prometheus.Counter
 	skipped      prometheus.Counter
+	contended    *prometheus.CounterVec
 
 	// The labelled children, resolved on first use and then reused, so an
 	// event costs no label hashing or map lookup.
 	waitObs [numModes][outcome.N]lazy[prometheus.Observer]
 	holdObs [numModes]lazy[prometheus.Observer]
 	acqCtr  [numModes][outcome.N]lazy[prometheus.Counter]
+	contCtr [numModes]lazy[prometheus.Counter]
 }
 
 var (
@@ -117,6 +127,10 @@ func New(opts Options) *Collector {
 			Name: "kannuki_jobs_skipped_total", ConstLabels: cl,
 			Help: "Jobs skipped as duplicates because their lock was held.",
 		}),
+		contended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kannuki_lock_contended_total", ConstLabels: cl,
+			Help: "Lock acquisitions that found the lock held and waited for it, by mode.",
+		}, []string{"mode"}),
 	}
 }
 
@@ -129,6 +143,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.waiters.Describe(ch)
 	c.lost.Describe(ch)
 	c.skipped.Describe(ch)
+	c.contended.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -140,6 +155,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.waiters.Collect(ch)
 	c.lost.Collect(ch)
 	c.skipped.Collect(ch)
+	c.contended.Collect(ch)
 }
 
 // LockEvent implements kannuki.Hook.
@@ -148,6 +164,10 @@ func (c *Collector) LockEvent(_ context.Context, e kannuki.Event) {
 	switch e.Kind {
 	case kannuki.EventAttempt:
 		c.waiters.Inc()
+	case kannuki.EventWaiting:
+		// The call stays counted in waiters, which it joined at its
+		// attempt; this only counts that it had to wait.
+		c.contCtr[mi].get(c.contended, mi, -1).Inc()
 	case kannuki.EventAcquired, kannuki.EventNotAcquired:
 		oi := outcome.Index(&e)
 		c.waiters.Dec()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/hooktest"
@@ -62,4 +63,85 @@ func TestTwoCollectors(t *testing.T) {
 	if _, err := reg.Gather(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestWaiting: EventWaiting counts a contended acquisition by mode, and
+// leaves the waiters gauge alone (the call joined it at its attempt).
+func TestWaiting(t *testing.T) {
+	c := kannukiprom.New(kannukiprom.Options{})
+	ctx := context.Background()
+	shared := kannuki.ModeShared
+	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventAttempt, Key: "a"})
+	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventAttempt, Key: "b", Mode: shared})
+	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventWaiting, Key: "a", Wait: 5 * time.Millisecond})
+	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventWaiting, Key: "b", Mode: shared, Wait: 5 * time.Millisecond})
+	const during = `
+# HELP kannuki_lock_contended_total Lock acquisitions that found the lock held and waited for it, by mode.
+# TYPE kannuki_lock_contended_total counter
+kannuki_lock_contended_total{mode="exclusive"} 1
+kannuki_lock_contended_total{mode="shared"} 1
+# HELP kannuki_lock_waiters Calls acquiring a lock now (trying or waiting).
+# TYPE kannuki_lock_waiters gauge
+kannuki_lock_waiters 2
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(during), "kannuki_lock_contended_total", "kannuki_lock_waiters"); err != nil {
+		t.Errorf("while waiting: %v", err)
+	}
+	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventAcquired, Key: "a", Wait: 30 * time.Millisecond})
+	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventNotAcquired, Key: "b", Mode: shared, Wait: 40 * time.Millisecond, Reason: kannuki.ReasonTimeout})
+	// An uncontended cycle is not counted.
+	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventAttempt, Key: "c"})
+	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventAcquired, Key: "c"})
+	const after = `
+# HELP kannuki_lock_contended_total Lock acquisitions that found the lock held and waited for it, by mode.
+# TYPE kannuki_lock_contended_total counter
+kannuki_lock_contended_total{mode="exclusive"} 1
+kannuki_lock_contended_total{mode="shared"} 1
+# HELP kannuki_lock_waiters Calls acquiring a lock now (trying or waiting).
+# TYPE kannuki_lock_waiters gauge
+kannuki_lock_waiters 0
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(after), "kannuki_lock_contended_total", "kannuki_lock_waiters"); err != nil {
+		t.Errorf("after the outcomes: %v", err)
+	}
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}
+
+// TestWaitingOnMemory: a Locker on kannukimem reports the wait of a call
+// that finds the lock held, and the Collector counts it.
+func TestWaitingOnMemory(t *testing.T) {
+	c := kannukiprom.New(kannukiprom.Options{})
+	l := kannuki.New(kannukimem.New(), kannuki.Options{Hook: c})
+	ctx := context.Background()
+	key := uniqueKey(t)
+	h, err := l.Acquire(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.WithLock(ctx, key, hooktest.Nothing) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for contended(t, c) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no contended acquisition counted after 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// contended sums kannuki_lock_contended_total over its series.
+func contended(t testing.TB, c *kannukiprom.Collector) float64 {
+	var n float64
+	for _, m := range gather(t, c)["kannuki_lock_contended_total"].GetMetric() {
+		n += m.GetCounter().GetValue()
+	}
+	return n
 }

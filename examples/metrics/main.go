@@ -139,6 +139,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The hook hands spans to the SDK in batches: flush it before reading
+	// them, as a program flushes it before shutting its providers down.
+	otelHook.Flush()
 	fmt.Fprintf(out, "%d workers, %d keys, %d calls\n\n", cfg.workers, cfg.keys, calls)
 	if err := reportOTel(out, spans, reader); err != nil {
 		return err

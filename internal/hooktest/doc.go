@@ -2,7 +2,7 @@
 // (kannukiotel, kannukiprom) and the metrics example: a PostgreSQL backend
 // with an observer that sees who waits on a key, a Recorder of events by
 // call, the Traffic run that causes every outcome on purpose, and the
-// paired-cycle benchmark.
+// interleaved-cycle benchmark.
 //
 // It imports nothing outside the root module (standard library only): the
 // caller registers the database/sql driver (for example with a blank

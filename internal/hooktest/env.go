@@ -97,3 +97,14 @@ func (e *Env) Kill(t testing.TB, k kannuki.Key) {
 		t.Fatalf("killing the holder of %q: %d sessions, %v", k.String, n, err)
 	}
 }
+
+// SingleConnBackend is kannukipg on a pool of one connection (the
+// database/sql driver named driver), for benchmarks that compare Lockers:
+// all of them then talk to one server process, where two connections'
+// processes may be scheduled very differently on a small machine.
+func SingleConnBackend(tb testing.TB, driver string) kannuki.Backend {
+	tb.Helper()
+	db := OpenDB(tb, driver)
+	db.SetMaxOpenConns(1)
+	return kannukipg.New(db, kannukipg.Options{})
+}

@@ -20,7 +20,6 @@ var (
 	acquired = step{kind: kannuki.EventAcquired}
 	released = step{kind: kannuki.EventReleased}
 	lost     = step{kind: kannuki.EventLost}
-	waiting  = step{kind: kannuki.EventWaiting}
 )
 
 func refused(r kannuki.Reason) step { return step{kind: kannuki.EventNotAcquired, reason: r} }

@@ -15,13 +15,14 @@ const (
 	Deadlock         = "deadlock"
 	Error            = "error"
 	RetriesExhausted = "retries_exhausted"
+	PoolExhausted    = "pool_exhausted"
 	Unknown          = "unknown" // a Reason newer than this package
 )
 
 // Names holds the outcome values, indexed by Index.
 var Names = [...]string{
 	Acquired, Held, Timeout, Canceled,
-	Deadlock, Error, RetriesExhausted, Unknown,
+	Deadlock, Error, RetriesExhausted, PoolExhausted, Unknown,
 }
 
 // N is the number of outcomes.
@@ -46,6 +47,8 @@ func Index(e *kannuki.Event) int {
 		return 5
 	case kannuki.ReasonRetriesExhausted:
 		return 6
+	case kannuki.ReasonPoolExhausted:
+		return 7
 	}
-	return 7
+	return 8
 }
