@@ -68,6 +68,12 @@ const (
 )
 
 func openLockerUnderTest(ctx context.Context, env Env, kind CensusKind, poolSize int, opts kannuki.Options) (*lockerUnderTest, error) {
+	return openLockerUnderTestPgx(ctx, env, kind, poolSize, opts, kannukipgxv5.Options{})
+}
+
+// openLockerUnderTestPgx is openLockerUnderTest with the kannukipgxv5
+// options to use for CensusPgxv5.
+func openLockerUnderTestPgx(ctx context.Context, env Env, kind CensusKind, poolSize int, opts kannuki.Options, pgxOpts kannukipgxv5.Options) (*lockerUnderTest, error) {
 	switch kind {
 	case CensusPgxv5:
 		pool, err := env.PgxPool(ctx, poolSize)
@@ -75,7 +81,7 @@ func openLockerUnderTest(ctx context.Context, env Env, kind CensusKind, poolSize
 			return nil, err
 		}
 		return &lockerUnderTest{
-			l:     kannuki.New(kannukipgxv5.New(pool, kannukipgxv5.Options{}), opts),
+			l:     kannuki.New(kannukipgxv5.New(pool, pgxOpts), opts),
 			inUse: func() int { return int(pool.Stat().AcquiredConns()) },
 			close: pool.Close,
 		}, nil

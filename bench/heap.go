@@ -72,9 +72,10 @@ func heapKeys(env Env, what string, n int) []string {
 }
 
 // RunHeap measures the heap per held lock on kannukimem and kannukifile
-// (memLocks locks) and on PostgreSQL (dbLocks locks, one connection each,
-// from a pool opened beforehand and, for pgx, also from a cold pool, which
-// counts the connections' own memory).
+// (memLocks locks) and on PostgreSQL (dbLocks locks on a pool of dbLocks
+// connections, opened beforehand and, for pgx, also cold, which counts the
+// connections' own memory; kannukipg holds one connection per lock,
+// kannukipgxv5 multiplexes them onto fewer).
 func RunHeap(ctx context.Context, env Env, memLocks, dbLocks int) []*HeapStats {
 	var out []*HeapStats
 	add := func(name string, n int, note string, f func(keys []string) (float64, error)) {
@@ -110,7 +111,7 @@ func RunHeap(ctx context.Context, env Env, memLocks, dbLocks int) []*HeapStats {
 		}
 		return holdMany(ctx, l, keys)
 	})
-	add(NamePgxv5+", cold pool", dbLocks, "includes opening one pgx connection per lock", func(keys []string) (float64, error) {
+	add(NamePgxv5+", cold pool", dbLocks, "includes opening the pgx connections the locks use", func(keys []string) (float64, error) {
 		pool, err := env.PgxPool(ctx, len(keys))
 		if err != nil {
 			return nan(), err

@@ -148,9 +148,12 @@ func Run(ctx context.Context, env Env, plan Plan, quick bool, progress func(stri
 	}
 	r.Throughput = RunThroughput(ctx, env, cases, plan.TRounds, plan.Throughput, progress)
 
-	for _, kind := range []CensusKind{CensusPgxv5, CensusPG} {
-		progress(fmt.Sprintf("scale: %s, %d goroutines", kind, plan.Scale))
-		r.Scale = append(r.Scale, RunScale(ctx, env, kind, plan.Scale, plan.ScalePool, plan.ScaleWait))
+	for _, c := range []struct {
+		kind        CensusKind
+		noMultiplex bool
+	}{{CensusPgxv5, false}, {CensusPgxv5, true}, {CensusPG, false}} {
+		progress(fmt.Sprintf("scale: %s, multiplexing off %v, %d goroutines", c.kind, c.noMultiplex, plan.Scale))
+		r.Scale = append(r.Scale, RunScale(ctx, env, c.kind, c.noMultiplex, plan.Scale, plan.ScalePool, plan.ScaleWait))
 	}
 
 	progress("heap per held lock")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/kannukipgxv5"
 )
 
 // ThroughputCase is one throughput configuration.
@@ -244,31 +245,64 @@ func RunThroughput(ctx context.Context, env Env, cases []ThroughputCase, rounds 
 
 // ScaleStats is many goroutines each trying to hold a distinct key at once.
 type ScaleStats struct {
-	Backend    CensusKind
-	Goroutines int
-	PoolSize   int
-	Wait       time.Duration // how long each waited for its lock
+	Backend CensusKind
+	// NoMultiplex: kannukipgxv5 with multiplexing off
+	// (Options.SharedConns < 0), every held lock on a connection of its own.
+	NoMultiplex bool
+	Goroutines  int
+	PoolSize    int
+	Wait        time.Duration // how long each waited for its lock
 	// Held is the most locks held at once; TimeToHeld how soon that was
 	// reached after the start.
 	Held       int
 	TimeToHeld time.Duration
-	TimedOut   int // gave up waiting (for a connection) when Wait ran out
-	Failed     int // any other error
-	LastErr    error
-	Err        error
+	// Sessions is how many PostgreSQL sessions held the keys once every
+	// goroutine had its lock or had given up, as pg_locks showed them to a
+	// session of its own; SessionsErr says why it could not be counted.
+	Sessions    int
+	SessionsErr error
+	TimedOut    int // gave up waiting (for a connection) when Wait ran out
+	Failed      int // any other error
+	LastErr     error
+	Err         error
+}
+
+// Label names the backend and its multiplexing.
+func (s *ScaleStats) Label() string {
+	switch {
+	case s.Backend != CensusPgxv5:
+		return string(s.Backend)
+	case s.NoMultiplex:
+		return string(s.Backend) + ", multiplexing off"
+	}
+	return string(s.Backend) + ", multiplexing on (default)"
 }
 
 // RunScale starts goroutines goroutines that each Acquire a distinct key
 // with a wait of wait and hold it until every one has got its lock or
-// given up.
-func RunScale(ctx context.Context, env Env, kind CensusKind, goroutines, poolSize int, wait time.Duration) *ScaleStats {
-	st := &ScaleStats{Backend: kind, Goroutines: goroutines, PoolSize: poolSize, Wait: wait}
-	lt, err := openLockerUnderTest(ctx, env, kind, poolSize, kannuki.Options{})
+// given up, and counts the server sessions holding them then.
+// noMultiplex turns kannukipgxv5's multiplexing off.
+func RunScale(ctx context.Context, env Env, kind CensusKind, noMultiplex bool, goroutines, poolSize int, wait time.Duration) *ScaleStats {
+	st := &ScaleStats{Backend: kind, NoMultiplex: noMultiplex, Goroutines: goroutines, PoolSize: poolSize, Wait: wait}
+	var pgxOpts kannukipgxv5.Options
+	if noMultiplex {
+		pgxOpts.SharedConns = -1
+	}
+	lt, err := openLockerUnderTestPgx(ctx, env, kind, poolSize, kannuki.Options{}, pgxOpts)
 	if err != nil {
 		st.Err = err
 		return st
 	}
 	defer lt.close()
+	ids := make(map[int64]bool, goroutines)
+	for i := range goroutines {
+		k, err := lt.l.Key(env.Key("scale", kind, noMultiplex, i))
+		if err != nil {
+			st.Err = err
+			return st
+		}
+		ids[k.ID] = true
+	}
 	var (
 		held    atomic.Int64
 		mu      sync.Mutex
@@ -281,7 +315,7 @@ func RunScale(ctx context.Context, env Env, kind CensusKind, goroutines, poolSiz
 		go func() {
 			defer wg.Done()
 			actx, cancel := context.WithTimeout(ctx, wait)
-			h, err := lt.l.Acquire(actx, env.Key("scale", kind, i))
+			h, err := lt.l.Acquire(actx, env.Key("scale", kind, noMultiplex, i))
 			cancel()
 			if err != nil {
 				mu.Lock()
@@ -306,7 +340,39 @@ func RunScale(ctx context.Context, env Env, kind CensusKind, goroutines, poolSiz
 	}
 	// Everyone has either got a lock or given up after wait.
 	time.Sleep(wait + wait/2)
+	st.Sessions, st.SessionsErr = holdingSessions(ctx, env, ids)
 	close(release)
 	wg.Wait()
 	return st
+}
+
+// holdingSessions counts, from a session of its own, the sessions that
+// hold any of the bigint advisory locks ids in the current database.
+func holdingSessions(ctx context.Context, env Env, ids map[int64]bool) (int, error) {
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	c, err := pgx.Connect(cctx, env.pgDSN())
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = c.Close(context.Background()) }()
+	rows, err := c.Query(cctx, `SELECT classid::bigint, objid::bigint, pid FROM pg_locks
+		WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	pids := map[int32]bool{}
+	for rows.Next() {
+		var classid, objid int64
+		var pid int32
+		if err := rows.Scan(&classid, &objid, &pid); err != nil {
+			return 0, err
+		}
+		if ids[int64(uint64(classid)<<32|uint64(objid))] {
+			pids[pid] = true
+		}
+	}
+	return len(pids), rows.Err()
 }

@@ -78,7 +78,7 @@ func TestMyLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mustRelease(t, ls)
-	l := ls.(*lease)
+	l := ls.(heldLease)
 	obs := newObserver(t)
 	var n int
 	err = obs.c.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
@@ -198,7 +198,7 @@ func TestHandoff(t *testing.T) {
 			return
 		}
 		t.Logf("wait %v: handoff after %s", wait, time.Since(released))
-		if h := obs.holders(k); !slices.Equal(h, []uint32{l.(*lease).PID()}) {
+		if h := obs.holders(k); !slices.Equal(h, []uint32{pidOf(l)}) {
 			t.Fatalf("holders %v, want the waiter", h)
 		}
 		mustRelease(t, l)
@@ -210,18 +210,27 @@ func TestHandoff(t *testing.T) {
 // the lock (a plain atomic, and a row updated with no transaction) shows
 // that no two ever held it at once.
 func TestExclusion(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testExclusion(t, m.opts) })
+	}
+}
+
+func testExclusion(t *testing.T, opts Options) {
 	const goroutines, cycles = 16, 2000
 	pool := newPool(t, goroutines+2)
-	b := New(pool, Options{})
+	b := New(pool, opts)
 	k := newKey(t, "k")
 	ctx, cancel := guardCtx()
 	defer cancel()
+	// The counter row lives behind a pool of its own: the holder's
+	// connection may be shared, and the lock's pool may be all waiters.
+	counter := newPool(t, 4)
 	table := "kannukipgxv5_excl_" + randHex()
-	if _, err := pool.Exec(ctx, "CREATE TABLE "+table+" (n int NOT NULL)"); err != nil {
+	if _, err := counter.Exec(ctx, "CREATE TABLE "+table+" (n int NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _, _ = pool.Exec(context.Background(), "DROP TABLE "+table) }()
-	if _, err := pool.Exec(ctx, "INSERT INTO "+table+" VALUES (0)"); err != nil {
+	defer func() { _, _ = counter.Exec(context.Background(), "DROP TABLE "+table) }()
+	if _, err := counter.Exec(ctx, "INSERT INTO "+table+" VALUES (0)"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -246,11 +255,10 @@ func TestExclusion(t *testing.T) {
 				}
 				// Read, then write: two holders at once would lose updates.
 				var v int
-				pc := l.(*lease).pc
-				if err := pc.QueryRow(ctx, "SELECT n FROM "+table).Scan(&v); err != nil {
+				if err := counter.QueryRow(ctx, "SELECT n FROM "+table).Scan(&v); err != nil {
 					t.Error(err)
 				}
-				if _, err := pc.Exec(ctx, "UPDATE "+table+" SET n = $1", v+1); err != nil {
+				if _, err := counter.Exec(ctx, "UPDATE "+table+" SET n = $1", v+1); err != nil {
 					t.Error(err)
 				}
 				inside.Add(-1)
@@ -264,7 +272,7 @@ func TestExclusion(t *testing.T) {
 	}
 	wg.Wait()
 	var v int64
-	if err := pool.QueryRow(ctx, "SELECT n FROM "+table).Scan(&v); err != nil {
+	if err := counter.QueryRow(ctx, "SELECT n FROM "+table).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
 	if maxInside.Load() != 1 || v != total.Load() || total.Load() != cycles {
@@ -283,7 +291,7 @@ func TestShared(t *testing.T) {
 	ctx, cancel := guardCtx()
 	defer cancel()
 
-	var readers []*lease
+	var readers []heldLease
 	for range 4 {
 		readers = append(readers, mustAcquire(t, b, k, shared(0)))
 	}

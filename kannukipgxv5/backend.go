@@ -14,9 +14,11 @@ import (
 )
 
 // Backend takes PostgreSQL session-level advisory locks on connections of a
-// *pgxpool.Pool. Each held lock pins one pool connection until Release; a
-// connection goes back to the pool only when it is known to hold nothing,
-// and is destroyed otherwise. It implements kannuki.Backend and
+// *pgxpool.Pool. Locks taken without waiting share a few pool connections
+// (multiplexing, Options.SharedConns); a lock that had to wait, or every
+// lock with multiplexing off, pins a connection of its own until Release.
+// A connection goes back to the pool only when it is known to hold
+// nothing, and is destroyed otherwise. It implements kannuki.Backend and
 // kannuki.Lister; its leases implement kannuki.Checker. It is safe for
 // concurrent use and does not own the pool: close the pool yourself after
 // the last lock is released.
@@ -24,6 +26,7 @@ type Backend struct {
 	pool   *pgxpool.Pool
 	opts   Options
 	pooler poolerCheck // are session locks safe on this pool? (pooler.go)
+	mux    *muxer      // nil: multiplexing off
 }
 
 var (
@@ -33,7 +36,13 @@ var (
 
 // New returns a Backend on pool.
 func New(pool *pgxpool.Pool, opts Options) *Backend {
-	return &Backend{pool: pool, opts: opts}
+	b := &Backend{pool: pool, opts: opts}
+	if pool != nil {
+		if n := opts.sharedConns(pool.Config().MaxConns); n > 0 {
+			b.mux = newMuxer(b, n)
+		}
+	}
+	return b
 }
 
 // Acquire implements kannuki.Backend. See the package documentation for
@@ -49,6 +58,36 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	if err := ctx.Err(); err != nil {
 		return nil, ended(key, err)
 	}
+	if b.mux != nil {
+		if l, handled, err := b.mux.acquire(ctx, key, req, start); handled {
+			return l, err
+		}
+	}
+	a, err := b.dedicated(ctx, key, req, start)
+	if err != nil {
+		return nil, err
+	}
+	return a.run(ctx, req.Wait, start)
+}
+
+// waitDedicated serves a request whose single try found the lock held
+// on a connection of its own: the waiting statement, without a second try.
+func (b *Backend) waitDedicated(ctx context.Context, key kannuki.Key, req kannuki.Request, start time.Time) (kannuki.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ended(key, err)
+	}
+	if req.Wait > 0 && time.Since(start) >= req.Wait {
+		return nil, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, key.String)
+	}
+	a, err := b.dedicated(ctx, key, req, start)
+	if err != nil {
+		return nil, err
+	}
+	return a.wait(ctx, req.Wait, start)
+}
+
+// dedicated gets a connection of its own for a request.
+func (b *Backend) dedicated(ctx context.Context, key kannuki.Key, req kannuki.Request, start time.Time) (*acquisition, error) {
 	pc, err := b.conn(ctx, key, req.Wait, start)
 	if err != nil {
 		return nil, err
@@ -57,8 +96,7 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 		pc.Release() // holds nothing; pgxpool destroys it if the check broke it
 		return nil, err
 	}
-	a := acquisition{b: b, pc: pc, c: pc.Conn(), key: key, mode: req.Mode, settle: noop}
-	return a.run(ctx, req.Wait, start)
+	return &acquisition{b: b, pc: pc, c: pc.Conn(), key: key, mode: req.Mode, settle: noop, onWait: req.OnWait}, nil
 }
 
 // conn gets a connection from the pool within the budget of the request:
@@ -106,10 +144,12 @@ func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
 // Locks implements kannuki.Lister: the advisory locks of the current
 // database, held and awaited, by any client. Name is the key Kannuki wrote
 // into the session's last statement (a waiter's lock statement, or a
-// holder's keepalive) as pgsql.Comment escaped it; it is empty for locks
-// taken by other software and for holders whose first keepalive has not run
-// yet. ID is the bigint id; for the two-int4 form Name falls back to "K1,K2"
-// (the RawKeys spelling) when no comment names it.
+// holder's keepalive) as pgsql.Comment escaped it, for sessions with a
+// single advisory lock only: on a shared connection holding several the
+// comment cannot tell which it names. It is empty for those, for locks
+// taken by other software and for holders whose first keepalive has not
+// run yet. ID is the bigint id; for the two-int4 form Name falls back to
+// "K1,K2" (the RawKeys spelling) when no comment names it.
 func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
 	rows, err := b.pool.Query(ctx, pgsql.Locks)
 	if err != nil {
@@ -117,6 +157,8 @@ func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
 	}
 	defer rows.Close()
 	var out []kannuki.LockInfo
+	var queries []string
+	perPID := map[int64]int{}
 	for rows.Next() {
 		var (
 			classid, objid int64
@@ -133,18 +175,26 @@ func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
 		if mode == "ShareLock" {
 			li.Mode = kannuki.ModeShared
 		}
-		li.Name = pgsql.NameFromQuery(query)
 		if objsubid == 2 {
-			if li.Name == "" {
-				li.Name = fmt.Sprintf("%d,%d", int32(uint32(classid)), int32(uint32(objid)))
-			}
+			// No bigint id: the pair names it unless a comment does (below).
+			li.Name = fmt.Sprintf("%d,%d", int32(uint32(classid)), int32(uint32(objid)))
 		} else {
 			li.ID = int64(uint64(classid)<<32 | uint64(objid))
 		}
+		perPID[li.PID]++
+		queries = append(queries, query)
 		out = append(out, li)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("kannuki: pgx: %w", err)
+	}
+	for i := range out {
+		if perPID[out[i].PID] != 1 {
+			continue
+		}
+		if name := pgsql.NameFromQuery(queries[i]); name != "" {
+			out[i].Name = name
+		}
 	}
 	return out, nil
 }
@@ -162,6 +212,7 @@ type acquisition struct {
 	// ownDeadline: the wait's lock_timeout is ctx's deadline, so its expiry
 	// is reported as the deadline's.
 	ownDeadline bool
+	onWait      kannuki.WaitNotifier // Request.OnWait
 }
 
 // run tries once with the cached statement and, when the lock is held and
@@ -185,6 +236,12 @@ func (a *acquisition) run(ctx context.Context, wait time.Duration, start time.Ti
 		a.release() // holds nothing: the try was refused
 		return nil, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, a.key.String)
 	}
+	return a.wait(ctx, wait, start)
+}
+
+// wait waits on the server for a lock a try found held, within what is
+// left of the request's budget.
+func (a *acquisition) wait(ctx context.Context, wait time.Duration, start time.Time) (kannuki.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		a.release()
 		return nil, ended(a.key, err)
@@ -201,7 +258,7 @@ func (a *acquisition) run(ctx context.Context, wait time.Duration, start time.Ti
 	// request (a new connection, a process fork on the server: 2-8 ms on
 	// the development machine) is then needed only for an explicit
 	// cancellation.
-	g := guard{interrupt: true, grace: grace}
+	g := guard{interrupt: true, grace: a.b.opts.releaseTimeout()}
 	if dl, ok := ctx.Deadline(); ok {
 		if left := time.Until(dl); (wait < 0 || left <= wait) && left <= pgsql.MaxLockTimeout {
 			wait, g.ownDeadline = max(left, time.Millisecond), true
@@ -213,6 +270,10 @@ func (a *acquisition) run(ctx context.Context, wait time.Duration, start time.Ti
 	// grants the lock the moment it is free; lock_timeout (local to this
 	// statement's implicit transaction) bounds a timed wait.
 	text := pgsql.Lock(a.key, a.mode, wait)
+	if a.onWait != nil {
+		a.onWait.NotifyWait() // the try found the lock held
+	}
+	var err error
 	a.settle, err = guarded(ctx, a.c, g, func(qctx context.Context) error {
 		_, err := a.c.Exec(qctx, text) // no arguments: the simple protocol, one round trip
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +20,13 @@ import (
 //	go test -run '^$' -bench . -count 5 -benchmem
 //
 // Compare the medians of BenchmarkFloor and BenchmarkBackend (and
-// BenchmarkWithLock) of the same run.
+// BenchmarkWithLock) of the same run, or use the paired benchmarks, which
+// interleave their candidates and report ratios: BenchmarkPaired (floor,
+// backend, WithLock), BenchmarkPairedMux (the same with multiplexing on
+// and off) and BenchmarkParallelMux (throughput of 16 goroutines with
+// multiplexing on and off):
+//
+//	go test -run '^$' -bench 'Paired|ParallelMux' -count 5 .
 
 // BenchmarkFloor is the raw floor: pg_advisory_lock / pg_advisory_unlock
 // with a bound parameter on one pinned connection, through pgx's statement
@@ -231,4 +238,158 @@ func BenchmarkPaired(b *testing.B) {
 	b.ReportMetric(med[2], "withlock-ns/cycle")
 	b.ReportMetric(med[0]/med[1], "backend/floor")
 	b.ReportMetric(med[0]/med[2], "withlock/floor")
+}
+
+// BenchmarkPairedMux is BenchmarkPaired with multiplexing on and off side
+// by side: one floor cycle, then Acquire+Release and WithLock cycles on a
+// Backend with multiplexing off (dedicated) and on (mux, the default),
+// rotating their order, all on the same single connection (a pool of
+// one: both Backends give it back after each cycle). It reports the
+// median time of a cycle of each and the ratios of throughput to the
+// floor (floor time / our time), and mux against dedicated.
+func BenchmarkPairedMux(b *testing.B) {
+	pool := newPool(b, 1)
+	ctx := context.Background()
+	ded, mux := New(pool, dedicatedOpts), New(pool, Options{})
+	if ded.mux != nil || mux.mux == nil {
+		b.Fatal("multiplexing not set as the benchmark expects")
+	}
+	lded, lmux := kannuki.New(ded, kannuki.Options{}), kannuki.New(mux, kannuki.Options{})
+	kf := newKey(b, "floor")
+	kd, km := newKey(b, "dedicated"), newKey(b, "mux")
+	kwd, kwm := newKey(b, "withlock-dedicated"), newKey(b, "withlock-mux")
+	fn := func(context.Context) error { return nil }
+	backendCycle := func(be *Backend, k kannuki.Key) func() time.Duration {
+		return func() time.Duration {
+			t0 := time.Now()
+			ls, err := be.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := ls.Release(ctx); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(t0)
+		}
+	}
+	withLockCycle := func(l *kannuki.Locker, k kannuki.Key) func() time.Duration {
+		return func() time.Duration {
+			t0 := time.Now()
+			if err := l.WithLock(ctx, k.String, fn); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(t0)
+		}
+	}
+	const (
+		floor = iota
+		backendDed
+		backendMux
+		withLockDed
+		withLockMux
+		cases
+	)
+	cycles := [cases]func() time.Duration{
+		floor: func() time.Duration {
+			pc, err := pool.Acquire(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pc.Release()
+			c := pc.Conn()
+			t0 := time.Now()
+			if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", kf.ID); err != nil {
+				b.Fatal(err)
+			}
+			var ok bool
+			if err := c.QueryRow(ctx, "SELECT pg_advisory_unlock($1)", kf.ID).Scan(&ok); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+			return time.Since(t0)
+		},
+		backendDed:  backendCycle(ded, kd),
+		backendMux:  backendCycle(mux, km),
+		withLockDed: withLockCycle(lded, kwd),
+		withLockMux: withLockCycle(lmux, kwm),
+	}
+	var spent [cases][]time.Duration
+	n := 0
+	b.ResetTimer()
+	for b.Loop() {
+		for j := range cases {
+			i := (n + j) % cases
+			spent[i] = append(spent[i], cycles[i]())
+		}
+		n++
+	}
+	var med [cases]float64
+	for i := range spent {
+		slices.Sort(spent[i])
+		med[i] = float64(spent[i][len(spent[i])/2].Nanoseconds())
+	}
+	b.ReportMetric(med[floor], "floor-ns/cycle")
+	b.ReportMetric(med[backendDed], "dedicated-ns/cycle")
+	b.ReportMetric(med[backendMux], "mux-ns/cycle")
+	b.ReportMetric(med[floor]/med[backendDed], "dedicated/floor")
+	b.ReportMetric(med[floor]/med[backendMux], "mux/floor")
+	b.ReportMetric(med[backendDed]/med[backendMux], "mux/dedicated")
+	b.ReportMetric(med[floor]/med[withLockDed], "withlock-dedicated/floor")
+	b.ReportMetric(med[floor]/med[withLockMux], "withlock-mux/floor")
+}
+
+// BenchmarkParallelMux measures throughput under concurrency: 16
+// goroutines, each taking and giving back a key of its own, on a pool of
+// 16 connections, in rounds of 50 cycles per goroutine that alternate
+// between a Backend with multiplexing off (each lock on a connection of
+// its own, 16 in parallel) and on (the locks share at most 8 connections,
+// the default bound, one statement at a time on each). It reports the median cycles per
+// second of a round of each and their ratio.
+func BenchmarkParallelMux(b *testing.B) {
+	const goroutines, perRound = 16, 50
+	pool := newPool(b, goroutines)
+	ctx := context.Background()
+	backends := [2]*Backend{New(pool, dedicatedOpts), New(pool, Options{})}
+	keys := make([]kannuki.Key, goroutines)
+	for i := range keys {
+		keys[i] = newKey(b, strconv.Itoa(i))
+	}
+	round := func(be *Backend) float64 {
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for g := range goroutines {
+			wg.Go(func() {
+				for range perRound {
+					l, err := be.Acquire(ctx, keys[g], kannuki.Request{Wait: kannuki.WaitForever})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if err := l.Release(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return goroutines * perRound / time.Since(t0).Seconds()
+	}
+	var rates [2][]float64
+	n := 0
+	b.ResetTimer()
+	for b.Loop() {
+		for j := range 2 {
+			i := (n + j) % 2
+			rates[i] = append(rates[i], round(backends[i]))
+		}
+		n++
+	}
+	var med [2]float64
+	for i := range rates {
+		slices.Sort(rates[i])
+		med[i] = rates[i][len(rates[i])/2]
+	}
+	b.ReportMetric(med[0], "dedicated-cycles/s")
+	b.ReportMetric(med[1], "mux-cycles/s")
+	b.ReportMetric(med[1]/med[0], "mux/dedicated")
 }

@@ -246,7 +246,7 @@ func TestCancelAtHandover(t *testing.T) {
 		switch {
 		case r.err == nil:
 			won++
-			if pid := r.l.(*lease).PID(); !slices.Equal(holders, []uint32{pid}) {
+			if pid := pidOf(r.l); !slices.Equal(holders, []uint32{pid}) {
 				t.Fatalf("trial %d (cancel after %s): Acquire succeeded but holders are %v, not the waiter %d", trial, delay, holders, pid)
 			}
 			mustRelease(t, r.l)

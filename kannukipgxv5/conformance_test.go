@@ -9,16 +9,26 @@ import (
 	"github.com/kannuki-go/kannuki/internal/testdb"
 )
 
-// TestConformance runs the shared backend suite: exclusion across
-// goroutines, clients and OS processes, the request contract, shared
-// locks, crash, lock loss, leaks and keys.
+// TestConformance runs the shared backend suite with multiplexing on (the
+// default): exclusion across goroutines, clients and OS processes, the
+// request contract, shared locks, crash, lock loss, leaks and keys.
 func TestConformance(t *testing.T) {
+	conformance(t, Options{})
+}
+
+// TestConformanceDedicated runs the suite with multiplexing off: every
+// held lock pins a connection of its own.
+func TestConformanceDedicated(t *testing.T) {
+	conformance(t, dedicatedOpts)
+}
+
+func conformance(t *testing.T, opts Options) {
 	// Skip (or fail) here without the database: the suite's crash case
 	// would otherwise report the child's skip as a failure.
 	newPool(t, 1)
 	backendtest.Run(t, backendtest.Harness{
 		New: func(t testing.TB) kannuki.Backend {
-			return New(newPool(t, 8), Options{})
+			return New(newPool(t, 8), opts)
 		},
 		Shared:       true,
 		MultiProcess: true,

@@ -42,7 +42,7 @@ func crashChild(key string) {
 	if err != nil {
 		fail(err)
 	}
-	fmt.Printf("held %d\n", l.(*lease).PID())
+	fmt.Printf("held %d\n", pidOf(l))
 	<-ctx.Done()
 	os.Exit(1)
 }
@@ -112,7 +112,7 @@ func TestCrash(t *testing.T) {
 	if l == nil {
 		return
 	}
-	if h := obs.holders(k); !slices.Equal(h, []uint32{l.(*lease).PID()}) {
+	if h := obs.holders(k); !slices.Equal(h, []uint32{pidOf(l)}) {
 		t.Fatalf("holders %v after the crash, want the waiter", h)
 	}
 	mustRelease(t, l)

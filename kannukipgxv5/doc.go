@@ -10,33 +10,105 @@
 //
 // # Connections
 //
-// A session lock lives on one server session, so every held lock pins one
-// pool connection from Acquire to Release, and so does every acquisition
-// while it waits. A connection goes back to the pool only when it is known
-// to hold nothing: after an unlock that returned true, a try that was
-// refused, or a wait that ended without the lock. Whenever that is in
-// doubt (the unlock returned false or failed, the connection broke, the
-// server did not answer within Options.ReleaseTimeout) the connection is
-// taken out of the pool and closed, and the server frees what the session
-// held when it ends it. pgxpool.Conn.Release alone would hand the session,
-// locks included, to the next user of the pool.
+// A session lock lives on one server session. A connection goes back to
+// the pool only when it is known to hold nothing: after an unlock that
+// returned true, a try that was refused, or a wait that ended without the
+// lock. Whenever that is in doubt (the unlock returned false or failed,
+// the connection broke, the server did not answer within
+// Options.ReleaseTimeout) the connection is taken out of the pool and
+// closed, and the server frees what the session held when it ends it.
+// pgxpool.Conn.Release alone would hand the session, locks included, to
+// the next user of the pool.
 //
-// Size the pool for the locks held and awaited at once plus the
-// application's other queries. When the pool is exhausted:
+// Locks taken without waiting share a few connections (see
+// Multiplexing); a lock that had to wait pins a connection of its own from
+// Acquire to Release, and so does every acquisition while it waits. With
+// multiplexing off (Options.SharedConns < 0) every held lock pins a
+// connection of its own.
 //
-//   - a try (Request.Wait 0, TryLock) does not wait for a connection: it
-//     fails at once with an error matching kannuki.ErrPoolExhausted (the
-//     Locker's TryLock reports it as an error: whether the key is held is
-//     unknown);
+// Size the pool for the locks awaited at once (and, with multiplexing off,
+// held at once) plus the shared connections and the application's other
+// queries. When the pool is exhausted:
+//
+//   - a try (Request.Wait 0, TryLock) does not wait for a connection
+//     another caller uses: it runs on a shared connection when one can
+//     take it, and otherwise fails at once with an error matching
+//     kannuki.ErrPoolExhausted (the Locker's TryLock reports it as an
+//     error: whether the key is held is unknown);
 //   - a timed wait spends its budget waiting for a connection first, then
 //     for the lock, and fails with ErrPoolExhausted when no connection came,
 //     or ErrNotAcquired when the lock did not, no sooner than the budget;
 //   - a wait forever waits for a connection as long as its context allows;
 //   - Held and Locks need a connection like any query.
 //
-// With a pool of one connection, a second lock taken while the first is
-// held (a nested WithLock on another key, say) can never get a connection:
-// give such calls a timeout, or a bigger pool.
+// With a pool of one connection, a lock that has to wait while another
+// lock of the process is held can never get a connection: give such calls
+// a timeout, or a bigger pool. (With multiplexing off, the same goes for
+// any second lock, a nested WithLock on another key say.)
+//
+// # Multiplexing
+//
+// Many held locks share few sessions: Acquire first tries the lock
+// (pg_try_advisory_lock, which never waits) on a shared connection, one of
+// at most Options.SharedConns pool connections (by default half the
+// pool's MaxConns, at least one) that hold locks for many callers at
+// once. Only such statements run there, one at a time: the try, the
+// unlock, the keepalive and the clean-up checks, each bounded by
+// Options.ReleaseTimeout (a deadline on the connection's socket) and
+// never interrupted by a caller's context, since an interrupted statement
+// would leave every lock on the session in doubt. A canceled context
+// still ends an Acquire that is queued for a shared connection at once;
+// one whose try is already sent waits for its answer (a round trip) and
+// undoes a grant on the same session before it returns. When the try
+// finds the lock held and the request may wait, the wait runs on a
+// connection of its own, as without multiplexing, and the lock stays
+// there until Release: a wait can last any time, and its connection would
+// stay pinned by the lock anyway.
+//
+// A shared connection is taken from the pool when the set has no idle
+// one (no statement running) and is below its bound, and goes back to the
+// pool when its last lock is released. Ten thousand goroutines holding a
+// distinct key each at once hold them on 8 sessions of a pool of 16
+// (TestMuxTenThousand). A smaller bound means fewer sessions but more
+// callers queued per connection: with a quarter of the pool instead of
+// half, the throughput figure below fell to about 0.7x.
+//
+// PostgreSQL counts a session's advisory locks re-entrantly: a session
+// that holds a key is granted it again. So a key never goes on a shared
+// connection that holds it (in any mode) or is trying it: the backend
+// keeps the books. A try for a key this process holds in a conflicting
+// mode on a shared connection is refused from the books, without a round
+// trip; shared holders of one key from one process sit on distinct
+// sessions.
+//
+// The keepalive is shared too: Check on a lease succeeds without a round
+// trip when another statement on the same connection succeeded within
+// the last quarter of the time since that lease's previous check, so a
+// shared connection sees a few keepalive round trips per Locker
+// KeepaliveInterval however many locks it holds (10,000 handles, 20,000
+// checks: 30-55 round trips), and a loss shows at most a quarter of an
+// interval later than with a round trip per lock.
+//
+// When a statement on a shared connection fails in a way that leaves its
+// state in doubt (the connection broke or was terminated, no answer within
+// Options.ReleaseTimeout, an unlock returned false) the connection is
+// destroyed and every lease on it is lost: Check and Release return
+// errors matching kannuki.ErrLockLost, and through a Locker every handle
+// on it learns it at its next keepalive. The one exception is the lease
+// whose own unlock got no answer: its Release reports the failure (the
+// lock goes with the session) rather than a loss. A server error on a try
+// (SQLSTATE 53200 "out of shared memory" when the lock table is full, a
+// pg_cancel_backend) is checked on the session: a grant is undone and the
+// connection kept.
+//
+// Multiplexing costs nothing measurable on an uncontended cycle (the
+// same two round trips; BenchmarkPairedMux). Under concurrency the
+// statements of many callers queue for fewer connections: 16 goroutines
+// cycling distinct keys on a pool of 16 ran 0.83-0.98x (median 0.91) the
+// cycles per second of one connection each on the development machine
+// (BenchmarkParallelMux, -count 5).
+// Behind a transaction pooler session locks are refused before any
+// connection is shared (see PgBouncer).
 //
 // # Statements and round trips
 //
@@ -66,7 +138,9 @@
 //
 // Holders acquired without waiting show the key in pg_stat_activity, and so
 // in Locks, once their first keepalive (Check) has run: Check sends the
-// key's comment alone, an empty statement, as its one round trip.
+// key's comment alone, an empty statement, as its one round trip. A shared
+// connection holding several locks shows the comment of the last check
+// only, so Locks names the locks of a session only when it holds one.
 //
 // # Waits, timeouts and cancellation
 //
@@ -107,7 +181,8 @@
 // on a broken session reports ErrLockLost too.
 //
 // Check, which the Locker calls every KeepaliveInterval, is one round trip
-// on the pinned connection; when it fails (pg_terminate_backend, a
+// on the pinned connection (shared among the leases of a shared
+// connection, see Multiplexing); when it fails (pg_terminate_backend, a
 // restarted server, a dead network) the connection is destroyed and the
 // Locker cancels fn's context with ErrLockLost. The keepalive also keeps a
 // holder's session from idle_session_timeout longer than the interval.
@@ -175,8 +250,13 @@
 //     database only.
 //   - Every held advisory lock and every waiting one takes an entry in the
 //     server's shared lock table (max_locks_per_transaction ×
-//     (max_connections + max_prepared_transactions) entries in all); with
-//     one lock per session Kannuki stays far below it.
+//     (max_connections + max_prepared_transactions) entries, plus some
+//     slack: about 12,000 locks in all on a default server with 100
+//     connections, shared by every client of the server). With
+//     multiplexing the held locks are no longer bounded by the
+//     connections but by this table: a try beyond it fails with SQLSTATE
+//     53200 ("out of shared memory") and holds nothing. Raise
+//     max_locks_per_transaction for more.
 //   - Timed waits longer than about 24.8 days (the largest lock_timeout)
 //     are cut to that.
 //   - pgxpool pings a connection that sat idle for more than a second

@@ -87,10 +87,10 @@ func TestLockLossLocker(t *testing.T) {
 // is destroyed, not pooled.
 func TestUnlockFalse(t *testing.T) {
 	pool := newPool(t, 2)
-	b := New(pool, Options{})
+	b := New(pool, dedicatedOpts) // the test reaches into the pinned connection
 	obs := newObserver(t)
 	k := newKey(t, "k")
-	l := mustAcquire(t, b, k, excl(0))
+	l := mustAcquire(t, b, k, excl(0)).(*lease)
 	pid := l.PID()
 	ctx, cancel := guardCtx()
 	defer cancel()

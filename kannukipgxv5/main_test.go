@@ -213,7 +213,15 @@ func shared(wait time.Duration) kannuki.Request {
 	return kannuki.Request{Mode: kannuki.ModeShared, Wait: wait}
 }
 
-func mustAcquire(t testing.TB, b *Backend, k kannuki.Key, req kannuki.Request) *lease {
+// heldLease is what both kinds of lease (a connection of its own, a
+// shared connection) offer the tests.
+type heldLease interface {
+	kannuki.Lease
+	kannuki.Checker
+	PID() uint32
+}
+
+func mustAcquire(t testing.TB, b *Backend, k kannuki.Key, req kannuki.Request) heldLease {
 	t.Helper()
 	ctx, cancel := guardCtx()
 	defer cancel()
@@ -221,7 +229,22 @@ func mustAcquire(t testing.TB, b *Backend, k kannuki.Key, req kannuki.Request) *
 	if err != nil {
 		t.Fatalf("Acquire(%q, %v): %v", k.String, req, err)
 	}
-	return l.(*lease)
+	return l.(heldLease)
+}
+
+// pidOf is the server process id of the session holding l.
+func pidOf(l kannuki.Lease) uint32 { return l.(heldLease).PID() }
+
+// dedicatedOpts turns multiplexing off: every lock pins its own connection.
+var dedicatedOpts = Options{SharedConns: -1}
+
+// modes are the two ways of holding locks, for tests that run in both.
+var modes = []struct {
+	name string
+	opts Options
+}{
+	{"mux", Options{}},
+	{"dedicated", dedicatedOpts},
 }
 
 func mustRelease(t testing.TB, l kannuki.Lease) {

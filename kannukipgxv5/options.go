@@ -53,6 +53,28 @@ type Options struct {
 	// use. Transaction-scoped locks (AcquireTx, RunTx) are safe behind any
 	// pooler and never check.
 	SessionPooler bool
+
+	// SharedConns is how many pool connections may hold locks for many
+	// callers at once (multiplexing, see the package documentation): a
+	// lock that is free is taken with a single try on one of them instead
+	// of pinning a connection of its own, so that thousands of held locks
+	// need only a few sessions. Waits still get a connection of their own.
+	// 0 means the default: half the pool's MaxConns, at least 1.
+	// A negative value turns multiplexing off: every held lock pins its
+	// own connection.
+	SharedConns int
+}
+
+// sharedConns is the bound on shared connections for a pool of maxConns,
+// or 0 when multiplexing is off.
+func (o Options) sharedConns(maxConns int32) int {
+	switch {
+	case o.SharedConns < 0:
+		return 0
+	case o.SharedConns > 0:
+		return o.SharedConns
+	}
+	return max(1, int(maxConns)/2)
 }
 
 func (o Options) releaseTimeout() time.Duration {

@@ -9,13 +9,13 @@ import (
 	"github.com/kannuki-go/kannuki"
 )
 
-// TestPoolOfOne: with a single connection pinned by a held lock, nothing
-// hangs: a try fails at once, a timed wait fails after its budget, a wait
-// forever ends with its context, and a waiter proceeds once the holder
-// releases.
+// TestPoolOfOne: with multiplexing off and a single connection pinned by a
+// held lock, nothing hangs: a try fails at once, a timed wait fails after
+// its budget, a wait forever ends with its context, and a waiter proceeds
+// once the holder releases.
 func TestPoolOfOne(t *testing.T) {
 	pool := newPool(t, 1)
-	b := New(pool, Options{})
+	b := New(pool, dedicatedOpts)
 	k1, k2 := newKey(t, "1"), newKey(t, "2")
 	holder := mustAcquire(t, b, k1, excl(0))
 
@@ -70,11 +70,12 @@ func TestPoolOfOne(t *testing.T) {
 	poolHoldsNone(t, pool)
 }
 
-// TestPoolOfTwo: a holder and a waiter pin both connections; a try for
-// another key fails at once; the handoff frees a connection.
+// TestPoolOfTwo: with multiplexing off, a holder and a waiter pin both
+// connections; a try for another key fails at once; the handoff frees a
+// connection.
 func TestPoolOfTwo(t *testing.T) {
 	pool := newPool(t, 2)
-	b := New(pool, Options{})
+	b := New(pool, dedicatedOpts)
 	obs := newObserver(t)
 	k1, k2 := newKey(t, "1"), newKey(t, "2")
 	holder := mustAcquire(t, b, k1, excl(0))
@@ -104,12 +105,12 @@ func TestPoolOfTwo(t *testing.T) {
 	poolHoldsNone(t, pool)
 }
 
-// TestPoolOfOneLocker: the self-deadlock a pool of one invites (a nested
-// lock on another key while the only connection is pinned) ends with the
-// call's timeout instead of hanging.
+// TestPoolOfOneLocker: with multiplexing off, the self-deadlock a pool of
+// one invites (a nested lock on another key while the only connection is
+// pinned) ends with the call's timeout instead of hanging.
 func TestPoolOfOneLocker(t *testing.T) {
 	pool := newPool(t, 1)
-	l := kannuki.New(New(pool, Options{}), kannuki.Options{})
+	l := kannuki.New(New(pool, dedicatedOpts), kannuki.Options{})
 	ctx, cancel := guardCtx()
 	defer cancel()
 	k1, k2 := newKey(t, "outer").String, newKey(t, "inner").String
@@ -122,6 +123,106 @@ func TestPoolOfOneLocker(t *testing.T) {
 	})
 	if !errors.Is(err, kannuki.ErrNotAcquired) || !errors.Is(err, kannuki.ErrPoolExhausted) {
 		t.Fatalf("nested WithLock on a pool of one: %v", err)
+	}
+	poolHoldsNone(t, pool)
+}
+
+// TestPoolOfOneMux: with multiplexing, the only connection of the pool
+// holds many locks; a wait, which needs a connection of its own, fails
+// after its budget with ErrPoolExhausted (or its context's error) while
+// the connection holds locks, and gets it once they are released.
+func TestPoolOfOneMux(t *testing.T) {
+	pool := newPool(t, 1)
+	b := New(pool, Options{})
+	obs := newObserver(t)
+	k1, k2, k3 := newKey(t, "1"), newKey(t, "2"), newKey(t, "3")
+	holder := mustAcquire(t, b, k1, excl(0))
+	l2 := mustAcquire(t, b, k2, excl(kannuki.WaitForever))
+	if holder.PID() != l2.PID() {
+		t.Fatalf("two locks of a pool of one on sessions %d and %d", holder.PID(), l2.PID())
+	}
+	// A try refused by another client's lock leaves the shared connection usable.
+	other := mustAcquire(t, New(newPool(t, 1), Options{}), k3, excl(0))
+	ctx, cancel := guardCtx()
+	defer cancel()
+	_, err := b.Acquire(ctx, k3, excl(0))
+	notAcquired(t, err)
+	if errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("a refused try on the shared connection reported %v", err)
+	}
+	mustRelease(t, other)
+	ok, err := kannuki.New(b, kannuki.Options{}).TryLock(ctx, k3.String, func(context.Context) error { return nil })
+	if !ok || err != nil {
+		t.Fatalf("TryLock on the shared connection = %v, %v", ok, err)
+	}
+
+	// k1 is held here: a try is refused from the books, a wait needs a
+	// second connection.
+	_, err = b.Acquire(ctx, k1, excl(0))
+	notAcquired(t, err)
+	const d = 200 * time.Millisecond
+	start := time.Now()
+	_, err = b.Acquire(ctx, k1, excl(d))
+	if !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("timed wait with the pool exhausted: %v", err)
+	}
+	if el := time.Since(start); el < d {
+		t.Fatalf("timed wait gave up after %s < %s", el, d)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, d)
+	_, err = b.Acquire(dctx, k1, excl(kannuki.WaitForever))
+	dcancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait forever with the pool exhausted: %v", err)
+	}
+
+	got := make(chan kannuki.Lease, 1)
+	go func() {
+		l, err := b.Acquire(ctx, k1, excl(kannuki.WaitForever))
+		if err != nil {
+			t.Errorf("waiter for a connection: %v", err)
+		}
+		got <- l
+	}()
+	mustRelease(t, holder)
+	mustRelease(t, l2) // the last lock: the connection goes back to the pool
+	l := <-got
+	if l == nil {
+		return
+	}
+	if h := obs.holders(k1); len(h) != 1 || h[0] != pidOf(l) {
+		t.Fatalf("holders of k1 %v, want the waiter %d", h, pidOf(l))
+	}
+	mustRelease(t, l)
+	if n := pool.Stat().TotalConns(); n > 1 {
+		t.Fatalf("pool has %d connections", n)
+	}
+	if n := b.mux.size(); n != 0 {
+		t.Fatalf("%d shared connections left with no lock held", n)
+	}
+	poolHoldsNone(t, pool)
+}
+
+// TestPoolOfOneLockerMux: with multiplexing, nested locks on other keys
+// share the pool's only connection.
+func TestPoolOfOneLockerMux(t *testing.T) {
+	pool := newPool(t, 1)
+	l := kannuki.New(New(pool, Options{}), kannuki.Options{})
+	ctx, cancel := guardCtx()
+	defer cancel()
+	k1, k2, k3 := newKey(t, "outer").String, newKey(t, "inner").String, newKey(t, "innermost").String
+	ran := 0
+	err := l.WithLock(ctx, k1, func(ctx context.Context) error {
+		ok, err := l.TryLock(ctx, k2, func(ctx context.Context) error {
+			return l.WithLock(ctx, k3, func(context.Context) error { ran++; return nil }, kannuki.Timeout(time.Second))
+		})
+		if !ok || err != nil {
+			t.Errorf("nested TryLock on a pool of one = %v, %v", ok, err)
+		}
+		return err
+	})
+	if err != nil || ran != 1 {
+		t.Fatalf("nested locks on a pool of one: %v (innermost ran %d times)", err, ran)
 	}
 	poolHoldsNone(t, pool)
 }

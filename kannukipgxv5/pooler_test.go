@@ -33,6 +33,9 @@ func TestSessionLocksRefusedBehindPgBouncer(t *testing.T) {
 	if rows := obs.rows(k); len(rows) != 0 {
 		t.Fatalf("pg_locks after the refusals: %+v", rows)
 	}
+	if n := b.mux.size(); n != 0 { // multiplexing never applies behind a transaction pooler
+		t.Fatalf("%d shared connections after the refusals", n)
+	}
 
 	// Transaction-scoped locks, Held and Locks through the same pool.
 	tx := begin(t, pool)

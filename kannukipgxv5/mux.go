@@ -1,0 +1,501 @@
+package kannukipgxv5
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
+)
+
+// Multiplexing. Held locks share a few pool connections (shared
+// connections) instead of pinning one each. The rules that keep it safe:
+//
+//   - Only statements that never wait run on a shared connection: the
+//     try (pg_try_advisory_lock), the unlock, the keepalive and the
+//     clean-up checks. They run one at a time (sem), each bounded by
+//     Options.ReleaseTimeout, and are never interrupted by a caller's
+//     context: a statement cut short would leave the session's locks in
+//     doubt, and with them every lease on the connection.
+//   - A request that has to wait takes a connection of its own from the
+//     pool (the dedicated path of backend.go) and keeps it while it holds
+//     the lock: a wait can last any time, and the connection would stay
+//     pinned by the lock anyway. Adopting it as a shared connection would
+//     let the shared set outgrow its bound under contention.
+//   - PostgreSQL counts a session's advisory locks re-entrantly, so a
+//     session that holds a key would grant it again to anybody asking on
+//     it. A key goes on a shared connection only if that connection neither
+//     holds it (in any mode) nor is trying it; the muxer keeps the books.
+//   - When the state of a shared connection is in doubt (a statement
+//     failed or ran out of time, an unlock returned false) the connection
+//     is destroyed, and every lease on it reports the loss: the server
+//     frees the session's locks as it ends it.
+//   - A shared connection goes back to the pool when its last lock is
+//     released, and only then: the books say it holds nothing.
+
+// lockID identifies an advisory lock within a database: the bigint and
+// the two-int4 forms are distinct key spaces.
+type lockID struct {
+	id   int64
+	pair bool
+}
+
+func idOf(k kannuki.Key) lockID {
+	if k.Pair {
+		return lockID{id: int64(k.K1)<<32 | int64(uint32(k.K2)), pair: true}
+	}
+	return lockID{id: k.ID}
+}
+
+// keyState is what a shared connection does with a key.
+type keyState struct {
+	granted bool // held; false while a try is in flight
+	mode    kannuki.Mode
+}
+
+// muxer keeps the shared connections of a Backend.
+type muxer struct {
+	b   *Backend
+	max int // shared connections at most
+
+	mu      sync.Mutex
+	conns   []*sharedConn // live shared connections
+	opening int           // connections being taken from the pool for the set
+	// opened is closed (and replaced) when an opening ends: requests that
+	// found no connection but one on its way wait for it rather than fall
+	// back to a connection of their own.
+	opened chan struct{}
+}
+
+// sharedConn is one pool connection that holds locks for many leases.
+type sharedConn struct {
+	m   *muxer
+	pc  *pgxpool.Conn
+	pid uint32
+	// sem admits one statement at a time: a token is in it while a
+	// goroutine uses pc.
+	sem chan struct{}
+	// alive is when the latest statement that succeeded on pc was sent
+	// (unix nanoseconds): proof that the session, and every lock on it,
+	// was there then.
+	alive atomic.Int64
+
+	// Guarded by m.mu.
+	keys  map[lockID]keyState
+	users int   // leases on the connection plus acquisitions about to use it
+	queue int   // goroutines waiting for sem or holding it (picking the least busy)
+	dead  error // why the connection was destroyed; nil while it lives
+
+	killed bool // dead, as the holder of sem sees it (no m.mu needed)
+}
+
+func newMuxer(b *Backend, max int) *muxer {
+	return &muxer{b: b, max: max, opened: make(chan struct{})}
+}
+
+// pickResult is what pick found for a request.
+type pickResult int
+
+const (
+	pickConn      pickResult = iota // a shared connection, reserved for a try of the key
+	pickHeld                        // this process holds the key in a conflicting mode on a shared connection
+	pickDedicated                   // no shared connection can take the try: use a connection of its own
+)
+
+// pick finds a shared connection for a try of key in mode: one that
+// neither holds the key nor tries it, preferring one with no statement
+// running, then opening a new one while the set is below its bound, then
+// the least busy. The connection comes back reserved (see reserve).
+func (m *muxer) pick(ctx context.Context, key kannuki.Key, mode kannuki.Mode) (*sharedConn, pickResult, error) {
+	id := idOf(key)
+	mayOpen := true
+	for {
+		m.mu.Lock()
+		var best *sharedConn
+		held := false
+		for _, c := range m.conns {
+			if st, ok := c.keys[id]; ok {
+				if st.granted && (st.mode == kannuki.ModeExclusive || mode == kannuki.ModeExclusive) {
+					held = true
+				}
+				continue
+			}
+			if best == nil || c.queue < best.queue {
+				best = c
+			}
+		}
+		switch {
+		case held:
+			m.mu.Unlock()
+			return nil, pickHeld, nil
+		case best != nil && best.queue == 0:
+		case mayOpen && len(m.conns)+m.opening < m.max:
+			m.opening++
+			m.mu.Unlock()
+			c, err := m.open(ctx, key)
+			m.mu.Lock()
+			m.opening--
+			close(m.opened)
+			m.opened = make(chan struct{})
+			if err != nil {
+				m.mu.Unlock()
+				if errors.Is(err, ErrPoolExhausted) {
+					mayOpen = false // use the set as it is
+					continue
+				}
+				return nil, pickDedicated, err
+			}
+			m.conns = append(m.conns, c)
+			best = c
+		}
+		if best == nil && m.opening > 0 {
+			opened := m.opened
+			m.mu.Unlock()
+			select {
+			case <-opened:
+				continue
+			case <-ctx.Done():
+				return nil, pickDedicated, ended(key, ctx.Err())
+			}
+		}
+		if best == nil {
+			m.mu.Unlock()
+			return nil, pickDedicated, nil
+		}
+		best.reserve(id, mode)
+		m.mu.Unlock()
+		return best, pickConn, nil
+	}
+}
+
+// open takes a connection from the pool for the shared set, without
+// waiting for one another caller uses, and checks it is safe for session
+// locks (pooler.go).
+func (m *muxer) open(ctx context.Context, key kannuki.Key) (*sharedConn, error) {
+	st := m.b.pool.Stat()
+	if st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
+		return nil, ErrPoolExhausted
+	}
+	actx, cancel := context.WithTimeout(ctx, m.b.opts.tryConnTimeout())
+	pc, err := m.b.pool.Acquire(actx)
+	expired := actx.Err() != nil
+	cancel()
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, ended(key, cerr)
+		}
+		if expired && errors.Is(err, context.DeadlineExceeded) {
+			return nil, ErrPoolExhausted
+		}
+		return nil, fmt.Errorf("kannuki: pgx: %w", err)
+	}
+	if err := m.b.checkSession(ctx, pc, key); err != nil {
+		pc.Release()
+		return nil, err
+	}
+	return &sharedConn{
+		m:    m,
+		pc:   pc,
+		pid:  pc.Conn().PgConn().PID(),
+		sem:  make(chan struct{}, 1),
+		keys: make(map[lockID]keyState),
+	}, nil
+}
+
+// reserve books a try of id on c. Caller holds m.mu.
+func (c *sharedConn) reserve(id lockID, mode kannuki.Mode) {
+	c.keys[id] = keyState{mode: mode}
+	c.users++
+	c.queue++
+}
+
+// tried books the outcome of a try (granted or not) and returns c to the
+// pool if nothing uses it any more.
+func (c *sharedConn) tried(id lockID, granted bool) {
+	m := c.m
+	m.mu.Lock()
+	c.queue--
+	if granted {
+		st := c.keys[id]
+		st.granted = true
+		c.keys[id] = st
+		m.mu.Unlock()
+		return
+	}
+	if c.dead == nil {
+		delete(c.keys, id)
+	}
+	c.users--
+	retire := m.retireLocked(c)
+	m.mu.Unlock()
+	if retire {
+		c.pc.Release()
+	}
+}
+
+// released books a successful unlock of id and returns c to the pool if
+// it was the last lock on it.
+func (c *sharedConn) released(id lockID) {
+	m := c.m
+	m.mu.Lock()
+	if c.dead == nil {
+		delete(c.keys, id)
+	}
+	c.users--
+	retire := m.retireLocked(c)
+	m.mu.Unlock()
+	if retire {
+		c.pc.Release()
+	}
+}
+
+// retireLocked takes c out of the set when nothing uses it and it lives;
+// the caller then gives it back to the pool: the books say it holds
+// nothing. Caller holds m.mu.
+func (m *muxer) retireLocked(c *sharedConn) bool {
+	if c.users > 0 || c.dead != nil {
+		return false
+	}
+	m.removeLocked(c)
+	return true
+}
+
+func (m *muxer) removeLocked(c *sharedConn) {
+	for i, x := range m.conns {
+		if x == c {
+			last := len(m.conns) - 1
+			m.conns[i] = m.conns[last]
+			m.conns[last] = nil
+			m.conns = m.conns[:last]
+			return
+		}
+	}
+}
+
+// enter waits for c's statement slot, or for ctx to end.
+func (c *sharedConn) enter(ctx context.Context) error {
+	select {
+	case c.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case c.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *sharedConn) leave() { <-c.sem }
+
+// deadCause is why c was destroyed, or nil.
+func (c *sharedConn) deadCause() error {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	return c.dead
+}
+
+// kill destroys c: its session state is in doubt. Every lease on it is
+// lost from now on. The caller holds c's statement slot, so no statement
+// runs on the connection any more.
+func (c *sharedConn) kill(cause error) {
+	m := c.m
+	m.mu.Lock()
+	if c.dead != nil {
+		m.mu.Unlock()
+		return
+	}
+	c.dead = cause
+	c.killed = true
+	c.keys = nil
+	m.removeLocked(c)
+	m.mu.Unlock()
+	destroy(c.pc, m.b.opts.releaseTimeout())
+}
+
+// proved records that a statement sent at t succeeded.
+func (c *sharedConn) proved(t time.Time) {
+	n := t.UnixNano()
+	for {
+		old := c.alive.Load()
+		if old >= n || c.alive.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// Statements on a shared connection are bounded by a deadline on its
+// socket (arm), not by a context deadline: pgx would watch such a context
+// around every statement, which costs more than the rest of the
+// bookkeeping of an uncontended cycle, and pgx never sets deadlines of its
+// own on a connection whose contexts cannot be canceled. A statement
+// that runs past the deadline fails with a network timeout; the
+// connection is then in an unknown state and destroyed.
+//
+// The statements run on detach(ctx): the caller's values (tracers), not
+// its cancellation.
+
+// arm bounds the statements that follow on c by deadline. Only the
+// holder of c's statement slot calls arm and disarm.
+func (c *sharedConn) arm(deadline time.Time) {
+	_ = c.pc.Conn().PgConn().Conn().SetDeadline(deadline)
+}
+
+// disarm lifts the deadline, unless c was destroyed meanwhile.
+func (c *sharedConn) disarm() {
+	if !c.killed {
+		_ = c.pc.Conn().PgConn().Conn().SetDeadline(time.Time{})
+	}
+}
+
+// detach returns ctx without its cancellation.
+func detach(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
+}
+
+// try runs the single try for key on c, which pick reserved for it. It
+// returns the lease when granted, (nil, nil) when the lock is held
+// elsewhere, and an error when ctx ended first or the statement failed;
+// in every case but a grant, c holds nothing more than before.
+func (m *muxer) try(ctx context.Context, c *sharedConn, key kannuki.Key, mode kannuki.Mode) (kannuki.Lease, error) {
+	id := idOf(key)
+	if err := c.enter(ctx); err != nil {
+		c.tried(id, false)
+		return nil, ended(key, err)
+	}
+	granted, sent, err := c.runTry(ctx, key, mode)
+	// Book the outcome before leaving the slot: a connection nothing uses
+	// any more goes back to the pool in tried.
+	c.tried(id, granted)
+	c.leave()
+	if !granted {
+		return nil, err
+	}
+	return &muxLease{c: c, key: key, mode: mode, id: id, checked: sent}, nil
+}
+
+// runTry sends the try on c, whose statement slot the caller holds, and
+// undoes a grant that came after ctx ended. granted is true only for a
+// lock to hand out.
+func (c *sharedConn) runTry(ctx context.Context, key kannuki.Key, mode kannuki.Mode) (granted bool, sent time.Time, err error) {
+	if cause := c.deadCause(); cause != nil {
+		return false, sent, errRetry
+	}
+	if err := ctx.Err(); err != nil { // nothing sent yet
+		return false, sent, ended(key, err)
+	}
+	conn := c.pc.Conn()
+	sctx := detach(ctx)
+	sent = time.Now()
+	deadline := sent.Add(c.m.b.opts.releaseTimeout())
+	c.arm(deadline)
+	defer c.disarm()
+	granted, err = boolStatement(sctx, conn, &tryText, key, mode)
+	if err != nil {
+		c.settleFailedTry(sctx, deadline, key, mode, err)
+		if cerr := ctx.Err(); cerr != nil {
+			return false, sent, ended(key, cerr)
+		}
+		return false, sent, fmt.Errorf("kannuki: pgx: %w", err)
+	}
+	c.proved(sent)
+	if !granted {
+		return false, sent, nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		// The grant came after the caller gave up: undo it on the same
+		// session before anything else runs there.
+		ok, uerr := boolStatement(sctx, conn, &unlockText, key, mode)
+		if uerr != nil || !ok {
+			c.kill(fmt.Errorf("undoing a grant that raced a cancellation failed (unlock %v, %v)", ok, uerr))
+		}
+		return false, sent, ended(key, cerr)
+	}
+	return true, sent, nil
+}
+
+// errRetry: the shared connection pick chose died before the try was
+// sent; pick another.
+var errRetry = errors.New("kannuki: shared connection gone")
+
+// settleFailedTry makes sure a try that returned an error left no lock
+// on c: a server error (a pg_cancel_backend, out of shared memory) may
+// come after the lock was granted, and session locks outlive the failed
+// statement. It asks the session, undoes a grant, and destroys c when it
+// cannot tell.
+func (c *sharedConn) settleFailedTry(sctx context.Context, deadline time.Time, key kannuki.Key, mode kannuki.Mode, err error) {
+	conn := c.pc.Conn()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || conn.IsClosed() || !time.Now().Before(deadline) {
+		c.kill(err)
+		return
+	}
+	var held bool
+	if herr := conn.QueryRow(sctx, pgsql.HeldByMe(key, mode), pgx.QueryExecModeSimpleProtocol).Scan(&held); herr != nil {
+		c.kill(fmt.Errorf("%w (and checking the lock failed: %v)", err, herr))
+		return
+	}
+	if !held {
+		return
+	}
+	if ok, uerr := boolStatement(sctx, conn, &unlockText, key, mode); uerr != nil || !ok {
+		c.kill(fmt.Errorf("%w (and undoing the grant failed: %v, %v)", err, ok, uerr))
+	}
+}
+
+// acquire serves a request through the shared connections: the try on a
+// shared connection and, when the lock is held and the request may wait,
+// the wait on a connection of its own. handled is false when no shared
+// connection could take the try; the caller then runs the whole request
+// on a connection of its own.
+func (m *muxer) acquire(ctx context.Context, key kannuki.Key, req kannuki.Request, start time.Time) (l kannuki.Lease, handled bool, err error) {
+	for range 3 { // a connection that dies under pick's choice is rare; then give up on sharing
+		c, res, err := m.pick(ctx, key, req.Mode)
+		if err != nil {
+			return nil, true, err
+		}
+		switch res {
+		case pickDedicated:
+			return nil, false, nil
+		case pickHeld:
+			// A shared connection of this process holds the key in a
+			// conflicting mode: the server would refuse the try.
+			if req.Wait == 0 {
+				return nil, true, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, key.String)
+			}
+			l, err := m.b.waitDedicated(ctx, key, req, start)
+			return l, true, err
+		}
+		l, err := m.try(ctx, c, key, req.Mode)
+		if errors.Is(err, errRetry) {
+			continue
+		}
+		if err != nil || l != nil {
+			return l, true, err
+		}
+		if req.Wait == 0 {
+			return nil, true, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, key.String)
+		}
+		l, err = m.b.waitDedicated(ctx, key, req, start)
+		return l, true, err
+	}
+	return nil, false, nil
+}
+
+// size is the number of live shared connections (tests).
+func (m *muxer) size() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.conns)
+}

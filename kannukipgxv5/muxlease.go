@@ -1,0 +1,171 @@
+package kannukipgxv5
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
+)
+
+// muxLease is one lock held on a shared connection (mux.go).
+type muxLease struct {
+	c    *sharedConn
+	key  kannuki.Key
+	mode kannuki.Mode
+	id   lockID
+
+	mu       sync.Mutex
+	released bool
+	// checked is when this lease was last known held: the grant, then
+	// each successful Check.
+	checked time.Time
+}
+
+var _ kannuki.Checker = (*muxLease)(nil)
+
+// checkShare: a Check is answered without a round trip when another
+// statement on the same connection succeeded within the last 1/checkShare
+// of the time since this lease's previous check. With the Locker's
+// keepalive every interval I, a connection then sees at most about
+// checkShare keepalive round trips per I, however many leases it holds,
+// and a loss shows at most I/checkShare later than with a round trip per
+// lease.
+const checkShare = 4
+
+// lost is the loss error of a lease whose connection died of cause.
+func (l *muxLease) lostErr(cause error) error {
+	return &kannuki.LockLostError{Key: l.key.String, Err: fmt.Errorf("kannuki: the shared connection holding it was closed: %w", cause)}
+}
+
+// Release implements kannuki.Lease: pg_advisory_unlock (or _shared) on
+// the shared connection, after the statements queued before it, bounded
+// by Options.ReleaseTimeout whatever ctx says. When the unlock does not
+// confirm, the connection is destroyed (its other leases are lost), and
+// an unlock that returned false or a dead connection reports an error
+// matching kannuki.ErrLockLost.
+func (l *muxLease) Release(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return kannuki.ErrReleased
+	}
+	l.released = true
+	c := l.c
+	// No deadline on the wait for the statement slot: every statement
+	// ahead is bounded, and the first that runs out of time destroys the
+	// connection, which ends the queue at once.
+	_ = c.enter(context.Background())
+	defer c.leave()
+	if cause := c.deadCause(); cause != nil {
+		c.released(l.id)
+		return l.lostErr(cause)
+	}
+	sent := time.Now()
+	deadline := sent.Add(c.m.b.opts.releaseTimeout())
+	c.arm(deadline)
+	ok, err := boolStatement(detach(ctx), c.pc.Conn(), &unlockText, l.key, l.mode)
+	timedOut, closed := !time.Now().Before(deadline), c.pc.Conn().IsClosed()
+	c.disarm() // before released, which may give the connection back to the pool
+	var pgErr *pgconn.PgError
+	switch {
+	case err != nil && (timedOut || errors.As(err, &pgErr) && !closed):
+		// No answer in time, or the server refused the unlock: whether
+		// the lock is still on the session is unknown.
+		c.kill(fmt.Errorf("unlock of %q failed: %w", l.key.String, err))
+		c.released(l.id)
+		return fmt.Errorf("kannuki: release %q: unlock failed, shared connection closed: %w", l.key.String, err)
+	case err != nil:
+		c.kill(err)
+		c.released(l.id)
+		return &kannuki.LockLostError{Key: l.key.String, Err: err}
+	case !ok:
+		// The session does not hold what the books say it holds: trust
+		// none of its locks.
+		c.kill(fmt.Errorf("unlock of %q: %w", l.key.String, errUnlockFalse))
+		c.released(l.id)
+		return &kannuki.LockLostError{Key: l.key.String, Err: errUnlockFalse}
+	}
+	c.proved(sent)
+	c.released(l.id)
+	return nil
+}
+
+// Check implements kannuki.Checker. The connection is shared, so one
+// round trip answers for all its leases: the check succeeds without one
+// when another statement on the connection succeeded recently enough
+// (see checkShare). Otherwise it sends the key's comment, an empty
+// statement, once the statements queued before it are done. ctx's
+// deadline (or Options.ReleaseTimeout) bounds the wait and the
+// statement; ctx's cancellation does not interrupt the statement. When
+// the statement fails the connection is destroyed and every lease on it
+// is lost; Check then returns an error matching kannuki.ErrLockLost.
+func (l *muxLease) Check(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return kannuki.ErrReleased
+	}
+	c := l.c
+	if cause := c.deadCause(); cause != nil {
+		return l.lostErr(cause)
+	}
+	if l.fresh(time.Now()) {
+		return nil
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(c.m.b.opts.releaseTimeout())
+	}
+	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	if err := c.enter(cctx); err != nil {
+		// The lock is still held as far as anybody knows, but it could not
+		// be checked in time.
+		return fmt.Errorf("kannuki: keepalive of %q: the shared connection stayed busy: %w", l.key.String, err)
+	}
+	defer c.leave()
+	if cause := c.deadCause(); cause != nil {
+		return l.lostErr(cause)
+	}
+	now := time.Now()
+	if l.fresh(now) { // the check queued before this one answered for it
+		return nil
+	}
+	c.arm(deadline)
+	defer c.disarm()
+	if _, err := c.pc.Conn().Exec(detach(ctx), pgsql.Comment(l.key.String)); err != nil {
+		cause := fmt.Errorf("keepalive failed: %w", err)
+		c.kill(cause)
+		return l.lostErr(cause)
+	}
+	c.proved(now)
+	l.checked = now
+	return nil
+}
+
+// fresh reports, and records, whether a statement on the connection
+// succeeded recently enough to answer a check at now.
+func (l *muxLease) fresh(now time.Time) bool {
+	alive := time.Unix(0, l.c.alive.Load())
+	if now.Sub(alive) > now.Sub(l.checked)/checkShare {
+		return false
+	}
+	l.checked = now
+	return true
+}
+
+// PID is the server process id of the session holding the lock, or 0
+// once the lease is released or its connection closed.
+func (l *muxLease) PID() uint32 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released || l.c.deadCause() != nil {
+		return 0
+	}
+	return l.c.pid
+}
