@@ -32,11 +32,12 @@ type Handle struct {
 	lostErr  error
 	released bool
 
-	// The keepalive is a timer re-armed after each check, not a goroutine
-	// per lock: a held lock costs no goroutine and starting one costs
-	// little. kmu is held during a check, so stopping waits for it.
+	// The keepalive: the Handle waits in its Locker's queue of checks (one
+	// timer for all held locks, no goroutine per lock) and goes back there
+	// after each check. kmu is held during a check, so stopping waits for it.
 	kmu      sync.Mutex
-	ktimer   *time.Timer
+	checker  Checker
+	knode    dueNode
 	kstopped bool
 }
 
@@ -77,37 +78,42 @@ func (h *Handle) startKeepalive() {
 	}
 	h.kmu.Lock()
 	defer h.kmu.Unlock()
-	h.ktimer = time.AfterFunc(every, func() { h.check(c, every) })
+	h.checker, h.knode.owner = c, h
+	h.l.checks.push(&h.knode, h.granted.Add(every))
 }
 
-// check runs one keepalive round trip and re-arms the timer, or reports
-// the loss. It holds kmu throughout, so Release never overlaps a check and
-// a loss is recorded before Release can report a normal release.
-func (h *Handle) check(c Checker, every time.Duration) {
+// checkDue starts the check of a Handle that fell due, on a goroutine of
+// its own: a check is a round trip, and one slow connection must not hold
+// up the checks of the others.
+func checkDue(n *dueNode) { go n.owner.(*Handle).check() }
+
+// check runs one keepalive round trip and queues the next, or reports the
+// loss. It holds kmu throughout, so Release never overlaps a check and a
+// loss is recorded before Release can report a normal release.
+func (h *Handle) check() {
 	h.kmu.Lock()
 	defer h.kmu.Unlock()
 	if h.kstopped {
 		return
 	}
+	every := h.l.opts.keepalive()
 	ctx, cancel := context.WithTimeout(h.ctx, max(every, time.Second))
-	err := c.Check(ctx)
+	err := h.checker.Check(ctx)
 	cancel()
 	if err != nil {
 		h.kstopped = true
 		h.markLost(err)
 		return
 	}
-	h.ktimer.Reset(every)
+	h.l.checks.push(&h.knode, time.Now().Add(every))
 }
 
-// stopKeepalive stops the timer and waits for a check in flight.
+// stopKeepalive ends the checks and waits for one in flight.
 func (h *Handle) stopKeepalive() {
 	h.kmu.Lock()
 	defer h.kmu.Unlock()
 	h.kstopped = true
-	if h.ktimer != nil {
-		h.ktimer.Stop()
-	}
+	h.l.checks.remove(&h.knode)
 }
 
 // markLost records the loss once, tells the waiting parties and emits EventLost.

@@ -16,13 +16,16 @@ type Locker struct {
 	hook    Hook
 	stats   counters
 	queue   localQueue
-	scan    waitScan
+	waits   dueQueue // attempts to report as waiting after WaitingAfter
+	checks  dueQueue // held locks due for a keepalive check
 }
 
 // New returns a Locker on b. A nil b yields a Locker whose calls all fail
 // with ErrInvalidArgument (never one that "succeeds" without locking).
 func New(b Backend, opts Options) *Locker {
 	l := &Locker{backend: b, opts: opts, keys: opts.Keys}
+	l.waits.fire = waitDue
+	l.checks.fire = checkDue
 	if l.keys == nil {
 		l.keys = RubyKeys{}
 	}

@@ -1,0 +1,97 @@
+package kannuki
+
+import (
+	"sync"
+	"time"
+)
+
+// dueQueue holds nodes that fall due at a time set when they are pushed,
+// and hands each due node to fire. Its users push with one fixed delay, so
+// the queue is a FIFO in due order. One timer per queue, armed only while
+// it holds nodes, replaces a timer per node: adding and removing a node
+// costs a mutex and no allocation, and a steady stream of short-lived
+// nodes does not touch the runtime's timers at all.
+type dueQueue struct {
+	fire func(*dueNode) // called outside mu with each due node, already off the queue
+
+	mu         sync.Mutex
+	head, tail *dueNode
+	timer      *time.Timer
+	armed      bool
+}
+
+// dueNode is a place in a dueQueue, embedded in what waits there.
+type dueNode struct {
+	owner      any // what the node stands for: a *Handle or a *waitWatch
+	at         time.Time
+	prev, next *dueNode
+	listed     bool // guarded by the queue's mu
+}
+
+// push queues n to fall due at at.
+func (q *dueQueue) push(n *dueNode, at time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n.at, n.prev, n.next, n.listed = at, q.tail, nil, true
+	if q.tail != nil {
+		q.tail.next = n
+	} else {
+		q.head = n
+	}
+	q.tail = n
+	if q.armed {
+		return // the timer runs early enough: nodes fall due in order
+	}
+	q.armed = true
+	d := max(time.Until(at), 0)
+	if q.timer == nil {
+		q.timer = time.AfterFunc(d, q.run)
+	} else {
+		q.timer.Reset(d)
+	}
+}
+
+// remove takes n off the queue if it is there.
+func (q *dueQueue) remove(n *dueNode) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.unlinkLocked(n)
+}
+
+func (q *dueQueue) unlinkLocked(n *dueNode) {
+	if !n.listed {
+		return
+	}
+	if n.prev != nil {
+		n.prev.next = n.next
+	} else {
+		q.head = n.next
+	}
+	if n.next != nil {
+		n.next.prev = n.prev
+	} else {
+		q.tail = n.prev
+	}
+	n.prev, n.next, n.listed = nil, nil, false
+}
+
+// run fires the nodes that are due and re-arms the timer for the next
+// one, or leaves it disarmed when the queue is empty.
+func (q *dueQueue) run() {
+	q.mu.Lock()
+	now := time.Now()
+	var due []*dueNode // allocated only when something falls due
+	for n := q.head; n != nil && !n.at.After(now); n = q.head {
+		q.unlinkLocked(n)
+		due = append(due, n)
+	}
+	if q.head != nil {
+		q.timer.Reset(q.head.at.Sub(now))
+	} else {
+		q.armed = false
+	}
+	q.mu.Unlock()
+	for _, n := range due {
+		q.fire(n)
+	}
+}
