@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/kannuki-go/kannuki/internal/due"
 )
 
 // Handle is a held lock, returned by Acquire. Release it exactly when done;
@@ -37,7 +39,7 @@ type Handle struct {
 	// after each check. kmu is held during a check, so stopping waits for it.
 	kmu      sync.Mutex
 	checker  Checker
-	knode    dueNode
+	knode    due.Node
 	kstopped bool
 }
 
@@ -78,14 +80,14 @@ func (h *Handle) startKeepalive() {
 	}
 	h.kmu.Lock()
 	defer h.kmu.Unlock()
-	h.checker, h.knode.owner = c, h
-	h.l.checks.push(&h.knode, h.granted.Add(every))
+	h.checker, h.knode.Owner = c, h
+	h.l.checks.Push(&h.knode, h.granted.Add(every))
 }
 
 // checkDue starts the check of a Handle that fell due, on a goroutine of
 // its own: a check is a round trip, and one slow connection must not hold
 // up the checks of the others.
-func checkDue(n *dueNode) { go n.owner.(*Handle).check() }
+func checkDue(n *due.Node) { go n.Owner.(*Handle).check() }
 
 // check runs one keepalive round trip and queues the next, or reports the
 // loss. It holds kmu throughout, so Release never overlaps a check and a
@@ -105,7 +107,7 @@ func (h *Handle) check() {
 		h.markLost(err)
 		return
 	}
-	h.l.checks.push(&h.knode, time.Now().Add(every))
+	h.l.checks.Push(&h.knode, time.Now().Add(every))
 }
 
 // stopKeepalive ends the checks and waits for one in flight.
@@ -113,7 +115,7 @@ func (h *Handle) stopKeepalive() {
 	h.kmu.Lock()
 	defer h.kmu.Unlock()
 	h.kstopped = true
-	h.l.checks.remove(&h.knode)
+	h.l.checks.Remove(&h.knode)
 }
 
 // markLost records the loss once, tells the waiting parties and emits EventLost.

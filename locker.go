@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/kannuki-go/kannuki/internal/due"
 )
 
 // Locker takes locks on a Backend. It is safe for concurrent use and holds
@@ -16,16 +18,16 @@ type Locker struct {
 	hook    Hook
 	stats   counters
 	queue   localQueue
-	waits   dueQueue // attempts to report as waiting after WaitingAfter
-	checks  dueQueue // held locks due for a keepalive check
+	waits   due.Queue // attempts to report as waiting after WaitingAfter
+	checks  due.Queue // held locks due for a keepalive check
 }
 
 // New returns a Locker on b. A nil b yields a Locker whose calls all fail
 // with ErrInvalidArgument (never one that "succeeds" without locking).
 func New(b Backend, opts Options) *Locker {
 	l := &Locker{backend: b, opts: opts, keys: opts.Keys}
-	l.waits.fire = waitDue
-	l.checks.fire = checkDue
+	l.waits.Fire = waitDue
+	l.checks.Fire = checkDue
 	if l.keys == nil {
 		l.keys = RubyKeys{}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/kannuki-go/kannuki/internal/due"
 )
 
 // DefaultWaitingAfter is how long an attempt runs without an answer before
@@ -29,7 +31,7 @@ type waitWatch struct {
 	key   string
 	mode  Mode
 	start time.Time
-	node  dueNode // in the Locker's queue of attempts to report after WaitingAfter
+	node  due.Node // in the Locker's queue of attempts to report after WaitingAfter
 
 	mu   sync.Mutex
 	done bool // reported, or the call has its outcome
@@ -51,8 +53,8 @@ func (l *Locker) watchWait(ctx context.Context, k Key, cfg callConfig, start tim
 	}
 	w.l, w.ctx, w.key, w.mode, w.start = l, ctx, k.String, cfg.mode, start
 	if after := l.opts.waitingAfter(); after > 0 {
-		w.node.owner = w
-		l.waits.push(&w.node, start.Add(after))
+		w.node.Owner = w
+		l.waits.Push(&w.node, start.Add(after))
 	}
 	return w
 }
@@ -85,7 +87,7 @@ func (w *waitWatch) finish() {
 	if w == nil {
 		return
 	}
-	w.l.waits.remove(&w.node)
+	w.l.waits.Remove(&w.node)
 	w.mu.Lock()
 	w.done = true
 	w.mu.Unlock()
@@ -93,4 +95,4 @@ func (w *waitWatch) finish() {
 
 // waitDue reports the wait of an attempt that fell due in the Locker's
 // queue of attempts.
-func waitDue(n *dueNode) { n.owner.(*waitWatch).NotifyWait() }
+func waitDue(n *due.Node) { n.Owner.(*waitWatch).NotifyWait() }

@@ -1,35 +1,43 @@
-package kannuki
+// Package due is a queue of things that fall due after a fixed delay,
+// served by one timer: Kannuki's Locker uses it for keepalive checks and
+// the waiting report, and kannukipg to bound statements without a timer
+// per statement.
+package due
 
 import (
 	"sync"
 	"time"
 )
 
-// dueQueue holds nodes that fall due at a time set when they are pushed,
+// Queue holds nodes that fall due at a time set when they are pushed,
 // and hands each due node to fire. Its users push with one fixed delay, so
 // the queue is a FIFO in due order. One timer per queue, armed only while
 // it holds nodes, replaces a timer per node: adding and removing a node
 // costs a mutex and no allocation, and a steady stream of short-lived
 // nodes does not touch the runtime's timers at all.
-type dueQueue struct {
-	fire func(*dueNode) // called outside mu with each due node, already off the queue
+type Queue struct {
+	// Fire is called, outside the queue's lock and on the timer's goroutine,
+	// with each node that fell due, already off the queue. Set it before
+	// the first Push.
+	Fire func(*Node)
 
 	mu         sync.Mutex
-	head, tail *dueNode
+	head, tail *Node
 	timer      *time.Timer
 	armed      bool
 }
 
-// dueNode is a place in a dueQueue, embedded in what waits there.
-type dueNode struct {
-	owner      any // what the node stands for: a *Handle or a *waitWatch
+// Node is a place in a Queue, embedded in what waits there. The zero value
+// is off every queue.
+type Node struct {
+	Owner      any // what the node stands for, for Fire
 	at         time.Time
-	prev, next *dueNode
+	prev, next *Node
 	listed     bool // guarded by the queue's mu
 }
 
-// push queues n to fall due at at.
-func (q *dueQueue) push(n *dueNode, at time.Time) {
+// Push queues n to fall due at at.
+func (q *Queue) Push(n *Node, at time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n.at, n.prev, n.next, n.listed = at, q.tail, nil, true
@@ -51,14 +59,14 @@ func (q *dueQueue) push(n *dueNode, at time.Time) {
 	}
 }
 
-// remove takes n off the queue if it is there.
-func (q *dueQueue) remove(n *dueNode) {
+// Remove takes n off the queue if it is there.
+func (q *Queue) Remove(n *Node) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.unlinkLocked(n)
 }
 
-func (q *dueQueue) unlinkLocked(n *dueNode) {
+func (q *Queue) unlinkLocked(n *Node) {
 	if !n.listed {
 		return
 	}
@@ -77,10 +85,10 @@ func (q *dueQueue) unlinkLocked(n *dueNode) {
 
 // run fires the nodes that are due and re-arms the timer for the next
 // one, or leaves it disarmed when the queue is empty.
-func (q *dueQueue) run() {
+func (q *Queue) run() {
 	q.mu.Lock()
 	now := time.Now()
-	var due []*dueNode // allocated only when something falls due
+	var due []*Node // allocated only when something falls due
 	for n := q.head; n != nil && !n.at.After(now); n = q.head {
 		q.unlinkLocked(n)
 		due = append(due, n)
@@ -92,6 +100,6 @@ func (q *dueQueue) run() {
 	}
 	q.mu.Unlock()
 	for _, n := range due {
-		q.fire(n)
+		q.Fire(n)
 	}
 }
