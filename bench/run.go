@@ -42,7 +42,7 @@ func FullPlan() Plan {
 		RedisWin: 2 * time.Second,
 		TRounds:  3, Throughput: ThroughputPlan{Warm: 300 * time.Millisecond, Measure: 1500 * time.Millisecond, Every: 50 * time.Millisecond},
 		Goroutines: []int{1, 16, 256}, HotKeys: 10, MaxPool: 50,
-		Scale: 10_000, ScalePool: 16, ScaleWait: 3 * time.Second,
+		Scale: 10_000, ScalePool: 16, ScaleWait: 20 * time.Second,
 		HeapLocks: 1000,
 	}
 }

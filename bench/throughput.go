@@ -338,8 +338,15 @@ func RunScale(ctx context.Context, env Env, kind CensusKind, noMultiplex bool, g
 			_ = h.Release(context.Background())
 		}()
 	}
-	// Everyone has either got a lock or given up after wait.
-	time.Sleep(wait + wait/2)
+	// Wait until everyone has either got a lock or given up after wait.
+	for deadline := time.Now().Add(wait + wait/2); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		settled := int(held.Load())+st.TimedOut+st.Failed == goroutines
+		mu.Unlock()
+		if settled {
+			break
+		}
+	}
 	st.Sessions, st.SessionsErr = holdingSessions(ctx, env, ids)
 	close(release)
 	wg.Wait()
