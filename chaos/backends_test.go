@@ -59,6 +59,9 @@ type backendConfig struct {
 	DSN string
 	// Lazy opens the pool without connecting: the first lock call dials.
 	Lazy bool
+	// Dedicated turns kannukipgxv5's multiplexing off: every held lock pins
+	// a connection of its own, as with the other database backends.
+	Dedicated bool
 }
 
 // pgDSN is the test database's DSN with an application_name and options.
@@ -130,14 +133,18 @@ func openBackend(ctx context.Context, cfg backendConfig) (b kannuki.Backend, clo
 		if err != nil {
 			return nil, nil, err
 		}
+		var opts kannukipgxv5.Options
+		if cfg.Dedicated {
+			opts.SharedConns = -1
+		}
 		if cfg.Lazy {
-			return kannukipgxv5.New(pool, kannukipgxv5.Options{}), pool.Close, nil
+			return kannukipgxv5.New(pool, opts), pool.Close, nil
 		}
 		if err := pool.Ping(pctx); err != nil {
 			pool.Close()
 			return nil, nil, err
 		}
-		return kannukipgxv5.New(pool, kannukipgxv5.Options{}), pool.Close, nil
+		return kannukipgxv5.New(pool, opts), pool.Close, nil
 	case kindPgPgx, kindPgPQ:
 		var db *sql.DB
 		dsn := pgDSN(cfg.DSN, cfg.AppName, cfg.PGOptions)
