@@ -2,6 +2,8 @@ package kannukiotel_test
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -61,22 +63,29 @@ func TestSkippedAndUnknown(t *testing.T) {
 	noKeyInMetrics(t, m, "job/42")
 }
 
-// TestGlobalProviders: with no providers in Options the hook reports to
-// the globals, including ones installed after the hook was made.
+// TestGlobalProviders: a Hook made before the application sets the global
+// providers reports to them once they are set (otel's globals delegate).
+// The globals can be handed over only once per process, so the check runs
+// in a fresh process each time (and -count=N works).
 func TestGlobalProviders(t *testing.T) {
+	if os.Getenv(globalsChild) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestGlobalProviders$", "-test.count=1")
+		cmd.Env = append(os.Environ(), globalsChild+"=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("the check in a fresh process failed: %v\n%s", err, out)
+		}
+		return
+	}
 	hook, err := kannukiotel.NewHook(kannukiotel.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldTP, oldMP := otel.GetTracerProvider(), otel.GetMeterProvider()
 	spans, reader := tracetest.NewInMemoryExporter(), sdkmetric.NewManualReader()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	otel.SetTracerProvider(tp)
 	otel.SetMeterProvider(mp)
 	t.Cleanup(func() {
-		otel.SetTracerProvider(oldTP)
-		otel.SetMeterProvider(oldMP)
 		_ = tp.Shutdown(context.Background())
 		_ = mp.Shutdown(context.Background())
 	})
@@ -94,6 +103,9 @@ func TestGlobalProviders(t *testing.T) {
 		t.Errorf("acquisitions on the global provider = %d, want 1", got)
 	}
 }
+
+// globalsChild marks the process TestGlobalProviders starts.
+const globalsChild = "KANNUKIOTEL_GLOBALS_CHILD"
 
 // TestFlushDelay: with batching, spans and histogram values wait in the
 // hook; a collection of the metrics hands them over first, so it sees
