@@ -52,13 +52,17 @@ func (k EventKind) String() string {
 // Event describes one step in a lock's life. It is passed by value; hooks
 // must not keep pointers into it beyond the call.
 type Event struct {
-	Kind   EventKind
-	Key    string        // the full key, prefix included
-	Mode   Mode          // exclusive or shared
-	Wait   time.Duration // EventWaiting, EventAcquired, EventNotAcquired: time spent acquiring
-	Hold   time.Duration // EventReleased, EventLost: time the lock was held
-	Reason Reason        // EventNotAcquired
-	Err    error         // EventNotAcquired (cause), EventLost, EventReleased (a failed release)
+	Kind EventKind
+	Key  string        // the full key, prefix included
+	Mode Mode          // exclusive or shared
+	Wait time.Duration // EventWaiting, EventAcquired, EventNotAcquired: time spent acquiring
+	Hold time.Duration // EventReleased, EventLost: time the lock was held
+	// WaitBegan, on EventAcquired and EventNotAcquired, is when (after the
+	// attempt began) the call reported EventWaiting; 0 if it did not. It
+	// lets a hook place the wait without pairing events itself.
+	WaitBegan time.Duration
+	Reason    Reason // EventNotAcquired
+	Err       error  // EventNotAcquired (cause), EventLost, EventReleased (a failed release)
 }
 
 // Hook receives lock events. Calls are synchronous, on the locking

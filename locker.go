@@ -198,7 +198,7 @@ func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle
 		l: l, key: k, mode: cfg.mode,
 		queued: cfg.mode == ModeExclusive && !l.opts.NoLocalQueue,
 	}
-	lease, granted, err := l.obtain(ctx, k, cfg, reportCounted, h)
+	lease, granted, err := l.obtain(ctx, k, cfg, reportCounted, h, &h.watch)
 	if err != nil {
 		return nil, err
 	}
@@ -258,20 +258,16 @@ type attemptFunc func(ctx context.Context, req Request) (Lease, error)
 func (f attemptFunc) attempt(ctx context.Context, req Request) (Lease, error) { return f(ctx, req) }
 
 // obtain runs cfg's strategy with a as the single attempt, and reports the
-// attempt and its outcome (events, stats). It returns when the lock was
-// granted.
-func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grantReport, a attempter) (Lease, time.Time, error) {
+// attempt and its outcome (events, stats). ws is where the call's wait is
+// watched while a hook is set. It returns when the lock was granted.
+func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grantReport, a attempter, ws *waitWatch) (Lease, time.Time, error) {
 	l.emit(ctx, Event{Kind: EventAttempt, Key: k.String, Mode: cfg.mode})
 	l.stats.waiting.Add(1)
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
-		return nil, start, l.failed(ctx, k, cfg, 0, 0, err)
+		return nil, start, l.failed(ctx, k, cfg, 0, 0, 0, err)
 	}
-	var ww *waitWatch
-	if h, ok := a.(*Handle); ok {
-		ww = &h.watch // no allocation on the common path
-	}
-	w := l.watchWait(ctx, k, cfg, start, ww)
+	w := l.watchWait(ctx, k, cfg, start, ws)
 	var lease Lease
 	var err error
 	lastWait := cfg.wait
@@ -284,13 +280,13 @@ func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grant
 	default:
 		lease, lastWait, err = l.viaStrategy(ctx, cfg, a, w)
 	}
-	w.finish()
+	began := w.finish()
 	now := time.Now()
 	if err != nil {
-		return nil, now, l.failed(ctx, k, cfg, lastWait, now.Sub(start), err)
+		return nil, now, l.failed(ctx, k, cfg, lastWait, now.Sub(start), began, err)
 	}
 	if report != reportNone {
-		l.granted(ctx, k, cfg.mode, now.Sub(start), report == reportCounted)
+		l.granted(ctx, k, cfg.mode, now.Sub(start), began, report == reportCounted)
 	}
 	return lease, now, nil
 }
@@ -325,15 +321,16 @@ func (l *Locker) released(ctx context.Context, k Key, m Mode, granted time.Time,
 	l.emit(ctx, Event{Kind: EventReleased, Key: k.String, Mode: m, Hold: hold, Err: err})
 }
 
-// granted reports a grant after waiting wait.
-func (l *Locker) granted(ctx context.Context, k Key, m Mode, wait time.Duration, counted bool) {
+// granted reports a grant after acquiring for wait; began is when the call
+// reported waiting (0: it did not).
+func (l *Locker) granted(ctx context.Context, k Key, m Mode, wait, began time.Duration, counted bool) {
 	l.stats.granted(wait, counted)
-	l.emit(ctx, Event{Kind: EventAcquired, Key: k.String, Mode: m, Wait: wait})
+	l.emit(ctx, Event{Kind: EventAcquired, Key: k.String, Mode: m, Wait: wait, WaitBegan: began})
 }
 
 // failed turns a strategy or backend error into the error the caller sees
 // and emits EventNotAcquired.
-func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, waited time.Duration, err error) error {
+func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, waited, began time.Duration, err error) error {
 	reason := ReasonError
 	switch {
 	case errors.Is(err, ErrPoolExhausted):
@@ -350,7 +347,7 @@ func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, wa
 		reason = ReasonDeadlock
 	}
 	l.stats.refused(reason)
-	l.emit(ctx, Event{Kind: EventNotAcquired, Key: k.String, Mode: cfg.mode, Wait: waited, Reason: reason, Err: err})
+	l.emit(ctx, Event{Kind: EventNotAcquired, Key: k.String, Mode: cfg.mode, Wait: waited, WaitBegan: began, Reason: reason, Err: err})
 	switch {
 	case reason != ReasonError:
 		if err == ErrNotAcquired { //nolint:errorlint // only the bare sentinel says nothing more

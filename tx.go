@@ -51,12 +51,13 @@ func LockTx[Tx any](ctx context.Context, l *Locker, tx Tx, key string, opts ...C
 	if err != nil {
 		return err
 	}
+	var w waitWatch
 	_, _, err = l.obtain(ctx, k, cfg, reportUncounted, attemptFunc(func(ctx context.Context, req Request) (Lease, error) {
 		if err := tb.AcquireTx(ctx, tx, k, req); err != nil {
 			return nil, err
 		}
 		return txLease{}, nil
-	}))
+	}), &w)
 	return err
 }
 
@@ -86,14 +87,14 @@ func InTx[Tx any](ctx context.Context, l *Locker, key string, fn func(ctx contex
 	if err != nil {
 		return err
 	}
-	run := txRun[Tx]{l: l, k: k, mode: cfg.mode, fn: fn, start: time.Now()}
+	run := &txRun[Tx]{l: l, k: k, mode: cfg.mode, fn: fn, start: time.Now()}
 	lease, _, err := l.obtain(ctx, k, cfg, reportNone, attemptFunc(func(ctx context.Context, req Request) (Lease, error) {
 		err := r.RunTx(ctx, k, req, run.body)
 		if run.granted.IsZero() {
 			return nil, err // fn did not run: the strategy may try again
 		}
 		return txLease{err: err}, nil
-	}))
+	}), &run.watch)
 	if err != nil {
 		return err
 	}
@@ -109,11 +110,15 @@ type txRun[Tx any] struct {
 	fn      func(context.Context, Tx) error
 	start   time.Time
 	granted time.Time
+	watch   waitWatch // obtain's; the body ends it, since the grant is reported from there
 }
 
 func (r *txRun[Tx]) body(ctx context.Context, tx Tx) (err error) {
+	// The wait is over: end its watch before the grant is reported, so
+	// that no EventWaiting can follow EventAcquired while fn runs.
+	began := r.watch.finish()
 	r.granted = time.Now()
-	r.l.granted(ctx, r.k, r.mode, r.granted.Sub(r.start), true)
+	r.l.granted(ctx, r.k, r.mode, r.granted.Sub(r.start), began, true)
 	done := false
 	defer func() {
 		if !done { // panic: the backend rolls back; count the hold as ended

@@ -33,23 +33,22 @@ type waitWatch struct {
 	start time.Time
 	node  due.Node // in the Locker's queue of attempts to report after WaitingAfter
 
-	mu   sync.Mutex
-	done bool // reported, or the call has its outcome
+	mu    sync.Mutex
+	done  bool          // reported, or the call has its outcome
+	began time.Duration // when, after start, EventWaiting was reported; 0 if it was not
 }
 
-// watchWait starts watching, in w, a call that may wait: the backend (by
+// watchWait starts watching, in w (storage the caller owns, so that
+// watching allocates nothing), a call that may wait: the backend (by
 // Request.OnWait), the local queue, a strategy's second try, or the
 // Locker's queue of attempts after Options.WaitingAfter report the wait. It returns nil
-// when there is no hook or the call cannot wait.
+// when there is no hook or the call cannot wait; w then stays unused.
 func (l *Locker) watchWait(ctx context.Context, k Key, cfg callConfig, start time.Time, w *waitWatch) *waitWatch {
 	if l.hook == nil || cfg.wait == 0 {
 		return nil
 	}
 	if _, ok := cfg.strategy.(NonBlocking); ok {
 		return nil
-	}
-	if w == nil {
-		w = new(waitWatch)
 	}
 	w.l, w.ctx, w.key, w.mode, w.start = l, ctx, k.String, cfg.mode, start
 	if after := l.opts.waitingAfter(); after > 0 {
@@ -78,19 +77,23 @@ func (w *waitWatch) NotifyWait() {
 		return
 	}
 	w.done = true
-	w.l.emit(w.ctx, Event{Kind: EventWaiting, Key: w.key, Mode: w.mode, Wait: time.Since(w.start)})
+	w.began = max(time.Since(w.start), 1) // never 0, which means "did not wait"
+	w.l.emit(w.ctx, Event{Kind: EventWaiting, Key: w.key, Mode: w.mode, Wait: w.began})
 }
 
 // finish ends the watch before the outcome is reported; a report running
-// on the scan completes first.
-func (w *waitWatch) finish() {
-	if w == nil {
-		return
+// on the timer completes first. It returns when, after the call's start,
+// the wait was reported (0 if it was not), for the outcome's
+// Event.WaitBegan. A watch that never started (w.l nil) gives 0.
+func (w *waitWatch) finish() time.Duration {
+	if w == nil || w.l == nil {
+		return 0
 	}
 	w.l.waits.Remove(&w.node)
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.done = true
-	w.mu.Unlock()
+	return w.began
 }
 
 // waitDue reports the wait of an attempt that fell due in the Locker's

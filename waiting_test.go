@@ -91,6 +91,9 @@ func checkWaiterEvents(t *testing.T, holder, waiter *kannuki.Locker, rec *eventL
 	if w, a := rec.first(kannuki.EventWaiting).Wait, rec.first(kannuki.EventAcquired).Wait; w > a || a < 5*time.Millisecond {
 		t.Errorf("waiting reported after %s, acquired after %s: want waiting <= acquired and acquired >= 5ms", w, a)
 	}
+	if w, b := rec.first(kannuki.EventWaiting).Wait, rec.first(kannuki.EventAcquired).WaitBegan; w != b {
+		t.Errorf("EventAcquired.WaitBegan %s, want the EventWaiting's %s", b, w)
+	}
 }
 
 func equalKinds(a, b []kannuki.EventKind) bool {
@@ -280,5 +283,29 @@ func TestWaitingOrderUnderContention(t *testing.T) {
 			t.Fatalf("%d calls reported, want 1200", len(chk.seen))
 		}
 		t.Logf("%T: %d of 1200 calls reported a wait", be, waits)
+	}
+}
+
+// TestWaitingNotAfterInTxGrant: InTx reports its grant from inside the
+// transaction, while fn runs; the waiting report must be over by then,
+// however long fn takes.
+func TestWaitingNotAfterInTxGrant(t *testing.T) {
+	rec := newEventLog()
+	l := kannuki.New(txChanBackend{newChanBackend()}, kannuki.Options{Hook: rec, WaitingAfter: time.Millisecond})
+	err := kannuki.InTx(context.Background(), l, "k", func(context.Context, *memTx) error {
+		time.Sleep(30 * time.Millisecond) // thirty WaitingAfter periods inside the transaction
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rec.kinds()
+	if got[0] != kannuki.EventAttempt || got[len(got)-2] != kannuki.EventAcquired || got[len(got)-1] != kannuki.EventReleased {
+		t.Fatalf("InTx events %v", got)
+	}
+	for _, k := range got[2 : len(got)-1] {
+		if k == kannuki.EventWaiting {
+			t.Fatalf("EventWaiting after the grant: %v", got)
+		}
 	}
 }

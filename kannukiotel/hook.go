@@ -91,7 +91,6 @@ type Hook struct {
 	hold    metric.Float64Histogram
 	counts  counts
 	pending pending
-	waits   waits
 }
 
 var _ kannuki.Hook = (*Hook)(nil)
@@ -154,7 +153,6 @@ func (h *Hook) LockEvent(ctx context.Context, e kannuki.Event) {
 	case kannuki.EventWaiting:
 		c.use(mi)
 		c.contended[mi].Add(1)
-		h.waits.mark(ctx, &e, mi, time.Now())
 	case kannuki.EventAcquired, kannuki.EventNotAcquired:
 		oi := outcome.Index(&e)
 		c.use(mi)
@@ -163,8 +161,7 @@ func (h *Hook) LockEvent(ctx context.Context, e kannuki.Event) {
 			c.held[mi].Add(1)
 		}
 		c.acquisitions[mi][oi].Add(1)
-		r := record{ctx: ctx, end: time.Now(), d: e.Wait, mode: uint8(mi), index: uint8(oi), waited: -1}
-		r.waited = h.waits.take(ctx, &e, mi, r.end)
+		r := record{ctx: ctx, end: time.Now(), d: e.Wait, mode: uint8(mi), index: uint8(oi), waited: e.WaitBegan}
 		if h.keyAttr {
 			r.key = e.Key
 			if failed(oi) {
@@ -179,7 +176,7 @@ func (h *Hook) LockEvent(ctx context.Context, e kannuki.Event) {
 			c.lost[mi].Add(1)
 		}
 		ei := endIndex(&e)
-		r := record{ctx: ctx, end: time.Now(), d: e.Hold, hold: true, mode: uint8(mi), index: uint8(ei), waited: -1}
+		r := record{ctx: ctx, end: time.Now(), d: e.Hold, hold: true, mode: uint8(mi), index: uint8(ei)}
 		if h.keyAttr && h.spanHold {
 			r.key = e.Key
 			if ei != endReleased {

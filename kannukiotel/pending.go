@@ -12,7 +12,7 @@ type record struct {
 	ctx    context.Context // the call's, for the span's parent and exemplars
 	end    time.Time       // the event's time
 	d      time.Duration   // Event.Wait or Event.Hold; the span starts at end-d
-	waited time.Duration   // acquisitions: when EventWaiting came, after the start; -1 without
+	waited time.Duration   // acquisitions: Event.WaitBegan, when the wait began after the start; 0 without
 	key    string          // with KeyAttribute only
 	err    error           // with KeyAttribute only: the message may quote the key
 	hold   bool            // a hold (released or lost), else an acquisition

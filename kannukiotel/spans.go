@@ -23,7 +23,7 @@ func (h *Hook) acquireSpan(r *record, mi, oi int) {
 	start := r.start()
 	_, span := h.tracer.Start(r.ctx, SpanAcquire, trace.WithTimestamp(start), internal, attrs)
 	if span.IsRecording() {
-		if r.waited >= 0 {
+		if r.waited > 0 {
 			span.AddEvent(SpanEventWaiting, trace.WithTimestamp(start.Add(r.waited)))
 		}
 		if failed(oi) {

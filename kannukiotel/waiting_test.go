@@ -29,9 +29,10 @@ func waitingEvents(t *testing.T, sp tracetest.SpanStub) []time.Duration {
 	return out
 }
 
-// TestWaitingSpanEvent feeds EventWaiting by hand: each acquire span of a
-// call that reported waiting marks when the wait began, even among calls
-// on one key and context, and the contended acquisitions are counted.
+// TestWaitingSpanEvent feeds the events by hand: each acquire span of a
+// call that reported waiting (Event.WaitBegan on its outcome) marks when
+// the wait began, even among calls on one key and context, and the
+// contended acquisitions are counted.
 func TestWaitingSpanEvent(t *testing.T) {
 	r := newRig(t, kannukiotel.Options{})
 	ctx := context.WithValue(context.Background(), ctxKey{}, "request")
@@ -54,8 +55,8 @@ func TestWaitingSpanEvent(t *testing.T) {
 	r.hook.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventAttempt, Key: "other"})
 	r.hook.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventAcquired, Key: "other", Wait: time.Millisecond})
 	// b's outcome comes first.
-	emit(kannuki.Event{Kind: kannuki.EventAcquired, Wait: time.Since(startB)})
-	emit(kannuki.Event{Kind: kannuki.EventNotAcquired, Reason: kannuki.ReasonTimeout, Wait: time.Since(startA)})
+	emit(kannuki.Event{Kind: kannuki.EventAcquired, Wait: time.Since(startB), WaitBegan: waitB})
+	emit(kannuki.Event{Kind: kannuki.EventNotAcquired, Reason: kannuki.ReasonTimeout, Wait: time.Since(startA), WaitBegan: waitA})
 
 	want := map[string]time.Duration{"acquired-k": waitB, "timeout-k": waitA}
 	spans := r.spans()
