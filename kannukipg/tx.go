@@ -319,28 +319,19 @@ func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Reques
 	if req.Wait > 0 {
 		req.Wait = max(req.Wait-time.Since(start), 0) // the connection's share of the budget is spent
 	}
-	if err := b.AcquireTx(ctx, tx, key, req); err != nil {
-		return errors.Join(err, rollback())
-	}
-	done := false
-	defer func() {
-		if !done { // fn panicked; the panic goes on after the rollback
-			_ = rollback()
-		}
-	}()
-	ferr := fn(ctx, tx)
-	done = true
-	if ferr != nil {
-		return errors.Join(ferr, rollback())
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return errors.Join(fmt.Errorf("kannuki: not committed: %w", cerr), rollback())
-	}
-	if cerr := tx.Commit(); cerr != nil {
-		if !errors.Is(cerr, sql.ErrTxDone) && sqlState(cerr) == "" {
-			broken = true // the outcome is unknown: do not pool the session
-		}
-		return fmt.Errorf("kannuki: commit: %w", cerr)
-	}
-	return nil
+	return pgsql.RunTxBody(ctx, tx, pgsql.TxSteps{
+		Acquire:  func() error { return b.AcquireTx(ctx, tx, key, req) },
+		Rollback: rollback,
+		Commit: func() error {
+			cerr := tx.Commit()
+			if cerr == nil {
+				return nil
+			}
+			if !errors.Is(cerr, sql.ErrTxDone) && sqlState(cerr) == "" {
+				broken = true // the outcome is unknown: do not pool the session
+			}
+			return fmt.Errorf("kannuki: commit: %w", cerr)
+		},
+		Prefix: "kannuki: ",
+	}, fn)
 }

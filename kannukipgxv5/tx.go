@@ -305,27 +305,17 @@ func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Reques
 	if req.Wait > 0 {
 		req.Wait = max(req.Wait-time.Since(start), 0) // the connection's share of the budget is spent
 	}
-	if err := b.AcquireTx(ctx, tx, key, req); err != nil {
-		return errors.Join(err, rollback())
-	}
-	done := false
-	defer func() {
-		if !done { // fn panicked; the panic goes on after the rollback
-			_ = rollback()
-		}
-	}()
-	ferr := fn(ctx, tx)
-	done = true
-	if ferr != nil {
-		return errors.Join(ferr, rollback())
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return errors.Join(fmt.Errorf("kannuki: pgx: not committed: %w", cerr), rollback())
-	}
-	settle, cerr := guarded(ctx, pc.Conn(), guard{grace: b.opts.releaseTimeout()}, tx.Commit)
-	settle()
-	if cerr != nil {
-		return fmt.Errorf("kannuki: pgx: commit: %w", cerr)
-	}
-	return nil
+	return pgsql.RunTxBody(ctx, tx, pgsql.TxSteps{
+		Acquire:  func() error { return b.AcquireTx(ctx, tx, key, req) },
+		Rollback: rollback,
+		Commit: func() error {
+			settle, cerr := guarded(ctx, pc.Conn(), guard{grace: b.opts.releaseTimeout()}, tx.Commit)
+			settle()
+			if cerr != nil {
+				return fmt.Errorf("kannuki: pgx: commit: %w", cerr)
+			}
+			return nil
+		},
+		Prefix: "kannuki: pgx: ",
+	}, fn)
 }
