@@ -121,14 +121,9 @@ func (l *lease) cleanup(ctx context.Context) {
 func (l *lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.conn == nil {
-		if l.lost != nil {
-			return l.lost
-		}
-		return kannuki.ErrReleased
-	}
-	if ctx == nil {
-		ctx = context.Background()
+	ctx, err := l.inUse(ctx)
+	if err != nil {
+		return err
 	}
 	rctx, cancel := l.b.fast(ctx, true)
 	defer cancel()
@@ -148,6 +143,20 @@ func (l *lease) Release(ctx context.Context) error {
 	return fmt.Errorf("kannuki: unlock %q failed, connection destroyed (the server frees the lock when the session ends): %w", l.key.String, err)
 }
 
+// inUse returns the error of a lease whose connection is gone (lost, or
+// released), and ctx with nil replaced. Call with l.mu held.
+func (l *lease) inUse(ctx context.Context) (context.Context, error) {
+	switch {
+	case l.conn == nil && l.lost != nil:
+		return nil, l.lost
+	case l.conn == nil:
+		return nil, kannuki.ErrReleased
+	case ctx == nil:
+		return context.Background(), nil
+	}
+	return ctx, nil
+}
+
 // Check implements kannuki.Checker: one round trip on the pinned connection
 // ("SELECT 1" with the key comment, which also keeps the key visible in
 // pg_stat_activity). The session is alive exactly when it still holds the
@@ -157,14 +166,9 @@ func (l *lease) Release(ctx context.Context) error {
 func (l *lease) Check(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.conn == nil {
-		if l.lost != nil {
-			return l.lost
-		}
-		return kannuki.ErrReleased
-	}
-	if ctx == nil {
-		ctx = context.Background()
+	ctx, err := l.inUse(ctx)
+	if err != nil {
+		return err
 	}
 	cctx, cancel := l.b.bounded(ctx, true)
 	defer cancel()
