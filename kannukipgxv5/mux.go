@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
@@ -72,6 +73,9 @@ type muxer struct {
 	// found no connection but one on its way wait for it rather than fall
 	// back to a connection of their own.
 	opened chan struct{}
+
+	stmtDog due.Queue // bounds the statements on shared connections (watchdog.go)
+	openDog due.Queue // bounds the pool requests of open
 }
 
 // sharedConn is one pool connection that holds locks for many leases.
@@ -94,10 +98,15 @@ type sharedConn struct {
 	dead  error // why the connection was destroyed; nil while it lives
 
 	killed bool // dead, as the holder of sem sees it (no m.mu needed)
+
+	bound stmtBound // the watchdog's view of the running statement
 }
 
 func newMuxer(b *Backend, max int) *muxer {
-	return &muxer{b: b, max: max, opened: make(chan struct{})}
+	m := &muxer{b: b, max: max, opened: make(chan struct{})}
+	m.stmtDog.Fire = stmtOverdue
+	m.openDog.Fire = openExpired
+	return m
 }
 
 // pickResult is what pick found for a request.
@@ -183,15 +192,19 @@ func (m *muxer) open(ctx context.Context, key kannuki.Key) (*sharedConn, error) 
 	if st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
 		return nil, ErrPoolExhausted
 	}
-	actx, cancel := context.WithTimeout(ctx, m.b.opts.tryConnTimeout())
+	r := &poolRequest{}
+	r.node.Owner = r
+	var actx context.Context
+	actx, r.cancel = context.WithCancel(ctx)
+	m.openDog.Push(&r.node, time.Now().Add(m.b.opts.tryConnTimeout()))
 	pc, err := m.b.pool.Acquire(actx)
-	expired := actx.Err() != nil
-	cancel()
+	m.openDog.Remove(&r.node)
+	r.cancel()
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, ended(key, cerr)
 		}
-		if expired && errors.Is(err, context.DeadlineExceeded) {
+		if r.expired.Load() {
 			return nil, ErrPoolExhausted
 		}
 		return nil, fmt.Errorf("kannuki: pgx: %w", err)
@@ -200,13 +213,15 @@ func (m *muxer) open(ctx context.Context, key kannuki.Key) (*sharedConn, error) 
 		pc.Release()
 		return nil, err
 	}
-	return &sharedConn{
+	c := &sharedConn{
 		m:    m,
 		pc:   pc,
 		pid:  pc.Conn().PgConn().PID(),
 		sem:  make(chan struct{}, 1),
 		keys: make(map[lockID]keyState),
-	}, nil
+	}
+	c.bound.node.Owner = c
+	return c, nil
 }
 
 // reserve books a try of id on c. Caller holds m.mu.
@@ -332,13 +347,14 @@ func (c *sharedConn) proved(t time.Time) {
 	}
 }
 
-// Statements on a shared connection are bounded by a deadline on its
+// The try and the unlock on a shared connection are bounded by the
+// muxer's watchdog (watchdog.go). The keepalive's empty statement, whose
+// bound comes from its caller's context, is bounded by a deadline on the
 // socket (arm), not by a context deadline: pgx would watch such a context
-// around every statement, which costs more than the rest of the
-// bookkeeping of an uncontended cycle, and pgx never sets deadlines of its
-// own on a connection whose contexts cannot be canceled. A statement
-// that runs past the deadline fails with a network timeout; the
-// connection is then in an unknown state and destroyed.
+// around the statement, and pgx never sets deadlines of its own on a
+// connection whose contexts cannot be canceled. A statement that runs past
+// either bound fails with a network timeout; the connection is then in an
+// unknown state and destroyed.
 //
 // The statements run on detach(ctx): the caller's values (tracers), not
 // its cancellation.
@@ -398,9 +414,16 @@ func (c *sharedConn) runTry(ctx context.Context, key kannuki.Key, mode kannuki.M
 	conn := c.pc.Conn()
 	sctx := detach(ctx)
 	sent = time.Now()
-	deadline := sent.Add(c.m.b.opts.releaseTimeout())
-	c.arm(deadline)
-	defer c.disarm()
+	deadline := c.startBound(sent)
+	defer func() {
+		if c.endBound() {
+			// Cut short: the session dies with whatever it held.
+			c.kill(errOverdue)
+			if granted {
+				granted, err = false, fmt.Errorf("kannuki: try lock %q: %w", key.String, errOverdue)
+			}
+		}
+	}()
 	granted, err = boolStatement(sctx, conn, &tryText, key, mode)
 	if err != nil {
 		c.settleFailedTry(sctx, deadline, key, mode, err)

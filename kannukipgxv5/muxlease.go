@@ -66,13 +66,17 @@ func (l *muxLease) Release(ctx context.Context) error {
 		return l.lostErr(cause)
 	}
 	sent := time.Now()
-	deadline := sent.Add(c.m.b.opts.releaseTimeout())
-	c.arm(deadline)
+	deadline := c.startBound(sent)
 	ok, err := boolStatement(detach(ctx), c.pc.Conn(), &unlockText, l.key, l.mode)
-	timedOut, closed := !time.Now().Before(deadline), c.pc.Conn().IsClosed()
-	c.disarm() // before released, which may give the connection back to the pool
+	fired := c.endBound() // before released, which may give the connection back to the pool
+	timedOut, closed := fired || !time.Now().Before(deadline), c.pc.Conn().IsClosed()
 	var pgErr *pgconn.PgError
 	switch {
+	case fired && err == nil && ok:
+		// Unlocked, but the watchdog had given up on the socket already.
+		c.kill(errOverdue)
+		c.released(l.id)
+		return nil
 	case err != nil && (timedOut || errors.As(err, &pgErr) && !closed):
 		// No answer in time, or the server refused the unlock: whether
 		// the lock is still on the session is unknown.
@@ -101,7 +105,10 @@ func (l *muxLease) Release(ctx context.Context) error {
 // (see checkShare). Otherwise it sends the key's comment, an empty
 // statement, once the statements queued before it are done. ctx's
 // deadline (or Options.ReleaseTimeout) bounds the wait and the
-// statement; ctx's cancellation does not interrupt the statement. When
+// statement; ctx's cancellation does not interrupt the statement. A
+// connection kept busy past that bound by other callers' statements
+// answers the check when one of them, sent after the check began,
+// succeeded: the session was alive, and the lock with it. When
 // the statement fails the connection is destroyed and every lease on it
 // is lost; Check then returns an error matching kannuki.ErrLockLost.
 func (l *muxLease) Check(ctx context.Context) error {
@@ -123,7 +130,16 @@ func (l *muxLease) Check(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
+	began := time.Now()
 	if err := c.enter(cctx); err != nil {
+		// The connection was busy all along. A statement that another
+		// caller sent on it after this check began, and that succeeded,
+		// proves the session alive, and with it this lock: only this
+		// lease's Release unlocks it there.
+		if c.alive.Load() >= began.UnixNano() {
+			l.checked = began
+			return nil
+		}
 		// The lock is still held as far as anybody knows, but it could not
 		// be checked in time.
 		return fmt.Errorf("kannuki: keepalive of %q: the shared connection stayed busy: %w", l.key.String, err)
