@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -140,9 +141,42 @@ func TestMarkdownEmpty(t *testing.T) {
 	if err := r.Markdown(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"# Kannuki benchmarks", "## 1. Uncontended", "## 6. Heap per held lock", "`true`"} {
+	for _, want := range []string{"# Kannuki benchmarks", "## 1. Uncontended", "## 1b. Uncontended, paired", "## 6. Heap per held lock", "`true`"} {
 		if !strings.Contains(b.String(), want) && !strings.Contains(b.String(), strings.Trim(want, "`")) {
 			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// TestRunPaired: every Kannuki candidate runs against its own family's
+// floor, in blocks of n cycles whose order swaps every round, after one
+// warm-up round; candidates without a floor in the family are skipped.
+func TestRunPaired(t *testing.T) {
+	var order []string
+	fake := func(name, kind, floor string) Candidate {
+		return Candidate{Name: name, Kind: kind, Floor: floor, Begin: func(context.Context) (func(context.Context) error, func(), error) {
+			order = append(order, name)
+			return func(context.Context) error { return nil }, func() {}, nil
+		}}
+	}
+	fams := []*Family{{Name: "f", Candidates: []Candidate{
+		fake("floor", KindFloor, ""),
+		fake("ref", KindReference, "floor"),
+		fake("k", KindKannuki, "floor"),
+		fake("orphan", KindKannuki, "elsewhere"),
+	}}}
+	const rounds, n = 4, 3
+	ps := RunPaired(context.Background(), fams, rounds, n, func(string) {})
+	if len(ps) != 1 || ps[0].Kannuki.Candidate.Name != "k" || ps[0].Floor.Candidate.Name != "floor" {
+		t.Fatalf("pairs = %+v, want k against floor only", ps)
+	}
+	want := []string{"floor", "k", "floor", "k", "k", "floor", "floor", "k", "k", "floor"}
+	if !slices.Equal(order, want) {
+		t.Errorf("block order = %v, want %v", order, want)
+	}
+	for _, s := range []*CycleStats{ps[0].Kannuki, ps[0].Floor} {
+		if len(s.Samples) != rounds*n || len(s.PerBlock) != rounds {
+			t.Errorf("%s: %d samples in %d blocks, want %d in %d", s.Candidate.Name, len(s.Samples), len(s.PerBlock), rounds*n, rounds)
 		}
 	}
 }

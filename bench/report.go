@@ -79,6 +79,7 @@ func (r *Report) Markdown(w io.Writer) error {
 
 	r.writeTargets(p)
 	r.writeUncontended(p)
+	r.writePaired(p)
 	r.writeHandoff(p)
 	r.writeCensus(p)
 	r.writeThroughput(p)
@@ -105,6 +106,17 @@ func queueLabel(on bool) string {
 	return "NoLocalQueue"
 }
 
+// pairVerdict judges a paired ratio against both uncontended targets.
+func pairVerdict(x float64) string {
+	switch {
+	case x >= 0.95:
+		return "met"
+	case x >= 0.90:
+		return "issue 2's met; **missed** issue 6's"
+	}
+	return "**missed**"
+}
+
 func verdict(ok bool) string {
 	if ok {
 		return "met"
@@ -116,14 +128,13 @@ func (r *Report) writeTargets(p func(string, ...any)) {
 	p("## Targets of issue 6\n\n")
 	p("| target | measured in this run | |\n|---|---|---|\n")
 	pgx := r.cycle(FloorPgx)
-	for _, name := range []string{NamePgxv5, NamePGStdlib, NamePGPQ, NameMySQL} {
-		s := r.cycle(name)
-		if s == nil || math.IsNaN(s.CyclesPerSec()) {
-			continue
+	for _, s := range r.Paired {
+		x := s.Ratio()
+		if math.IsNaN(x) || s.Kannuki.Candidate.Name == NameFile {
+			continue // files: no database floor to hold to (see section 1)
 		}
-		x := s.RatioTo(r.cycle(s.Candidate.Floor))
-		p("| uncontended cycle ≥ 0.95× the raw floor: %s | %s of %s (%s vs %s cycles/s) | %s |\n",
-			name, ratio(x), s.Candidate.Floor, count(s.CyclesPerSec()), count(r.cycle(s.Candidate.Floor).CyclesPerSec()), verdict(x >= 0.95))
+		p("| uncontended cycle ≥ 0.95× the raw floor (issue 2: ≥ 0.90×): %s | %s of %s, paired blocks (section 1b); p50 %s vs %s | %s |\n",
+			s.Kannuki.Candidate.Name, ratio(x), s.Floor.Candidate.Name, ms(s.Kannuki.p50()), ms(s.Floor.p50()), pairVerdict(x))
 	}
 	p("| stretch: 1.5× the floor through pipelined release | not built: a release that returns before the server answers cannot report a lock found lost, which Release must | not attempted |\n")
 	rtt := r.cycle(RefPgxRTT).p50()
@@ -234,6 +245,29 @@ func (r *Report) writeUncontended(p func(string, ...any)) {
 	for _, s := range r.Uncontended {
 		if s.LastErr != nil {
 			p("\n%s: last error: %s\n", s.Candidate.Name, errText(s.LastErr))
+		}
+	}
+	p("\n")
+}
+
+func (r *Report) writePaired(p func(string, ...any)) {
+	p("## 1b. Uncontended, paired with the floor\n\n")
+	p("The ratios of section 1 compare blocks of 75 ms that run up to a second apart, and on this machine the round trip to a local server ")
+	p("moves between two levels (about 18 µs and about 60 µs, with CPU idle states and the other tenants' load) on that time scale, ")
+	p("so the ratio of two such blocks moves from run to run by more than the differences being measured. Here each Kannuki backend alternates with its own floor ")
+	p("on the same connection of the same pool in blocks of %d cycles (a few milliseconds): %d rounds, the order swapping every round, ", r.Plan.PairBlock, r.Plan.Pairs)
+	p("after one untimed round. \"× floor\" is the median over rounds of Kannuki's cycles/s divided by the floor's in the same round; ")
+	p("\"p50 ratio\" is the floor's median cycle time divided by Kannuki's. These are the figures the targets above are judged by.\n\n")
+	p("| Kannuki | floor | × floor | p50 ratio | p50 Kannuki | p50 floor | cycles each | errors |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.Paired {
+		p("| **%s** | %s | %s | %s | %s | %s | %s | %d |\n", s.Kannuki.Candidate.Name, s.Floor.Candidate.Name, ratio(s.Ratio()), ratio(s.P50Ratio()),
+			ms(s.Kannuki.p50()), ms(s.Floor.p50()), count(float64(len(s.Kannuki.Samples))), s.Kannuki.Errors+s.Floor.Errors)
+	}
+	for _, s := range r.Paired {
+		for _, c := range []*CycleStats{s.Kannuki, s.Floor} {
+			if c.LastErr != nil {
+				p("\n%s (paired): last error: %s\n", c.Candidate.Name, errText(c.LastErr))
+			}
 		}
 	}
 	p("\n")

@@ -10,6 +10,8 @@ import (
 type Plan struct {
 	Rounds     int           // uncontended rounds
 	Block      time.Duration // uncontended block length
+	Pairs      int           // rounds of the uncontended pairs with the floor
+	PairBlock  int           // cycles per block of a pair
 	Waiters    []int         // handoff waiter counts
 	HRounds    int           // handoff rounds
 	Handoff    HandoffPlan
@@ -34,6 +36,7 @@ type Plan struct {
 func FullPlan() Plan {
 	return Plan{
 		Rounds: 50, Block: 75 * time.Millisecond,
+		Pairs: 500, PairBlock: 20,
 		Waiters: []int{2, 8, 64}, HRounds: 3,
 		Handoff:    HandoffPlan{Hold: 5 * time.Millisecond, Want: 120, WantSlow: 40, Limit: 20 * time.Second, DrainWait: 10 * time.Second},
 		Census:     CensusPlan{Window: 5500 * time.Millisecond, Every: 100 * time.Millisecond, Settle: 5 * time.Second},
@@ -52,6 +55,7 @@ func FullPlan() Plan {
 func QuickPlan() Plan {
 	return Plan{
 		Rounds: 2, Block: 20 * time.Millisecond,
+		Pairs: 4, PairBlock: 5,
 		Waiters: []int{2, 8}, HRounds: 1,
 		Handoff:    HandoffPlan{Hold: 2 * time.Millisecond, Want: 10, WantSlow: 3, Limit: 3 * time.Second, DrainWait: 5 * time.Second},
 		Census:     CensusPlan{Window: 300 * time.Millisecond, Every: 50 * time.Millisecond, Settle: 3 * time.Second},
@@ -74,6 +78,7 @@ type Report struct {
 	Command        string
 	Unavailable    map[string]error // families that could not be opened
 	Uncontended    []*CycleStats
+	Paired         []*PairStats
 	Handoff        []*HandoffStats
 	Census         []*WaitCensus
 	RedisCensus    []*RedisCensus
@@ -103,6 +108,7 @@ func Run(ctx context.Context, env Env, plan Plan, quick bool, progress func(stri
 		}
 	}
 	r.Uncontended = RunUncontended(ctx, fams, plan.Rounds, plan.Block, progress)
+	r.Paired = RunPaired(ctx, fams, plan.Pairs, plan.PairBlock, progress)
 	for _, f := range fams {
 		f.Close()
 	}

@@ -413,6 +413,12 @@ const maxBlockCycles = 50_000
 
 // runBlock runs cycles of c for about d and records them in s as round r.
 func runBlock(ctx context.Context, c Candidate, d time.Duration, s *CycleStats, r int) {
+	runCycles(ctx, c, d, maxBlockCycles, s, r)
+}
+
+// runCycles runs up to limit cycles of c for at most d and records them in
+// s as round r.
+func runCycles(ctx context.Context, c Candidate, d time.Duration, limit int, s *CycleStats, r int) {
 	for len(s.PerBlock) <= r {
 		s.PerBlock = append(s.PerBlock, math.NaN())
 	}
@@ -426,7 +432,7 @@ func runBlock(ctx context.Context, c Candidate, d time.Duration, s *CycleStats, 
 	var spent time.Duration
 	n := 0
 	start := time.Now()
-	for n < maxBlockCycles && time.Since(start) < d {
+	for n < limit && time.Since(start) < d {
 		t0 := time.Now()
 		err := cycle(ctx)
 		dt := time.Since(t0)
