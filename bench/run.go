@@ -36,7 +36,7 @@ type Plan struct {
 func FullPlan() Plan {
 	return Plan{
 		Rounds: 50, Block: 75 * time.Millisecond,
-		Pairs: 500, PairBlock: 20,
+		Pairs: 100, PairBlock: 100,
 		Waiters: []int{2, 8, 64}, HRounds: 3,
 		Handoff:    HandoffPlan{Hold: 5 * time.Millisecond, Want: 120, WantSlow: 40, Limit: 20 * time.Second, DrainWait: 10 * time.Second},
 		Census:     CensusPlan{Window: 5500 * time.Millisecond, Every: 100 * time.Millisecond, Settle: 5 * time.Second},

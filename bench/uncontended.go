@@ -429,12 +429,21 @@ func runCycles(ctx context.Context, c Candidate, d time.Duration, limit int, s *
 		return
 	}
 	defer end()
+	cctx := ctx
+	if c.Kind != KindKannuki && c.Kind != KindPeer {
+		// The raw forms run on a context that cannot end, their fastest:
+		// given one that can, lib/pq starts a goroutine per statement,
+		// go-sql-driver/mysql wakes its watcher goroutine, database/sql
+		// starts one per query and pgx registers a callback. Kannuki and
+		// the peers get ctx, as an application would give them.
+		cctx = context.WithoutCancel(ctx)
+	}
 	var spent time.Duration
 	n := 0
 	start := time.Now()
 	for n < limit && time.Since(start) < d {
 		t0 := time.Now()
-		err := cycle(ctx)
+		err := cycle(cctx)
 		dt := time.Since(t0)
 		if err != nil {
 			s.Errors++
