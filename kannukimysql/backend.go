@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/due"
 )
 
 // Default values used when the corresponding Options field is zero.
@@ -80,6 +81,7 @@ type Backend struct {
 	opts   Options
 	cache  sessions
 	flavor atomic.Int32
+	dogs   due.Queue // statements' watchdogs (wait.go)
 }
 
 var (
@@ -102,7 +104,9 @@ func New(db *sql.DB, opts Options) *Backend {
 	if opts.MaxServerWait <= 0 {
 		opts.MaxServerWait = DefaultMaxServerWait
 	}
-	return &Backend{db: db, opts: opts}
+	b := &Backend{db: db, opts: opts}
+	b.dogs.Fire = watchdogFired
+	return b
 }
 
 // noteVersion records the server's flavour from VERSION().

@@ -33,8 +33,8 @@ type lease struct {
 // completion, bounded by Options.ReleaseTimeout through a watchdog rather
 // than a context: go-sql-driver/mysql watches a cancelable context with a
 // goroutine it hands every statement to and back, which costs more than
-// the rest of a lock cycle on a busy machine; a timer costs nothing until
-// it fires. If it fires, the session is ended from another connection
+// the rest of a lock cycle on a busy machine; a watchdog in the Backend's
+// queue costs a mutex until it fires. If it fires, the session is ended from another connection
 // (which ends the statement too) and the error matches
 // context.DeadlineExceeded.
 func (l *lease) runGuarded(ctx context.Context, kind stmtKind) (v int64, null bool, err error) {
@@ -58,6 +58,12 @@ func (l *lease) runGuarded(ctx context.Context, kind stmtKind) (v int64, null bo
 func (l *lease) identify(ctx context.Context, dc any) error {
 	if l.sess != nil {
 		return nil
+	}
+	if cacheable(dc) {
+		if s := l.b.cache.get(dc); s != nil {
+			l.sess = s // known: no statement, no bound needed
+			return nil
+		}
 	}
 	bctx, cancel := context.WithTimeout(ctx, max(l.b.opts.ReleaseTimeout, minCleanup))
 	defer cancel()
