@@ -64,6 +64,11 @@ type Backend struct {
 	// timer for all statements instead of a timer each (see fast).
 	watchdog due.Queue
 
+	// socks and sockDog bound a lease's statements through its socket on
+	// pgx/stdlib (socket.go).
+	socks   sockets
+	sockDog due.Queue
+
 	// rowsAffected is the driver check of countsRows: 0 not yet known,
 	// 1 the driver reports rows affected for SELECT, 2 it does not.
 	rowsAffected atomic.Int32
@@ -87,6 +92,7 @@ func New(db *sql.DB, opts Options) *Backend {
 		b.connWait = DefaultConnWait
 	}
 	b.watchdog.Fire = expire
+	b.sockDog.Fire = sockOverdue
 	pgx := db != nil && isPgx(db)
 	b.timers = pgx
 	switch {
@@ -123,6 +129,10 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 		return nil, err
 	}
 	l := &lease{b: b, conn: conn, key: key, mode: req.Mode}
+	if b.timers {
+		l.sock = b.socks.of(conn)
+		l.bound.node.Owner = l
+	}
 
 	ok, err := l.try(ctx)
 	if err != nil {

@@ -6,7 +6,9 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"time"
 
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
@@ -24,6 +26,11 @@ type lease struct {
 	mu   sync.Mutex
 	conn *sql.Conn // nil once released or destroyed
 	lost error     // set when the lock was found lost
+
+	// sock is the connection's socket on pgx/stdlib (socket.go), nil
+	// elsewhere; bound is its watchdog's view of the running statement.
+	sock  net.Conn
+	bound sockBound
 }
 
 func (l *lease) variant() (shared, pair int) {
@@ -34,9 +41,24 @@ func (l *lease) variant() (shared, pair int) {
 // with ctx) so that its outcome is always known: a try interrupted halfway
 // could leave the lock granted on a connection we then cannot vouch for.
 func (l *lease) try(ctx context.Context) (bool, error) {
+	if l.sock != nil {
+		return l.onSocket(ctx, 0)
+	}
 	ctx, cancel := l.b.fast(ctx, false)
 	defer cancel()
 	return l.fastStmt(ctx, 0)
+}
+
+// onSocket runs the try (op 0) or the unlock (op 1) bounded by the socket
+// watchdog (socket.go), on a context that cannot end.
+func (l *lease) onSocket(ctx context.Context, op int) (bool, error) {
+	l.startBound()
+	ok, err := l.fastStmt(context.WithoutCancel(ctx), op)
+	if l.endBound() {
+		// Whatever the statement said, the socket is finished.
+		return false, fmt.Errorf("%w (%s): %v", errOverdue, l.b.releaseTimeout, err)
+	}
+	return ok, err
 }
 
 // unlock gives the lock back on the pinned connection: true when it was held.
@@ -125,9 +147,14 @@ func (l *lease) Release(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rctx, cancel := l.b.fast(ctx, true)
-	defer cancel()
-	ok, err := l.unlock(rctx)
+	var ok bool
+	if dl, has := ctx.Deadline(); l.sock != nil && (!has || time.Until(dl) >= l.b.releaseTimeout) {
+		ok, err = l.onSocket(ctx, 1)
+	} else {
+		rctx, cancel := l.b.fast(ctx, true)
+		ok, err = l.unlock(rctx)
+		cancel()
+	}
 	switch {
 	case err == nil && ok:
 		l.putBack()
