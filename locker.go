@@ -15,6 +15,7 @@ type Locker struct {
 	backend Backend
 	opts    Options
 	keys    KeyScheme
+	kcache  *keyCache // nil when keys is not cachable
 	hook    Hook
 	stats   counters
 	queue   localQueue
@@ -31,6 +32,9 @@ func New(b Backend, opts Options) *Locker {
 	if l.keys == nil {
 		l.keys = RubyKeys{}
 	}
+	if cachable(l.keys) {
+		l.kcache = new(keyCache)
+	}
 	l.hook = Hooks(opts.Hook, SlogHook(opts.Logger))
 	return l
 }
@@ -40,7 +44,17 @@ func (l *Locker) Backend() Backend { return l.backend }
 
 // Key derives the Key a string locks, with the Locker's prefix and scheme.
 func (l *Locker) Key(key string) (Key, error) {
-	return l.keys.Derive(l.opts.KeyPrefix, key)
+	if l.kcache == nil {
+		return l.keys.Derive(l.opts.KeyPrefix, key)
+	}
+	if k, ok := l.kcache.get(key); ok {
+		return k, nil
+	}
+	k, err := l.keys.Derive(l.opts.KeyPrefix, key)
+	if err == nil {
+		l.kcache.put(key, k)
+	}
+	return k, err
 }
 
 // WithLock runs fn while holding key. It waits as the strategy and timeout
