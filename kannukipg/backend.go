@@ -294,7 +294,9 @@ func ctxDone(ctx context.Context) error {
 // connection. They run detached from ctx's cancellation instead.
 
 // fast returns the context of the two statements of every lock cycle, the
-// try and the unlock, which never wait on the server. On pgx/stdlib they
+// try and the unlock, which never wait on the server, when they cannot be
+// bounded through the connection's socket (socket.go: a lease on
+// pgx/stdlib normally can; a caller's transaction cannot). On pgx/stdlib they
 // are bounded by ReleaseTimeout (and, for the unlock, by a sooner deadline
 // of ctx), which costs a callback. Other drivers get no bound: lib/pq
 // starts a goroutine for every statement whose context can end (measured
