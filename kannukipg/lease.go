@@ -56,7 +56,10 @@ func (l *lease) onSocket(ctx context.Context, op int) (bool, error) {
 	ok, err := l.fastStmt(context.WithoutCancel(ctx), op)
 	if l.endBound() {
 		// Whatever the statement said, the socket is finished.
-		return false, fmt.Errorf("%w (%s): %v", errOverdue, l.b.releaseTimeout, err)
+		if err != nil { // the driver's error, as text: the bound is ours, not a lost session
+			return false, fmt.Errorf("%w (%s): %v", errOverdue, l.b.releaseTimeout, err)
+		}
+		return false, fmt.Errorf("%w (%s)", errOverdue, l.b.releaseTimeout)
 	}
 	return ok, err
 }
