@@ -32,7 +32,7 @@ import (
 // renamed them) keeps the cancel-based bound of Backend.fast.
 
 // errOverdue is why a statement the socket watchdog cut short failed.
-var errOverdue = errors.New("kannuki: the statement ran past ReleaseTimeout; connection destroyed")
+var errOverdue = errors.New("kannuki: the statement ran past ReleaseTimeout")
 
 // netConnOf returns the socket of a pgx/stdlib driver connection, or nil.
 func netConnOf(dc any) (nc net.Conn) {
