@@ -70,14 +70,18 @@ func (l *lease) wait(ctx context.Context, end time.Time, wait time.Duration) err
 		case err == nil && !null && v == 1:
 			return nil
 		case err == nil && !null && v == 0:
-			if final {
+			if final && !time.Now().Before(now.Add(chunk)) {
 				l.putBack()
 				if byCtx {
 					return l.ctxErr(context.DeadlineExceeded, nil)
 				}
 				return l.notGranted(wait)
 			}
-			continue // a wait forever (or longer than MaxServerWait) goes on
+			// A wait forever (or longer than MaxServerWait) goes on; so
+			// does a final one the server ended a hair early (its clock
+			// starts when the statement does, and rounds): the caller was
+			// promised no answer before its budget or deadline.
+			continue
 		case err == nil:
 			err = errors.New("GET_LOCK returned NULL (the session was killed, or a server error)")
 		}
