@@ -59,11 +59,9 @@ func (l *lease) identify(ctx context.Context, dc any) error {
 	if l.sess != nil {
 		return nil
 	}
-	if cacheable(dc) {
-		if s := l.b.cache.get(dc); s != nil {
-			l.sess = s // known: no statement, no bound needed
-			return nil
-		}
+	if s := l.b.knownSession(dc); s != nil {
+		l.sess = s // no statement, so no bound needed
+		return nil
 	}
 	bctx, cancel := context.WithTimeout(ctx, max(l.b.opts.ReleaseTimeout, minCleanup))
 	defer cancel()

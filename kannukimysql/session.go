@@ -101,13 +101,20 @@ func cacheable(dc any) bool {
 	return dc != nil && reflect.TypeOf(dc).Kind() == reflect.Pointer
 }
 
+// knownSession returns dc's session if the Backend remembers it: no
+// statement needed.
+func (b *Backend) knownSession(dc any) *session {
+	if cacheable(dc) {
+		return b.cache.get(dc)
+	}
+	return nil
+}
+
 // session returns the session of driver connection dc, identifying the
 // connection on first use (one round trip per connection).
 func (b *Backend) session(ctx context.Context, dc any) (*session, error) {
-	if cacheable(dc) {
-		if s := b.cache.get(dc); s != nil {
-			return s, nil
-		}
+	if s := b.knownSession(dc); s != nil {
+		return s, nil
 	}
 	var dest [2]driver.Value
 	if err := queryText(ctx, dc, sessionQuery, dest[:]); err != nil {

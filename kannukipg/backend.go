@@ -11,6 +11,7 @@ import (
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
+	"github.com/kannuki-go/kannuki/internal/sockbound"
 )
 
 // Default values used when the corresponding Options field is zero.
@@ -92,7 +93,7 @@ func New(db *sql.DB, opts Options) *Backend {
 		b.connWait = DefaultConnWait
 	}
 	b.watchdog.Fire = expire
-	b.sockDog.Fire = sockOverdue
+	b.sockDog.Fire = sockbound.Fire
 	pgx := db != nil && isPgx(db)
 	b.timers = pgx
 	switch {
@@ -131,7 +132,6 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	l := &lease{b: b, conn: conn, key: key, mode: req.Mode}
 	if b.timers {
 		l.sock = b.socks.of(conn)
-		l.bound.node.Owner = l
 	}
 
 	ok, err := l.try(ctx)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
+	"github.com/kannuki-go/kannuki/internal/sockbound"
 )
 
 // lease is one held lock and the connection pinned for it. The session
@@ -30,7 +31,7 @@ type lease struct {
 	// sock is the connection's socket on pgx/stdlib (socket.go), nil
 	// elsewhere; bound is its watchdog's view of the running statement.
 	sock  net.Conn
-	bound sockBound
+	bound sockbound.Bound
 }
 
 func (l *lease) variant() (shared, pair int) {

@@ -8,8 +8,6 @@ import (
 	"reflect"
 	"sync"
 	"time"
-
-	"github.com/kannuki-go/kannuki/internal/due"
 )
 
 // On pgx/stdlib the try and the unlock of a lease are bounded through the
@@ -105,45 +103,11 @@ func (s *sockets) of(conn *sql.Conn) net.Conn {
 	return nc
 }
 
-// sockBound is the socket watchdog's view of a lease's running statement.
-type sockBound struct {
-	node    due.Node // on Backend.sockDog; Owner is the *lease
-	mu      sync.Mutex
-	running bool
-	due     time.Time
-	fired   bool
-}
-
 // startBound bounds the statement the lease is about to run.
 func (l *lease) startBound() {
-	w := &l.bound
-	at := time.Now().Add(l.b.releaseTimeout)
-	w.mu.Lock()
-	w.running, w.due, w.fired = true, at, false
-	w.mu.Unlock()
-	l.b.sockDog.Push(&w.node, at)
+	l.bound.Start(&l.b.sockDog, l.sock, time.Now().Add(l.b.releaseTimeout))
 }
 
 // endBound ends the bound and reports whether the watchdog cut the
 // statement short (the socket then fails every read and write).
-func (l *lease) endBound() (fired bool) {
-	l.b.sockDog.Remove(&l.bound.node)
-	w := &l.bound
-	w.mu.Lock()
-	fired, w.running = w.fired, false
-	w.mu.Unlock()
-	return fired
-}
-
-// sockOverdue interrupts a lease's statement still running at its
-// deadline; a late call for a statement that ended does nothing.
-func sockOverdue(n *due.Node) {
-	l := n.Owner.(*lease)
-	w := &l.bound
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.running && !time.Now().Before(w.due) {
-		w.fired = true
-		_ = l.sock.SetDeadline(time.Unix(1, 0))
-	}
-}
+func (l *lease) endBound() (fired bool) { return l.bound.End(&l.b.sockDog) }

@@ -14,6 +14,7 @@ import (
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
+	"github.com/kannuki-go/kannuki/internal/sockbound"
 )
 
 // Multiplexing. Held locks share a few pool connections (shared
@@ -99,12 +100,12 @@ type sharedConn struct {
 
 	killed bool // dead, as the holder of sem sees it (no m.mu needed)
 
-	bound stmtBound // the watchdog's view of the running statement
+	bound sockbound.Bound // the watchdog's view of the running statement
 }
 
 func newMuxer(b *Backend, max int) *muxer {
 	m := &muxer{b: b, max: max, opened: make(chan struct{})}
-	m.stmtDog.Fire = stmtOverdue
+	m.stmtDog.Fire = sockbound.Fire
 	m.openDog.Fire = openExpired
 	return m
 }
@@ -220,7 +221,6 @@ func (m *muxer) open(ctx context.Context, key kannuki.Key) (*sharedConn, error) 
 		sem:  make(chan struct{}, 1),
 		keys: make(map[lockID]keyState),
 	}
-	c.bound.node.Owner = c
 	return c, nil
 }
 
@@ -244,22 +244,20 @@ func (c *sharedConn) tried(id lockID, granted bool) {
 		m.mu.Unlock()
 		return
 	}
-	if c.dead == nil {
-		delete(c.keys, id)
-	}
-	c.users--
-	retire := m.retireLocked(c)
-	m.mu.Unlock()
-	if retire {
-		c.pc.Release()
-	}
+	c.unbookAndUnlock(id)
 }
 
 // released books a successful unlock of id and returns c to the pool if
 // it was the last lock on it.
 func (c *sharedConn) released(id lockID) {
+	c.m.mu.Lock()
+	c.unbookAndUnlock(id)
+}
+
+// unbookAndUnlock takes id off c's books, unlocks m.mu, and gives c back to
+// the pool when nothing uses it any more. Caller holds m.mu.
+func (c *sharedConn) unbookAndUnlock(id lockID) {
 	m := c.m
-	m.mu.Lock()
 	if c.dead == nil {
 		delete(c.keys, id)
 	}

@@ -3,7 +3,6 @@ package kannukipgxv5
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,59 +19,24 @@ import (
 // as the largest share of what an uncontended cycle costs over the raw
 // statements. The watchdog touches the socket only when a statement is
 // overdue, by setting a deadline in the past, which makes the read fail
-// at once; the connection is destroyed then.
+// at once (internal/sockbound); the connection is destroyed then.
 
 // errOverdue is why a shared connection whose statement ran past
 // Options.ReleaseTimeout was destroyed.
 var errOverdue = errors.New("kannuki: a statement on the shared connection ran past ReleaseTimeout")
 
-// stmtBound is the watchdog's view of the statement running on a shared
-// connection.
-type stmtBound struct {
-	node    due.Node // on muxer.stmtDog; Owner is the *sharedConn
-	mu      sync.Mutex
-	running bool
-	due     time.Time
-	fired   bool // the socket was given a past deadline
-}
-
 // startBound bounds the statements the caller (the holder of c's slot)
 // runs on c from sent on, until endBound, and returns the deadline.
 func (c *sharedConn) startBound(sent time.Time) time.Time {
 	deadline := sent.Add(c.m.b.opts.releaseTimeout())
-	w := &c.bound
-	w.mu.Lock()
-	w.running, w.due, w.fired = true, deadline, false
-	w.mu.Unlock()
-	c.m.stmtDog.Push(&w.node, deadline)
+	c.bound.Start(&c.m.stmtDog, c.pc.Conn().PgConn().Conn(), deadline)
 	return deadline
 }
 
 // endBound ends the bound. It reports whether the watchdog cut the
 // statement short: the socket then fails every read and write, and the
 // caller must destroy c whatever the statement returned.
-func (c *sharedConn) endBound() (fired bool) {
-	c.m.stmtDog.Remove(&c.bound.node)
-	w := &c.bound
-	w.mu.Lock()
-	fired, w.running = w.fired, false
-	w.mu.Unlock()
-	return fired
-}
-
-// stmtOverdue interrupts the statement of a shared connection that is
-// still running at its deadline. A late call for a statement that ended
-// finds running false, or a later deadline, and does nothing.
-func stmtOverdue(n *due.Node) {
-	c := n.Owner.(*sharedConn)
-	w := &c.bound
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.running && !time.Now().Before(w.due) {
-		w.fired = true
-		_ = c.pc.Conn().PgConn().Conn().SetDeadline(time.Unix(1, 0))
-	}
-}
+func (c *sharedConn) endBound() (fired bool) { return c.bound.End(&c.m.stmtDog) }
 
 // poolRequest is one pool request of open under the watchdog.
 type poolRequest struct {
