@@ -47,7 +47,8 @@ type Request struct {
 // and gives back one lock at a time. Backends must be safe for concurrent use.
 //
 // Optional abilities are found by interface assertion: Lister (listing held
-// and waiting locks), Checker on a Lease (keepalive), and io.Closer.
+// and waiting locks), Checker on a Lease (keepalive), Relocker on a Lease
+// (handoff inside the process in one round trip), and io.Closer.
 // A backend without shared locks returns an error matching ErrUnsupported
 // from Acquire with Mode ModeShared.
 //
@@ -88,6 +89,24 @@ type Lease interface {
 // concurrently with Release. An error means the lock is, or may be, lost.
 type Checker interface {
 	Check(ctx context.Context) error
+}
+
+// Relocker is implemented by leases that can give their lock back and try
+// to take it again at once, on the same session, in one round trip: the
+// Locker uses it to hand a key to the next goroutine of its local queue
+// without a second round trip for that goroutine's try.
+//
+// Relock must release exactly as Release does and return what Release
+// would return. Only when that release succeeded does it then try once,
+// without waiting, to take the lock again in the lease's mode; next is the
+// new lease when the try got the lock, else nil. The store must give the
+// released lock to any other session already waiting for it before the
+// try runs (PostgreSQL and MariaDB grant a released lock to the next
+// waiter at once), so that other processes are not starved: the try then
+// finds it held and next is nil. Like Release, Relock works on a canceled
+// ctx and is called at most once, instead of Release.
+type Relocker interface {
+	Relock(ctx context.Context) (next Lease, err error)
 }
 
 // Lister is implemented by backends that can list locks, for introspection

@@ -159,9 +159,11 @@ func (h *Handle) Release(ctx context.Context) error {
 	}
 	rctx, cancel := h.l.opts.releaseContext(ctx)
 	defer cancel()
-	err := h.lease.Release(rctx)
+	var err error
 	if h.queued {
-		h.l.queue.leave(h.key.String) // after the database lock is given back
+		err = h.releaseQueued(rctx)
+	} else {
+		err = h.lease.Release(rctx)
 	}
 	if lost := h.Err(); lost != nil {
 		return lost // the release was expected to fail; the loss is what matters
@@ -173,6 +175,23 @@ func (h *Handle) Release(ctx context.Context) error {
 		err = fmt.Errorf("kannuki: release %q: %w", h.key.String, err)
 	}
 	h.l.released(h.ctx, h.key, h.mode, h.granted, err)
+	return err
+}
+
+// releaseQueued gives the lock back and the key's place in the local queue
+// to the next goroutine. When one waits and the lease can, it relocks: the
+// unlock and the next goroutine's try in one round trip, the lock (if the
+// try got it) handed over with the place.
+func (h *Handle) releaseQueued(ctx context.Context) error {
+	q := &h.l.queue
+	r, ok := h.lease.(Relocker)
+	if !ok || h.Err() != nil || !q.waited(h.key.String) {
+		err := h.lease.Release(ctx)
+		q.leave(h.key.String, nil) // after the database lock is given back
+		return err
+	}
+	next, err := r.Relock(ctx)
+	q.leave(h.key.String, next)
 	return err
 }
 

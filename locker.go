@@ -27,6 +27,7 @@ type Locker struct {
 // with ErrInvalidArgument (never one that "succeeds" without locking).
 func New(b Backend, opts Options) *Locker {
 	l := &Locker{backend: b, opts: opts, keys: opts.Keys}
+	l.queue.opts = &l.opts
 	l.waits.Fire = waitDue
 	l.checks.Fire = checkDue
 	if l.keys == nil {
@@ -237,16 +238,24 @@ func (l *Locker) acquireQueued(ctx context.Context, k Key, req Request) (Lease, 
 	if req.Wait > 0 {
 		start = time.Now()
 	}
-	if err := l.queue.enter(ctx, k.String, req.Wait, req.OnWait); err != nil {
+	lease, err := l.queue.enter(ctx, k.String, req.Wait, req.OnWait)
+	if err != nil {
 		return nil, err
+	}
+	if lease != nil {
+		if err := ctx.Err(); err != nil { // handed the lock as ctx ended
+			l.queue.leave(k.String, lease)
+			return nil, err
+		}
+		return lease, nil
 	}
 	if req.Wait > 0 {
 		// What the local wait left; 0 still makes one try.
 		req.Wait = max(req.Wait-time.Since(start), 0)
 	}
-	lease, err := l.backend.Acquire(ctx, k, req)
+	lease, err = l.backend.Acquire(ctx, k, req)
 	if err != nil {
-		l.queue.leave(k.String)
+		l.queue.leave(k.String, nil)
 		return nil, err
 	}
 	return lease, nil

@@ -46,7 +46,9 @@ type Options struct {
 	// first come first served, and only the first of them holds or waits
 	// for the key in the database: many local waiters cost one database
 	// connection, and a one-try call fails at once, without a round trip,
-	// while another goroutine of the Locker holds or awaits the key.
+	// while another goroutine of the Locker holds or awaits the key. When
+	// the holder's lease is a Relocker, its release and the next local
+	// goroutine's try are one round trip.
 	NoLocalQueue bool
 	// WaitingAfter is how long an attempt may run without an answer before
 	// the Locker reports EventWaiting for it, for backends that wait inside

@@ -38,6 +38,8 @@
 //     single tries. Inside the lock each holder creates a marker file with
 //     O_CREATE|O_EXCL (EEXIST means two holders overlapped), bumps a counter
 //     file and removes the marker; at the end the counter equals the cycles.
+//     Where leases are kannuki.Relockers, one release in three is a Relock,
+//     and a lock it takes again is entered once more.
 //   - Try, Timeout, Cancel, Deadline, Handoff, Release: the Request and
 //     Lease contract: a try fails at once on a held key (also from the
 //     holder's own Backend: backends are not re-entrant); a bounded wait
@@ -45,6 +47,10 @@
 //     expired context ends a wait with the context's error and leaves
 //     nothing held; a waiter is handed the lock when the holder releases; a
 //     lease outlives its acquiring context and releases with a cancelled one.
+//   - Relock (leases that are kannuki.Relockers): with nobody waiting the
+//     lock is taken again, in either mode; a session waiting in the store
+//     gets the lock first and Relock returns no lease; a lost lock is
+//     reported (ErrLockLost) and not taken again.
 //   - Shared: readers together, writers excluded both ways, nothing left
 //     behind; or ErrUnsupported when Harness.Shared is false.
 //   - Crash (MultiProcess): a child process holding the key is killed with

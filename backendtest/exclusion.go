@@ -255,17 +255,26 @@ func contend(ctx context.Context, b kannuki.Backend, key kannuki.Key, dir string
 					fail("%s: acquire: %v", me, err)
 					return
 				}
-				err = critical(dir, me, holders, rng)
-				relErr := l.Release(context.WithoutCancel(ctx))
-				if err != nil {
-					fail("%s: %v", me, err)
-					return
+				for l != nil { // a relock may hand the lock straight back
+					err = critical(dir, me, holders, rng)
+					var next kannuki.Lease
+					var relErr error
+					if err == nil && done+1 < n {
+						next, relErr = releaseOrRelock(context.WithoutCancel(ctx), l, rng)
+					} else {
+						relErr = l.Release(context.WithoutCancel(ctx))
+					}
+					if err != nil {
+						fail("%s: %v", me, err)
+						return
+					}
+					if relErr != nil {
+						fail("%s: release: %v", me, relErr)
+						return
+					}
+					done++
+					l = next
 				}
-				if relErr != nil {
-					fail("%s: release: %v", me, relErr)
-					return
-				}
-				done++
 			}
 		}()
 	}

@@ -123,6 +123,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Deadline", s.testDeadline)
 	t.Run("Handoff", s.testHandoff)
 	t.Run("Release", s.testRelease)
+	t.Run("Relock", s.testRelock)
 	t.Run("Shared", s.testShared)
 	t.Run("Crash", s.testCrash)
 	t.Run("LockLoss", s.testLockLoss)

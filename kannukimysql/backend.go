@@ -85,9 +85,10 @@ type Backend struct {
 }
 
 var (
-	_ kannuki.Backend = (*Backend)(nil)
-	_ kannuki.Lister  = (*Backend)(nil)
-	_ kannuki.Checker = (*lease)(nil)
+	_ kannuki.Backend  = (*Backend)(nil)
+	_ kannuki.Lister   = (*Backend)(nil)
+	_ kannuki.Checker  = (*lease)(nil)
+	_ kannuki.Relocker = (*lease)(nil)
 )
 
 // New returns a Backend on db, a pool opened with a MySQL driver for

@@ -53,6 +53,13 @@
 // round trip; if the session was killed or the lock is gone it reports the
 // loss and destroys the connection.
 //
+// A handoff between goroutines of one Locker (its local queue) is one round
+// trip: the lease is a kannuki.Relocker, whose Relock sends
+// "SELECT IF(RELEASE_LOCK(name) = 1, IF(GET_LOCK(name, 0) = 1, 2, 1), 0)".
+// The server gives a released lock to a session already waiting for it
+// before the GET_LOCK runs, so a local goroutine never takes the key from
+// another process's waiter.
+//
 // # Waiting
 //
 // A try is GET_LOCK(name, 0). A wait is GET_LOCK(name, t), a single

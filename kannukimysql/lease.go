@@ -178,6 +178,38 @@ func (l *lease) abandon(ctx context.Context) error {
 func (l *lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if _, err := l.giveBack(ctx, stmtRelease); err != nil {
+		return err
+	}
+	l.putBack()
+	return nil
+}
+
+// Relock implements kannuki.Relocker: the release of Release and, when it
+// said 1, GET_LOCK(name, 0) on the same session, in one statement
+// (prepRelock), bounded like Release. The new lease keeps the connection
+// pinned.
+func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, err := l.giveBack(ctx, stmtRelock)
+	if err != nil {
+		return nil, err
+	}
+	if v != 2 { // another session had it first
+		l.putBack()
+		return nil, nil
+	}
+	next := &lease{b: l.b, key: l.key, name: l.name, conn: l.conn, sess: l.sess}
+	l.conn = nil
+	return next, nil
+}
+
+// giveBack runs the release statement kind (stmtRelease or stmtRelock)
+// and returns its answer when the lock was released; the connection is
+// then still pinned. Otherwise the connection is gone and the error says
+// why. Call with l.mu held.
+func (l *lease) giveBack(ctx context.Context, kind stmtKind) (int64, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -185,34 +217,33 @@ func (l *lease) Release(ctx context.Context) error {
 		if l.doubt {
 			l.doubt = false
 			if err := l.b.endSession(ctx, l.sess.id); err != nil {
-				return fmt.Errorf("kannuki: mysql: release %q: %w (after: %w)", l.key.String, err, l.lost)
+				return 0, fmt.Errorf("kannuki: mysql: release %q: %w (after: %w)", l.key.String, err, l.lost)
 			}
 		}
 		if l.lost != nil {
-			return l.lost
+			return 0, l.lost
 		}
-		return kannuki.ErrReleased
+		return 0, kannuki.ErrReleased
 	}
-	v, null, err := l.runGuarded(ctx, stmtRelease)
+	v, null, err := l.runGuarded(ctx, kind)
 	switch {
-	case err == nil && !null && v == 1:
-		l.putBack()
-		return nil
+	case err == nil && !null && v >= 1:
+		return v, nil
 	case err == nil:
 		l.destroy()
 		l.lost = &kannuki.LockLostError{Key: l.key.String, Err: fmt.Errorf("RELEASE_LOCK returned %s: this session no longer held the lock", nullOr(v, null))}
-		return l.lost
+		return 0, l.lost
 	}
 	cerr := l.abandon(ctx)
 	if errors.Is(err, context.DeadlineExceeded) && cerr == nil {
 		// The server did not answer in time; its session is ended now.
-		return fmt.Errorf("kannuki: mysql: release %q: %w (the session was ended instead)", l.key.String, err)
+		return 0, fmt.Errorf("kannuki: mysql: release %q: %w (the session was ended instead)", l.key.String, err)
 	}
 	if cerr != nil {
 		err = fmt.Errorf("%w (and ending the session failed: %w)", err, cerr)
 	}
 	l.lost = &kannuki.LockLostError{Key: l.key.String, Err: err}
-	return l.lost
+	return 0, l.lost
 }
 
 // Check implements kannuki.Checker: one round trip on the pinned connection

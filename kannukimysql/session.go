@@ -159,7 +159,7 @@ func (s *session) run(ctx context.Context, dc any, kind stmtKind, name string) (
 				}
 				s.stmts[kind] = st
 			}
-			err = queryStmt(ctx, st, name, dest[:])
+			err = queryStmt(ctx, st, name, nameParams(kind), dest[:])
 			if attempt == 0 && errNumber(err) == errUnknownStmtHandler {
 				// The server session forgot its statements (a driver
 				// that resets sessions): nothing ran; prepare again.
@@ -189,16 +189,24 @@ func prepare(ctx context.Context, dc any, query string) (driver.Stmt, error) {
 	return nil, driver.ErrSkip
 }
 
-// queryStmt runs prepared statement st with the lock name and reads the
-// first row into dest.
-func queryStmt(ctx context.Context, st driver.Stmt, name string, dest []driver.Value) error {
+// queryStmt runs prepared statement st with the lock name as each of its
+// params parameters (at most 2) and reads the first row into dest.
+func queryStmt(ctx context.Context, st driver.Stmt, name string, params int, dest []driver.Value) error {
 	var rows driver.Rows
 	var err error
 	if sq, ok := st.(driver.StmtQueryContext); ok {
-		rows, err = sq.QueryContext(ctx, []driver.NamedValue{{Ordinal: 1, Value: name}})
+		var args [2]driver.NamedValue
+		for i := range params {
+			args[i] = driver.NamedValue{Ordinal: i + 1, Value: name}
+		}
+		rows, err = sq.QueryContext(ctx, args[:params])
 	} else {
+		var args [2]driver.Value
+		for i := range params {
+			args[i] = name
+		}
 		//lint:ignore SA1019 drivers without StmtQueryContext have only this
-		rows, err = st.Query([]driver.Value{name})
+		rows, err = st.Query(args[:params])
 	}
 	if err != nil {
 		return err

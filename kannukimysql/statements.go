@@ -59,6 +59,16 @@ const (
 	prepRelease = "SELECT RELEASE_LOCK(" + nameParam + ")"
 	// <=> is NULL-safe: 0 when nobody holds the lock, never NULL.
 	prepCheck = "SELECT IS_USED_LOCK(" + nameParam + ") <=> CONNECTION_ID()"
+	// prepRelock (kannuki.Relocker) is 0 when RELEASE_LOCK found the lock
+	// not held by this session (0 or NULL), 1 when it released it and the
+	// try found it taken (the server granted it to a session already
+	// waiting), 2 when it released it and took it again. IF evaluates its
+	// condition first and then only the branch it returns, so the try runs
+	// after the release, and only when that succeeded.
+	prepRelock   = "SELECT " + relockPrefix + nameParam + relockMiddle + nameParam + relockSuffix
+	relockPrefix = "IF(RELEASE_LOCK("
+	relockMiddle = ") = 1, IF(GET_LOCK("
+	relockSuffix = ", 0) = 1, 2, 1), 0)"
 
 	// sessionQuery identifies a connection once: the id for KILL, the
 	// version for the server's flavour.
@@ -72,10 +82,19 @@ const (
 	stmtTry stmtKind = iota
 	stmtRelease
 	stmtCheck
+	stmtRelock
 	numStmts
 )
 
-var preparedText = [numStmts]string{stmtTry: prepTry, stmtRelease: prepRelease, stmtCheck: prepCheck}
+var preparedText = [numStmts]string{stmtTry: prepTry, stmtRelease: prepRelease, stmtCheck: prepCheck, stmtRelock: prepRelock}
+
+// nameParams is how many times a prepared statement takes the name.
+func nameParams(kind stmtKind) int {
+	if kind == stmtRelock {
+		return 2
+	}
+	return 1
+}
 
 // nameLiteral is the SQL expression of name as a hex literal.
 func nameLiteral(name string) string {
@@ -95,6 +114,8 @@ func textStmt(kind stmtKind, name string) string {
 		return "SELECT GET_LOCK(" + lit + ", 0)"
 	case stmtRelease:
 		return "SELECT RELEASE_LOCK(" + lit + ")"
+	case stmtRelock:
+		return "SELECT " + relockPrefix + lit + relockMiddle + lit + relockSuffix
 	default:
 		return "SELECT IS_USED_LOCK(" + lit + ") <=> CONNECTION_ID()"
 	}

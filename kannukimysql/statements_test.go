@@ -43,11 +43,12 @@ func TestTimeoutLiteral(t *testing.T) {
 
 func TestStatementsEncodeNames(t *testing.T) {
 	for _, name := range []string{"my_lock", "it's", `a\'b`, "'); DROP TABLE x; --", "*/", "鍵/🔒", "?"} {
-		for _, q := range []string{textStmt(stmtTry, name), textStmt(stmtRelease, name), textStmt(stmtCheck, name), waitStmt(name, "1.000000"), heldStmt(name)} {
+		for _, q := range []string{textStmt(stmtTry, name), textStmt(stmtRelease, name), textStmt(stmtCheck, name), textStmt(stmtRelock, name), waitStmt(name, "1.000000"), heldStmt(name)} {
 			if strings.Contains(q, name) && name != "?" {
 				t.Fatalf("%q spliced into %q", name, q)
 			}
-			if strings.Count(q, "'") != 2 {
+			literals := strings.Count(q, "X'")
+			if literals < 1 || strings.Count(q, "'") != 2*literals {
 				t.Fatalf("statement %q has quotes other than the hex literal's", q)
 			}
 		}
@@ -56,9 +57,9 @@ func TestStatementsEncodeNames(t *testing.T) {
 			t.Fatalf("parseWaitName(waitStmt(%q)) = %q %v", name, got, ok)
 		}
 	}
-	for _, p := range preparedText {
-		if strings.Count(p, "?") != 1 {
-			t.Fatalf("prepared statement %q", p)
+	for kind, p := range preparedText {
+		if strings.Count(p, "?") != nameParams(stmtKind(kind)) {
+			t.Fatalf("prepared statement %q takes %d names", p, nameParams(stmtKind(kind)))
 		}
 	}
 }

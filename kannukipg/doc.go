@@ -30,6 +30,13 @@
 // SQL comment, so pg_stat_activity shows who waits on what. Release is one
 // round trip.
 //
+// A handoff between goroutines of one Locker (its local queue) is one round
+// trip too: the lease is a kannuki.Relocker, whose Relock sends the unlock
+// and the next goroutine's try as one statement (internal/pgsql.Relock).
+// PostgreSQL gives a released lock to a session already waiting for it
+// before the try runs, so a local goroutine never takes the key from
+// another process's waiter.
+//
 // PostgreSQL can report lock_timeout (SQLSTATE 55P03) for a lock it
 // granted at the last moment; the Backend then asks pg_locks whether its
 // session holds the lock before reporting failure. A deadlock (40P01)

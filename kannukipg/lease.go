@@ -159,9 +159,51 @@ func (l *lease) Release(ctx context.Context) error {
 		ok, err = l.unlock(rctx)
 		cancel()
 	}
+	if err = l.unlocked(ok, err); err == nil {
+		l.putBack()
+	}
+	return err
+}
+
+// Relock implements kannuki.Relocker: the unlock of Release and, when it
+// returned true, a try of the same key on the same connection, in one
+// statement (internal/pgsql.Relock, with bound parameters in FormBound),
+// bounded like Release. The new lease
+// keeps the connection pinned.
+func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ctx, err := l.inUse(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := l.b.fast(ctx, true)
+	var n int
+	if l.b.form == FormBound { // pgx/stdlib: a constant text, cached per connection
+		s, p := l.variant()
+		err = l.conn.QueryRowContext(rctx, pgsql.RelockBound[s][p], boundArgs(l.key)...).Scan(&n)
+	} else { // one round trip on the simple protocol, whatever the driver
+		err = l.conn.QueryRowContext(rctx, pgsql.Relock(l.key, l.mode)).Scan(&n)
+	}
+	cancel()
+	if err = l.unlocked(n > 0, err); err != nil {
+		return nil, err
+	}
+	if n == 1 { // another session had it first
+		l.putBack()
+		return nil, nil
+	}
+	next := &lease{b: l.b, key: l.key, mode: l.mode, conn: l.conn, sock: l.sock}
+	l.conn = nil
+	return next, nil
+}
+
+// unlocked judges the answer of an unlock: nil when it returned true;
+// otherwise it destroys the connection and says why, matching
+// kannuki.ErrLockLost when the lock was found not held or the session gone.
+func (l *lease) unlocked(ok bool, err error) error {
 	switch {
 	case err == nil && ok:
-		l.putBack()
 		return nil
 	case err == nil:
 		l.destroy()

@@ -42,6 +42,20 @@ func TestAcquireRelease(t *testing.T) {
 			if held, err := b.Held(ctx, k); err != nil || !held {
 				t.Fatalf("Held while held = %v, %v", held, err)
 			}
+			// Relock, in the key's form: the same session holds it again,
+			// for the new lease only.
+			pid := l.PID()
+			next, err := l.(kannuki.Relocker).Relock(ctx)
+			if err != nil || next == nil {
+				t.Fatalf("Relock = %v, %v; want a new lease", next, err)
+			}
+			if err := l.Release(ctx); !errors.Is(err, kannuki.ErrReleased) {
+				t.Fatalf("Release after Relock = %v, want ErrReleased", err)
+			}
+			l = next.(heldLease)
+			if got := obs.holders(k); l.PID() != pid || !slices.Equal(got, []uint32{pid}) {
+				t.Fatalf("after Relock: holders %v, lease's session %d; want %d", got, l.PID(), pid)
+			}
 			canceled, cancelNow := context.WithCancel(ctx)
 			cancelNow()
 			if err := l.Release(canceled); err != nil {

@@ -136,6 +136,14 @@
 // plus Release through this backend: 0.93x the floor on the same
 // connection (BenchmarkPaired).
 //
+// A handoff between goroutines of one Locker (its local queue) is one
+// round trip too: the lease is a kannuki.Relocker, and its Relock sends
+// the unlock and the next goroutine's try as one statement,
+// "SELECT CASE WHEN NOT u THEN 0 WHEN pg_try_advisory_lock($1) THEN 2 ELSE
+// 1 END FROM pg_advisory_unlock($1) u". PostgreSQL gives a released lock
+// to a session already waiting for it before the try runs, so a local
+// goroutine never takes the key from another process's waiter.
+//
 // Holders acquired without waiting show the key in pg_stat_activity, and so
 // in Locks, once their first keepalive (Check) has run: Check sends the
 // key's comment alone, an empty statement, as its one round trip. A shared

@@ -24,7 +24,10 @@ type lease struct {
 	lost error         // why the connection was destroyed by Check
 }
 
-var _ kannuki.Checker = (*lease)(nil)
+var (
+	_ kannuki.Checker  = (*lease)(nil)
+	_ kannuki.Relocker = (*lease)(nil)
+)
 
 // Release implements kannuki.Lease. It unlocks on the pinned connection
 // with pg_advisory_unlock (or _unlock_shared), bounded by
@@ -34,19 +37,38 @@ var _ kannuki.Checker = (*lease)(nil)
 // kannuki.ErrLockLost when the unlock returned false or the session was
 // gone.
 func (l *lease) Release(ctx context.Context) error {
+	_, err := l.unlock(ctx, false)
+	return err
+}
+
+// Relock implements kannuki.Relocker: the unlock of Release and, when it
+// confirmed, a try of the same key on the same connection, in one
+// statement. The new lease keeps the connection pinned.
+func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
+	pc, err := l.unlock(ctx, true)
+	if pc == nil {
+		return nil, err
+	}
+	return &lease{b: l.b, key: l.key, mode: l.mode, pc: pc}, nil
+}
+
+// unlock runs the unlock, or the relock, of Release and Relock. It
+// returns the connection only when the relock took the lock again on it;
+// otherwise the connection went back to the pool or was destroyed.
+func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	pc := l.pc
 	if pc == nil {
 		if l.lost != nil {
-			return &kannuki.LockLostError{Key: l.key.String, Err: l.lost}
+			return nil, &kannuki.LockLostError{Key: l.key.String, Err: l.lost}
 		}
-		return kannuki.ErrReleased
+		return nil, kannuki.ErrReleased
 	}
 	l.pc = nil
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.b.opts.releaseTimeout())
 	defer cancel()
-	ok, err := boolStatement(rctx, pc.Conn(), &unlockText, l.key, l.mode)
+	ok, taken, err := unlockStatement(rctx, pc.Conn(), l.key, l.mode, relock)
 	var pgErr *pgconn.PgError
 	switch {
 	case err != nil && (rctx.Err() != nil || errors.As(err, &pgErr) && !pc.Conn().IsClosed()):
@@ -54,18 +76,20 @@ func (l *lease) Release(ctx context.Context) error {
 		// pg_cancel_backend, say). Closing the connection makes it end
 		// the session and free the lock; the lock was not found lost.
 		destroy(pc, l.b.opts.releaseTimeout())
-		return fmt.Errorf("kannuki: release %q: unlock failed, connection closed: %w", l.key.String, err)
+		return nil, fmt.Errorf("kannuki: release %q: unlock failed, connection closed: %w", l.key.String, err)
 	case err != nil:
 		// The session is gone (terminated, network, server restart), and
 		// the lock with it.
 		destroy(pc, l.b.opts.releaseTimeout())
-		return &kannuki.LockLostError{Key: l.key.String, Err: err}
+		return nil, &kannuki.LockLostError{Key: l.key.String, Err: err}
 	case !ok:
 		destroy(pc, l.b.opts.releaseTimeout())
-		return &kannuki.LockLostError{Key: l.key.String, Err: errUnlockFalse}
+		return nil, &kannuki.LockLostError{Key: l.key.String, Err: errUnlockFalse}
+	case taken:
+		return pc, nil
 	}
 	pc.Release()
-	return nil
+	return nil, nil
 }
 
 var errUnlockFalse = errors.New("pg_advisory_unlock returned false: the session did not hold the lock")

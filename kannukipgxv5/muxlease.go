@@ -26,7 +26,10 @@ type muxLease struct {
 	checked time.Time
 }
 
-var _ kannuki.Checker = (*muxLease)(nil)
+var (
+	_ kannuki.Checker  = (*muxLease)(nil)
+	_ kannuki.Relocker = (*muxLease)(nil)
+)
 
 // checkShare: a Check is answered without a round trip when another
 // statement on the same connection succeeded within the last 1/checkShare
@@ -49,10 +52,29 @@ func (l *muxLease) lostErr(cause error) error {
 // an unlock that returned false or a dead connection reports an error
 // matching kannuki.ErrLockLost.
 func (l *muxLease) Release(ctx context.Context) error {
+	_, err := l.unlock(ctx, false)
+	return err
+}
+
+// Relock implements kannuki.Relocker: the unlock of Release and, when it
+// confirmed, a try of the same key on the same shared connection, in one
+// statement. The new lease keeps the key's place on the connection.
+func (l *muxLease) Relock(ctx context.Context) (kannuki.Lease, error) {
+	taken, err := l.unlock(ctx, true)
+	if !taken {
+		return nil, err
+	}
+	return &muxLease{c: l.c, key: l.key, mode: l.mode, id: l.id, checked: l.checked}, nil
+}
+
+// unlock runs the unlock, or the relock, of Release and Relock. taken is
+// true only when the relock took the lock again and the connection lives;
+// the key then stays booked on it for the new lease.
+func (l *muxLease) unlock(ctx context.Context, relock bool) (taken bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.released {
-		return kannuki.ErrReleased
+		return false, kannuki.ErrReleased
 	}
 	l.released = true
 	c := l.c
@@ -63,40 +85,45 @@ func (l *muxLease) Release(ctx context.Context) error {
 	defer c.leave()
 	if cause := c.deadCause(); cause != nil {
 		c.released(l.id)
-		return l.lostErr(cause)
+		return false, l.lostErr(cause)
 	}
 	sent := time.Now()
 	deadline := c.startBound(sent)
-	ok, err := boolStatement(detach(ctx), c.pc.Conn(), &unlockText, l.key, l.mode)
+	ok, taken, err := unlockStatement(detach(ctx), c.pc.Conn(), l.key, l.mode, relock)
 	fired := c.endBound() // before released, which may give the connection back to the pool
 	timedOut, closed := fired || !time.Now().Before(deadline), c.pc.Conn().IsClosed()
 	var pgErr *pgconn.PgError
 	switch {
 	case fired && err == nil && ok:
-		// Unlocked, but the watchdog had given up on the socket already.
+		// Unlocked, but the watchdog had given up on the socket already
+		// (a lock the relock took dies with the session).
 		c.kill(errOverdue)
 		c.released(l.id)
-		return nil
+		return false, nil
 	case err != nil && (timedOut || errors.As(err, &pgErr) && !closed):
 		// No answer in time, or the server refused the unlock: whether
 		// the lock is still on the session is unknown.
 		c.kill(fmt.Errorf("unlock of %q failed: %w", l.key.String, err))
 		c.released(l.id)
-		return fmt.Errorf("kannuki: release %q: unlock failed, shared connection closed: %w", l.key.String, err)
+		return false, fmt.Errorf("kannuki: release %q: unlock failed, shared connection closed: %w", l.key.String, err)
 	case err != nil:
 		c.kill(err)
 		c.released(l.id)
-		return &kannuki.LockLostError{Key: l.key.String, Err: err}
+		return false, &kannuki.LockLostError{Key: l.key.String, Err: err}
 	case !ok:
 		// The session does not hold what the books say it holds: trust
 		// none of its locks.
 		c.kill(fmt.Errorf("unlock of %q: %w", l.key.String, errUnlockFalse))
 		c.released(l.id)
-		return &kannuki.LockLostError{Key: l.key.String, Err: errUnlockFalse}
+		return false, &kannuki.LockLostError{Key: l.key.String, Err: errUnlockFalse}
 	}
 	c.proved(sent)
+	if taken {
+		l.checked = sent
+		return true, nil // the books stay: the key is held on c for the next lease
+	}
 	c.released(l.id)
-	return nil
+	return false, nil
 }
 
 // Check implements kannuki.Checker. The connection is shared, so one

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
 // The uncontended path runs constant statements with bound parameters, so
@@ -36,6 +37,29 @@ var (
 		{"SELECT 1 WHERE pg_advisory_unlock_shared($1::bigint)", "SELECT 1 WHERE pg_advisory_unlock_shared($1::int4, $2::int4)"},
 	}
 )
+
+// unlockStatement runs the unlock of k (relock false) or
+// internal/pgsql.RelockBound (relock true), whose answer is 0 when the
+// unlock returned false, 1 when it unlocked but another session had the
+// lock first, 2 when it unlocked and took the lock again. unlocked is the
+// unlock's answer; taken says whether the relock took the lock again.
+func unlockStatement(ctx context.Context, c *pgx.Conn, k kannuki.Key, m kannuki.Mode, relock bool) (unlocked, taken bool, err error) {
+	if !relock {
+		unlocked, err = boolStatement(ctx, c, &unlockText, k, m)
+		return unlocked, false, err
+	}
+	s := 0
+	if m == kannuki.ModeShared {
+		s = 1
+	}
+	var n int32
+	if k.Pair {
+		err = c.QueryRow(ctx, pgsql.RelockBound[s][1], k.K1, k.K2).Scan(&n)
+	} else {
+		err = c.QueryRow(ctx, pgsql.RelockBound[s][0], k.ID).Scan(&n)
+	}
+	return n > 0, n == 2, err
+}
 
 // boolStatement runs one of the constant statements above for k and
 // returns the function's answer.

@@ -362,6 +362,14 @@ func TestPairKeys(t *testing.T) {
 		if err != nil || !held {
 			t.Fatalf("Held = %v, %v", held, err)
 		}
+		// Relock's pair form: taken again on the same session.
+		l, err = l.(kannuki.Relocker).Relock(ctxT(t, 10*time.Second))
+		if err != nil || l == nil {
+			t.Fatalf("Relock = %v, %v; want a new lease", l, err)
+		}
+		if n := obs.held(t, k); n != 1 {
+			t.Fatalf("%d holders after Relock", n)
+		}
 		mustRelease(t, l)
 		if n := obs.held(t, k); n != 0 {
 			t.Fatalf("%d holders after release", n)

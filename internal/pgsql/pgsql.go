@@ -104,6 +104,30 @@ func LockTimeout(wait time.Duration) string {
 	return strconv.FormatInt(int64(ms), 10) + "ms"
 }
 
+// Relock gives the lock back and, only when that succeeded, tries to take
+// it again at once (kannuki.Relocker). It returns an integer: 0 when the
+// unlock found the lock not held, 1 when it was unlocked and the try found
+// it taken (the server granted it to a session already waiting), 2 when it
+// was unlocked and taken again. The unlock runs in FROM, so the try in the
+// select list comes after it, and CASE evaluates the try only when the
+// unlock returned true.
+func Relock(k kannuki.Key, m kannuki.Mode) string {
+	return relock(m, Args(k))
+}
+
+// RelockBound is Relock with the key as bound parameters, indexed
+// [shared][pair]: "$1::bigint", or "$1::int4, $2::int4" for a pair key. A
+// constant text per form suits drivers that cache prepared statements by
+// text.
+var RelockBound = [2][2]string{
+	{relock(kannuki.ModeExclusive, "$1::bigint"), relock(kannuki.ModeExclusive, "$1::int4, $2::int4")},
+	{relock(kannuki.ModeShared, "$1::bigint"), relock(kannuki.ModeShared, "$1::int4, $2::int4")},
+}
+
+func relock(m kannuki.Mode, args string) string {
+	return "SELECT CASE WHEN NOT u THEN 0 WHEN pg_try_advisory_lock" + suffix(m) + "(" + args + ") THEN 2 ELSE 1 END FROM pg_advisory_unlock" + suffix(m) + "(" + args + ") u"
+}
+
 // Unlock returns a boolean: true when the lock was held and is now released.
 func Unlock(k kannuki.Key, m kannuki.Mode) string {
 	return "SELECT pg_advisory_unlock" + suffix(m) + "(" + Args(k) + ")"
