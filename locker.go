@@ -247,6 +247,7 @@ func (l *Locker) acquireQueued(ctx context.Context, k Key, req Request) (Lease, 
 			l.queue.leave(k.String, lease)
 			return nil, err
 		}
+		l.stats.relocked.Add(1)
 		return lease, nil
 	}
 	if req.Wait > 0 {

@@ -109,8 +109,8 @@ func TestRelockHandsOverInProcess(t *testing.T) {
 	if held, _ := l.Held(ctx, "hot"); held {
 		t.Fatal("the key is still held")
 	}
-	if s := l.Stats(); s.Held != 0 || s.Waiting != 0 {
-		t.Fatalf("stats after the run: %+v", s)
+	if s := l.Stats(); s.Held != 0 || s.Waiting != 0 || s.Relocked == 0 || s.Relocked > b.handed.Load() || s.Acquired != done.Load() {
+		t.Fatalf("stats after the run: %+v (%d handed over by relocks, %d done)", s, b.handed.Load(), done.Load())
 	}
 	t.Logf("%d done, %d gave up, %d relocks, %d handed over, %d backend acquires", done.Load(), gaveUp.Load(), b.relocks.Load(), b.handed.Load(), b.tries.Load())
 }

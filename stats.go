@@ -11,7 +11,11 @@ type Stats struct {
 	Held    int64 // locks held now through this Locker (re-entrant calls not counted)
 	Waiting int64 // calls acquiring now
 
-	Acquired    int64 // locks granted
+	Acquired int64 // locks granted
+	// Relocked counts the grants among Acquired that came with the key's
+	// place in the local queue: the leaving holder's Relock took the lock
+	// for the goroutine, which then asked the backend nothing.
+	Relocked    int64
 	NotAcquired int64 // calls that did not get the lock, all reasons
 	// NotAcquired by reason.
 	NotHeld, NotTimeout, NotCanceled, NotDeadlock, NotError, NotRetries, NotPoolExhausted int64
@@ -46,6 +50,7 @@ func (s Stats) MeanHold() time.Duration {
 type counters struct {
 	held, waiting            atomic.Int64
 	acquired, released, lost atomic.Int64
+	relocked                 atomic.Int64
 	notAcquired              [ReasonPoolExhausted + 1]atomic.Int64
 	waitTotal, waitMax       atomic.Int64
 	holdTotal, holdMax       atomic.Int64
@@ -93,7 +98,7 @@ func (l *Locker) Stats() Stats {
 	c := &l.stats
 	s := Stats{
 		Held: c.held.Load(), Waiting: c.waiting.Load(),
-		Acquired: c.acquired.Load(), Released: c.released.Load(), Lost: c.lost.Load(),
+		Acquired: c.acquired.Load(), Relocked: c.relocked.Load(), Released: c.released.Load(), Lost: c.lost.Load(),
 		NotHeld:          c.notAcquired[ReasonHeld].Load(),
 		NotTimeout:       c.notAcquired[ReasonTimeout].Load(),
 		NotCanceled:      c.notAcquired[ReasonCanceled].Load(),

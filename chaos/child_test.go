@@ -59,7 +59,7 @@ func runChild(spec childSpec) int {
 		fmt.Fprintln(os.Stderr, "chaos child: life limit reached")
 		os.Exit(3)
 	})
-	problems := runWorkers(spec, nil)
+	problems, _ := runWorkers(spec, nil)
 	// Everything the child started must be gone once its pool is closed.
 	var leak error
 	for i := 0; i < 50; i++ {
@@ -85,13 +85,13 @@ func runChild(spec childSpec) int {
 // runWorkers opens the backend and runs spec.Goroutines workers until the
 // run directory has a stop file, or stop (if not nil) is closed. It is the
 // body of a child process and of the parent's own process 0. It returns
-// the problems it met.
-func runWorkers(spec childSpec, stop <-chan struct{}) []string {
+// the problems it met and its Locker's Stats.
+func runWorkers(spec childSpec, stop <-chan struct{}) ([]string, kannuki.Stats) {
 	b, closeFn, err := openBackend(context.Background(), backendConfig{
 		Kind: spec.Kind, AppName: spec.AppName, MaxConns: spec.Goroutines + 2, Dir: spec.FileDir,
 	})
 	if err != nil {
-		return []string{"open backend: " + err.Error()}
+		return []string{"open backend: " + err.Error()}, kannuki.Stats{}
 	}
 	defer closeFn()
 	l := kannuki.New(b, kannuki.Options{KeepaliveInterval: spec.Keepalive})
@@ -99,11 +99,11 @@ func runWorkers(spec childSpec, stop <-chan struct{}) []string {
 	defer led.close()
 	ev, err := openEventLog(filepath.Join(spec.Dir, "events-"+strconv.Itoa(spec.Proc)+".jsonl"))
 	if err != nil {
-		return []string{err.Error()}
+		return []string{err.Error()}, kannuki.Stats{}
 	}
 	defer ev.close()
 	if err := os.WriteFile(filepath.Join(spec.Dir, "ready-"+strconv.Itoa(spec.Proc)), nil, 0o600); err != nil {
-		return []string{err.Error()}
+		return []string{err.Error()}, kannuki.Stats{}
 	}
 
 	var stopped atomic.Bool
@@ -158,5 +158,5 @@ func runWorkers(spec childSpec, stop <-chan struct{}) []string {
 			problems = append(problems, fmt.Sprintf("worker %d.%d: %v", w.proc, w.g, *p))
 		}
 	}
-	return problems
+	return problems, l.Stats()
 }

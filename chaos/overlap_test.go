@@ -175,12 +175,13 @@ func runOverlap(t *testing.T, kind string) {
 	// Locker and the backends after their pools are closed.
 	stop0 := make(chan struct{})
 	var problems0 []string
+	var stats0 kannuki.Stats
 	p0done := make(chan struct{})
 	go func() {
 		defer close(p0done)
 		spec := base
 		spec.Proc, spec.Seed, spec.Parent = 0, mrand.Uint64(), 0
-		problems0 = runWorkers(spec, stop0)
+		problems0, stats0 = runWorkers(spec, stop0)
 	}()
 
 	var cc chaosCounts
@@ -321,6 +322,9 @@ func runOverlap(t *testing.T, kind string) {
 		"sigkills": cc.sigkills, "sessions_terminated_holding": cc.termHolders, "sessions_terminated_waiting": cc.termWaiters,
 		"excused_lost": rep.excusedLost, "excused_died": rep.excusedDied, "lost_signalled_in_fn": rep.lostInFn,
 		"locks_left": int64(left), "hangs": int64(rep.hangs),
+		// Process 0's Locker (the children's die unreported): grants, and
+		// those handed over in the process by a Relock.
+		"p0_acquired": stats0.Acquired, "p0_relocked": stats0.Relocked,
 	}
 	t.Logf("%s: %d cycles (%d entered) in %s, %d overlaps, %d SIGKILLs, %d holder / %d waiter sessions terminated; outcomes %v",
 		kind, rep.cycles, rep.entered, elapsed.Round(time.Millisecond), len(rep.overlaps), cc.sigkills, cc.termHolders, cc.termWaiters, rep.outcomes)
