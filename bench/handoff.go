@@ -368,9 +368,11 @@ func redislockContender(name string, retry time.Duration, slow bool) Contender {
 		rl := redislock.New(c)
 		return &Session{
 			Do: func(ctx context.Context, _ int, key string, fn func()) error {
-				// Without a deadline on ctx, Obtain waits at most the TTL.
+				// Without a deadline on ctx, Obtain waits at most the TTL,
+				// and then reports ErrNotObtained, or the deadline of its
+				// own context when that ends during a pause.
 				lock, err := rl.Obtain(ctx, key, redisLockTTL, &redislock.Options{RetryStrategy: redislock.LinearBackoff(retry)})
-				if errors.Is(err, redislock.ErrNotObtained) {
+				if errors.Is(err, redislock.ErrNotObtained) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 					return errGaveUp
 				}
 				if err != nil {

@@ -294,7 +294,7 @@ func (r *Report) writeHandoff(p func(string, ...any)) {
 	p("(where its release begins) to the start of the next holder's fn. A goroutine that released queues again only after the next holder started, ")
 	p("so N goroutines are waiting at every release and nobody takes the lock straight back. ")
 	p("Kannuki runs two ways: \"%s\" gives each goroutine its own Locker (for files, its own Backend), as if each were a separate process, so every waiter waits in the database and the server hands the lock over; ", strings.TrimPrefix(SepLockers, " · "))
-	p("\"%s\" is one process's goroutines on one Locker, whose local queue hands the key over in the process: on kannukipgxv5 the holder's unlock and the try for the next goroutine go to the server as one statement (Relock), which loses to any other session already waiting there. ", strings.TrimPrefix(OneLocker, " · "))
+	p("\"%s\" is one process's goroutines on one Locker, whose local queue hands the key over in the process: on the database backends the holder's unlock and the try for the next goroutine go to the server as one statement (Relock), which loses to any other session already waiting there; \"%s\" is kannukipgxv5 with Relock hidden from the Locker (the unlock, then the next goroutine's try), for comparison. ", strings.TrimPrefix(OneLocker, " · "), NamePgxv5NoRelock+OneLocker)
 	p("Each block opens its own pool of N+2 connections; the first N+1 handoffs of a block (connections opening) are discarded. ")
 	p("%d rounds per waiter count, each contender one block per round (%d handoffs, %d for the 100 ms-class retry loops), the order rotating. ",
 		r.Plan.HRounds, h.Want, h.WantSlow)
