@@ -837,3 +837,69 @@ func TestMuxTryServerError(t *testing.T) {
 	mustRelease(t, l1)
 	poolHoldsNone(t, pool)
 }
+
+// TestMuxRelock: a Relock on a shared connection keeps the key's place on
+// that connection for the new lease and leaves the connection's other
+// locks alone; when the unlock finds the lock gone behind its back, the
+// connection is destroyed and every lease on it is lost, the new one
+// never handed out.
+func TestMuxRelock(t *testing.T) {
+	pool := newPool(t, 2)
+	b := New(pool, Options{SharedConns: 1})
+	obs := newObserver(t)
+	ctx, cancel := guardCtx()
+	defer cancel()
+	k1, k2 := newKey(t, "1"), newKey(t, "2")
+	l1, l2 := mustAcquire(t, b, k1, excl(0)), mustAcquire(t, b, k2, excl(0))
+	pid := l1.PID()
+	if l2.PID() != pid {
+		t.Fatalf("the two leases are on sessions %d and %d; want one shared connection", pid, l2.PID())
+	}
+	next, err := l1.(kannuki.Relocker).Relock(ctx)
+	if err != nil || next == nil {
+		t.Fatalf("Relock = %v, %v; want a new lease", next, err)
+	}
+	n1 := next.(heldLease)
+	for _, k := range []kannuki.Key{k1, k2} {
+		if got := obs.holders(k); !slices.Equal(got, []uint32{pid}) {
+			t.Fatalf("holders of %s after Relock = %v, want [%d]", k.String, got, pid)
+		}
+	}
+	if n1.PID() != pid || b.mux.size() != 1 {
+		t.Fatalf("new lease on session %d, %d shared connections; want %d, 1", n1.PID(), b.mux.size(), pid)
+	}
+	// Another client cannot have either key.
+	other := New(newPool(t, 2), Options{})
+	for _, k := range []kannuki.Key{k1, k2} {
+		l, err := other.Acquire(ctx, k, excl(0))
+		if !errors.Is(err, kannuki.ErrNotAcquired) {
+			if l != nil {
+				_ = l.Release(ctx)
+			}
+			t.Fatalf("try of %s by another client = %v, want ErrNotAcquired", k.String, err)
+		}
+	}
+
+	// The session loses its locks behind the leases' back: the next
+	// Relock finds out, and nothing on the connection is trusted any more.
+	c := n1.(*muxLease).c
+	if err := c.enter(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.pc.Exec(ctx, "SELECT pg_advisory_unlock_all()")
+	c.leave()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := n1.(kannuki.Relocker).Relock(ctx); l != nil || !errors.Is(err, kannuki.ErrLockLost) {
+		t.Fatalf("Relock of a lock the session lost = %v, %v; want nil, ErrLockLost", l, err)
+	}
+	if err := l2.Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		t.Fatalf("Check of the other lease = %v, want ErrLockLost", err)
+	}
+	if err := l2.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		t.Fatalf("Release of the other lease = %v, want ErrLockLost", err)
+	}
+	obs.sessionGone(pid)
+	poolHoldsNone(t, pool)
+}
