@@ -10,7 +10,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
+	"github.com/kannuki-go/kannuki/internal/sockbound"
 )
 
 // Backend takes PostgreSQL session-level advisory locks on connections of a
@@ -27,6 +29,9 @@ type Backend struct {
 	opts   Options
 	pooler poolerCheck // are session locks safe on this pool? (pooler.go)
 	mux    *muxer      // nil: multiplexing off
+	// unlockDog bounds the unlocks of leases on connections of their own
+	// (lease.go), as muxer.stmtDog does on shared connections.
+	unlockDog due.Queue
 }
 
 var (
@@ -37,6 +42,7 @@ var (
 // New returns a Backend on pool.
 func New(pool *pgxpool.Pool, opts Options) *Backend {
 	b := &Backend{pool: pool, opts: opts}
+	b.unlockDog.Fire = sockbound.Fire
 	if pool != nil {
 		if n := opts.sharedConns(pool.Config().MaxConns); n > 0 {
 			b.mux = newMuxer(b, n)

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
+	"github.com/kannuki-go/kannuki/internal/sockbound"
 )
 
 // lease is one held lock and the pool connection pinned for it.
@@ -22,6 +23,8 @@ type lease struct {
 	mu   sync.Mutex
 	pc   *pgxpool.Conn // nil once released or destroyed
 	lost error         // why the connection was destroyed by Check
+
+	bound sockbound.Bound // the unlock's watchdog (Backend.unlockDog)
 }
 
 var (
@@ -66,12 +69,24 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 		return nil, kannuki.ErrReleased
 	}
 	l.pc = nil
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.b.opts.releaseTimeout())
-	defer cancel()
-	ok, taken, err := unlockStatement(rctx, pc.Conn(), l.key, l.mode, relock)
+	// Bounded by the watchdog through the socket, on a context that cannot
+	// end: pgx would watch a context with a timeout around the statement,
+	// which costs more than the rest of the release (see watchdog.go).
+	deadline := time.Now().Add(l.b.opts.releaseTimeout())
+	l.bound.Start(&l.b.unlockDog, pc.Conn().PgConn().Conn(), deadline)
+	ok, taken, err := unlockStatement(detach(ctx), pc.Conn(), l.key, l.mode, relock)
+	fired := l.bound.End(&l.b.unlockDog)
+	timedOut := fired || !time.Now().Before(deadline)
 	var pgErr *pgconn.PgError
 	switch {
-	case err != nil && (rctx.Err() != nil || errors.As(err, &pgErr) && !pc.Conn().IsClosed()):
+	case fired && err == nil:
+		// Answered, but the watchdog had given up on the socket already.
+		destroy(pc, l.b.opts.releaseTimeout())
+		if !ok {
+			return nil, &kannuki.LockLostError{Key: l.key.String, Err: errUnlockFalse}
+		}
+		return nil, nil // unlocked; a lock the relock took dies with the session
+	case err != nil && (timedOut || errors.As(err, &pgErr) && !pc.Conn().IsClosed()):
 		// The server did not answer in time, or refused the unlock (a
 		// pg_cancel_backend, say). Closing the connection makes it end
 		// the session and free the lock; the lock was not found lost.
