@@ -168,8 +168,7 @@ func (l *lease) Release(ctx context.Context) error {
 // Relock implements kannuki.Relocker: the unlock of Release and, when it
 // returned true, a try of the same key on the same connection, in one
 // statement (internal/pgsql.Relock, with bound parameters in FormBound),
-// bounded like Release. The new lease
-// keeps the connection pinned.
+// bounded like Release. The new lease keeps the connection pinned.
 func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
