@@ -90,14 +90,7 @@ func TestLocalQueueTryTimeoutCancel(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { _, err := l.Acquire(cctx, "k"); errc <- err }()
-	got := make(chan *kannuki.Handle, 1)
-	go func() {
-		h2, err := l.Acquire(ctx, "k")
-		if err != nil {
-			t.Error(err)
-		}
-		got <- h2
-	}()
+	got := acquireLater(t, l, "k")
 	time.Sleep(5 * time.Millisecond) // let both queue; the outcome does not depend on it
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {

@@ -126,23 +126,9 @@ func TestRelockYieldsToAnotherProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherGot := make(chan *kannuki.Handle, 1)
-	go func() {
-		h, err := other.Acquire(ctx, "k")
-		if err != nil {
-			t.Error(err)
-		}
-		otherGot <- h
-	}()
+	otherGot := acquireLater(t, other, "k")
 	waitFor(t, "the other process waits in the store", func() bool { return b.inside.Load() == 1 })
-	localGot := make(chan *kannuki.Handle, 1)
-	go func() {
-		h, err := mine.Acquire(ctx, "k")
-		if err != nil {
-			t.Error(err)
-		}
-		localGot <- h
-	}()
+	localGot := acquireLater(t, mine, "k")
 	waitFor(t, "the local waiter queues", func() bool { return mine.Stats().Waiting == 1 })
 	if err := h.Release(ctx); err != nil {
 		t.Fatal(err)
@@ -202,6 +188,20 @@ func TestRelockForAWaiterThatGaveUp(t *testing.T) {
 	if !ok || err != nil {
 		t.Fatalf("TryLock after: %v, %v", ok, err)
 	}
+}
+
+// acquireLater runs l.Acquire(key) on a goroutine of its own and delivers
+// the Handle (nil after an error, which fails the test).
+func acquireLater(t *testing.T, l *kannuki.Locker, key string) <-chan *kannuki.Handle {
+	got := make(chan *kannuki.Handle, 1)
+	go func() {
+		h, err := l.Acquire(context.Background(), key)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- h
+	}()
+	return got
 }
 
 // waitFor polls cond until it holds; it fails the test after a minute.

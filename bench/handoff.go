@@ -513,6 +513,12 @@ type HandoffStats struct {
 	CommandsPerWaiterSec float64
 }
 
+// fail counts an error and keeps it as the last.
+func (s *HandoffStats) fail(err error) {
+	s.Errors++
+	s.LastErr = err
+}
+
 // P returns the q-quantile of the handoffs.
 func (s *HandoffStats) P(q float64) time.Duration { return quantile(s.Samples, q) }
 
@@ -529,8 +535,7 @@ type HandoffPlan struct {
 func runHandoffBlock(ctx context.Context, env Env, c Contender, waiters int, plan HandoffPlan, st *HandoffStats, block int) {
 	s, err := c.Open(ctx, env, waiters+1)
 	if err != nil {
-		st.Errors++
-		st.LastErr = err
+		st.fail(err)
 		return
 	}
 	defer s.Close()
@@ -575,8 +580,7 @@ func runHandoffBlock(ctx context.Context, env Env, c Contender, waiters int, pla
 					if errors.Is(err, errGaveUp) {
 						st.GaveUp++
 					} else {
-						st.Errors++
-						st.LastErr = err
+						st.fail(err)
 						if st.Errors > 100 {
 							r.mu.Lock()
 							r.stop()
@@ -668,15 +672,13 @@ func RunHandoff(ctx context.Context, env Env, cs []Contender, waiterCounts []int
 func idleRoundTrips(ctx context.Context, env Env, plan HandoffPlan, st *HandoffStats) {
 	pool, err := env.PgxPool(ctx, 1)
 	if err != nil {
-		st.Errors++
-		st.LastErr = err
+		st.fail(err)
 		return
 	}
 	defer pool.Close()
 	pc, err := pool.Acquire(ctx)
 	if err != nil {
-		st.Errors++
-		st.LastErr = err
+		st.fail(err)
 		return
 	}
 	defer pc.Release()
@@ -687,8 +689,7 @@ func idleRoundTrips(ctx context.Context, env Env, plan HandoffPlan, st *HandoffS
 		time.Sleep(plan.Hold)
 		t := time.Now()
 		if _, err := pc.Conn().Exec(qctx, "SELECT 1"); err != nil {
-			st.Errors++
-			st.LastErr = err
+			st.fail(err)
 			return
 		}
 		if i >= 3 {

@@ -106,9 +106,9 @@
 //
 // The first try, the pid lookup and the clean-up run to completion
 // whatever the context does, bounded by Options.ReleaseTimeout, so that
-// their outcome is always known. On pgx/stdlib the try and the unlock are
-// bounded through the connection's socket: a watchdog shared by the
-// Backend's leases gives the socket a deadline in the past when a
+// their outcome is always known. On pgx/stdlib the try, the unlock and the
+// relock are bounded through the connection's socket: a watchdog shared by
+// the Backend's leases gives the socket a deadline in the past when a
 // statement is still running after ReleaseTimeout, and the connection is
 // destroyed. The statements themselves run on a context that cannot end,
 // so pgx sets up no cancellation watch for them. On lib/pq they have no
@@ -124,13 +124,13 @@
 // and reports the lock lost, so that pg_terminate_backend on the holder is
 // noticed within one keepalive interval.
 //
-// On pgx/stdlib the try and the unlock are bounded by ReleaseTimeout (a
-// socket deadline, cheap). On other drivers they are not bounded by a
-// timer: lib/pq starts a goroutine for every statement whose context can
-// end (measured at 15-20% of uncontended throughput on the loaded 2-core
-// machine) and never interrupts a blocked read anyway, so a timer would
-// not bound a dead network; TCP keepalive does. Neither statement waits on
-// the server.
+// On pgx/stdlib the try, the unlock and the relock are bounded by
+// ReleaseTimeout (a socket deadline, cheap). On other drivers they are not
+// bounded by a timer: lib/pq starts a goroutine for every statement whose
+// context can end (measured at 15-20% of uncontended throughput on the
+// loaded 2-core machine) and never interrupts a blocked read anyway, so a
+// timer would not bound a dead network; TCP keepalive does. Neither
+// statement waits on the server.
 //
 // # Pool size
 //

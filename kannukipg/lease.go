@@ -41,28 +41,37 @@ func (l *lease) variant() (shared, pair int) {
 // try asks for the lock once. It runs to completion (bounded, not canceled
 // with ctx) so that its outcome is always known: a try interrupted halfway
 // could leave the lock granted on a connection we then cannot vouch for.
-func (l *lease) try(ctx context.Context) (bool, error) {
-	if l.sock != nil {
-		return l.onSocket(ctx, 0)
-	}
-	ctx, cancel := l.b.fast(ctx, false)
-	defer cancel()
-	return l.fastStmt(ctx, 0)
+func (l *lease) try(ctx context.Context) (ok bool, err error) {
+	err = l.bounded(ctx, false, func(ctx context.Context) error {
+		ok, err = l.fastStmt(ctx, 0)
+		return err
+	})
+	return ok, err
 }
 
-// onSocket runs the try (op 0) or the unlock (op 1) bounded by the socket
-// watchdog (socket.go), on a context that cannot end.
-func (l *lease) onSocket(ctx context.Context, op int) (bool, error) {
-	l.startBound()
-	ok, err := l.fastStmt(context.WithoutCancel(ctx), op)
-	if l.endBound() {
-		// Whatever the statement said, the socket is finished.
-		if err != nil { // the driver's error, as text: the bound is ours, not a lost session
-			return false, fmt.Errorf("%w (%s): %v", errOverdue, l.b.releaseTimeout, err)
+// bounded runs stmt, one statement on the pinned connection, to
+// completion whatever ctx's cancellation says, bounded by
+// Options.ReleaseTimeout, or by ctx's deadline when useDeadline is set and
+// the deadline comes sooner. When the socket is known (pgx/stdlib,
+// socket.go) and no sooner deadline applies, the bound is the socket
+// watchdog and stmt runs on a context that cannot end; otherwise it is
+// Backend.fast's context. A statement the watchdog cut short fails with
+// errOverdue, whatever it returned: the socket is finished.
+func (l *lease) bounded(ctx context.Context, useDeadline bool, stmt func(context.Context) error) error {
+	if dl, has := ctx.Deadline(); l.sock != nil && (!useDeadline || !has || time.Until(dl) >= l.b.releaseTimeout) {
+		l.startBound()
+		err := stmt(context.WithoutCancel(ctx))
+		if l.endBound() {
+			if err != nil { // the driver's error, as text: the bound is ours, not a lost session
+				return fmt.Errorf("%w (%s): %v", errOverdue, l.b.releaseTimeout, err)
+			}
+			return fmt.Errorf("%w (%s)", errOverdue, l.b.releaseTimeout)
 		}
-		return false, fmt.Errorf("%w (%s)", errOverdue, l.b.releaseTimeout)
+		return err
 	}
-	return ok, err
+	fctx, cancel := l.b.fast(ctx, useDeadline)
+	defer cancel()
+	return stmt(fctx)
 }
 
 // unlock gives the lock back on the pinned connection: true when it was held.
@@ -152,13 +161,10 @@ func (l *lease) Release(ctx context.Context) error {
 		return err
 	}
 	var ok bool
-	if dl, has := ctx.Deadline(); l.sock != nil && (!has || time.Until(dl) >= l.b.releaseTimeout) {
-		ok, err = l.onSocket(ctx, 1)
-	} else {
-		rctx, cancel := l.b.fast(ctx, true)
-		ok, err = l.unlock(rctx)
-		cancel()
-	}
+	err = l.bounded(ctx, true, func(ctx context.Context) error {
+		ok, err = l.unlock(ctx)
+		return err
+	})
 	if err = l.unlocked(ok, err); err == nil {
 		l.putBack()
 	}
@@ -176,15 +182,15 @@ func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
 	if err != nil {
 		return nil, err
 	}
-	rctx, cancel := l.b.fast(ctx, true)
 	var n int
-	if l.b.form == FormBound { // pgx/stdlib: a constant text, cached per connection
-		s, p := l.variant()
-		err = l.conn.QueryRowContext(rctx, pgsql.RelockBound[s][p], boundArgs(l.key)...).Scan(&n)
-	} else { // one round trip on the simple protocol, whatever the driver
-		err = l.conn.QueryRowContext(rctx, pgsql.Relock(l.key, l.mode)).Scan(&n)
-	}
-	cancel()
+	err = l.bounded(ctx, true, func(ctx context.Context) error {
+		if l.b.form == FormBound { // pgx/stdlib: a constant text, cached per connection
+			s, p := l.variant()
+			return l.conn.QueryRowContext(ctx, pgsql.RelockBound[s][p], boundArgs(l.key)...).Scan(&n)
+		}
+		// One round trip on the simple protocol, whatever the driver.
+		return l.conn.QueryRowContext(ctx, pgsql.Relock(l.key, l.mode)).Scan(&n)
+	})
 	if err = l.unlocked(n > 0, err); err != nil {
 		return nil, err
 	}

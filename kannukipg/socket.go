@@ -10,17 +10,17 @@ import (
 	"time"
 )
 
-// On pgx/stdlib the try and the unlock of a lease are bounded through the
-// connection's socket when it can be reached: the statement runs on a
-// context that cannot end, so pgx watches nothing, and the Backend's
-// socket watchdog (one due.Queue for all leases) gives the socket a
-// deadline in the past if the statement is still running after
-// ReleaseTimeout. That is what pgx itself does when a statement's context
-// ends, minus the callback it registers for every statement whose context
-// can end (measured with callgrind: about 12,000 of the 46,000 client
-// instructions of an uncontended cycle went to that callback and to the
-// context the cancel-based bound needs). The connection is destroyed after
-// a statement the watchdog cut short.
+// On pgx/stdlib the try, the unlock and the relock of a lease are bounded
+// through the connection's socket when it can be reached (lease.bounded):
+// the statement runs on a context that cannot end, so pgx watches nothing,
+// and the Backend's socket watchdog (one due.Queue for all leases) gives
+// the socket a deadline in the past if the statement is still running
+// after ReleaseTimeout. That is what pgx itself does when a statement's
+// context ends, minus the callback it registers for every statement whose
+// context can end (measured with callgrind: about 12,000 of the 46,000
+// client instructions of an uncontended cycle went to that callback and to
+// the context the cancel-based bound needs). The connection is destroyed
+// after a statement the watchdog cut short.
 //
 // The socket is reached without importing pgx (this module depends on the
 // standard library only): pgx/stdlib's driver connection has Conn() (the
@@ -33,6 +33,9 @@ import (
 var errOverdue = errors.New("kannuki: the statement ran past ReleaseTimeout")
 
 // netConnOf returns the socket of a pgx/stdlib driver connection, or nil.
+// The two method lookups are written out, not shared through a helper
+// taking the name: MethodByName with a name that is not a constant makes
+// the linker keep every exported method of every type in the binary.
 func netConnOf(dc any) (nc net.Conn) {
 	defer func() {
 		if recover() != nil { // a method of that name with another shape

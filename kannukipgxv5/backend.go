@@ -29,9 +29,9 @@ type Backend struct {
 	opts   Options
 	pooler poolerCheck // are session locks safe on this pool? (pooler.go)
 	mux    *muxer      // nil: multiplexing off
-	// unlockDog bounds the unlocks of leases on connections of their own
-	// (lease.go), as muxer.stmtDog does on shared connections.
-	unlockDog due.Queue
+	// stmtDog bounds the try and the unlock on shared connections and the
+	// unlock on a connection of its own, through the socket (watchdog.go).
+	stmtDog due.Queue
 }
 
 var (
@@ -42,7 +42,7 @@ var (
 // New returns a Backend on pool.
 func New(pool *pgxpool.Pool, opts Options) *Backend {
 	b := &Backend{pool: pool, opts: opts}
-	b.unlockDog.Fire = sockbound.Fire
+	b.stmtDog.Fire = sockbound.Fire
 	if pool != nil {
 		if n := opts.sharedConns(pool.Config().MaxConns); n > 0 {
 			b.mux = newMuxer(b, n)

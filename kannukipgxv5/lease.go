@@ -2,12 +2,10 @@ package kannukipgxv5
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
@@ -24,7 +22,7 @@ type lease struct {
 	pc   *pgxpool.Conn // nil once released or destroyed
 	lost error         // why the connection was destroyed by Check
 
-	bound sockbound.Bound // the unlock's watchdog (Backend.unlockDog)
+	bound sockbound.Bound // the unlock's watchdog (Backend.stmtDog)
 }
 
 var (
@@ -73,41 +71,20 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 	// end: pgx would watch a context with a timeout around the statement,
 	// which costs more than the rest of the release (see watchdog.go).
 	deadline := time.Now().Add(l.b.opts.releaseTimeout())
-	l.bound.Start(&l.b.unlockDog, pc.Conn().PgConn().Conn(), deadline)
+	l.bound.Start(&l.b.stmtDog, pc.Conn().PgConn().Conn(), deadline)
 	ok, taken, err := unlockStatement(detach(ctx), pc.Conn(), l.key, l.mode, relock)
-	fired := l.bound.End(&l.b.unlockDog)
+	fired := l.bound.End(&l.b.stmtDog)
 	timedOut := fired || !time.Now().Before(deadline)
-	var pgErr *pgconn.PgError
-	switch {
-	case fired && err == nil:
-		// Answered, but the watchdog had given up on the socket already.
+	if cause, err := judgeUnlock(l.key.String, ok, err, fired, timedOut, pc.Conn().IsClosed(), "connection"); cause != nil {
 		destroy(pc, l.b.opts.releaseTimeout())
-		if !ok {
-			return nil, &kannuki.LockLostError{Key: l.key.String, Err: errUnlockFalse}
-		}
-		return nil, nil // unlocked; a lock the relock took dies with the session
-	case err != nil && (timedOut || errors.As(err, &pgErr) && !pc.Conn().IsClosed()):
-		// The server did not answer in time, or refused the unlock (a
-		// pg_cancel_backend, say). Closing the connection makes it end
-		// the session and free the lock; the lock was not found lost.
-		destroy(pc, l.b.opts.releaseTimeout())
-		return nil, fmt.Errorf("kannuki: release %q: unlock failed, connection closed: %w", l.key.String, err)
-	case err != nil:
-		// The session is gone (terminated, network, server restart), and
-		// the lock with it.
-		destroy(pc, l.b.opts.releaseTimeout())
-		return nil, &kannuki.LockLostError{Key: l.key.String, Err: err}
-	case !ok:
-		destroy(pc, l.b.opts.releaseTimeout())
-		return nil, &kannuki.LockLostError{Key: l.key.String, Err: errUnlockFalse}
-	case taken:
+		return nil, err
+	}
+	if taken {
 		return pc, nil
 	}
 	pc.Release()
 	return nil, nil
 }
-
-var errUnlockFalse = errors.New("pg_advisory_unlock returned false: the session did not hold the lock")
 
 // Check implements kannuki.Checker with one round trip on the pinned
 // connection: an empty statement that is only the key's comment, so that

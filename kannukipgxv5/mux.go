@@ -75,8 +75,7 @@ type muxer struct {
 	// back to a connection of their own.
 	opened chan struct{}
 
-	stmtDog due.Queue // bounds the statements on shared connections (watchdog.go)
-	openDog due.Queue // bounds the pool requests of open
+	openDog due.Queue // bounds the pool requests of open (watchdog.go)
 }
 
 // sharedConn is one pool connection that holds locks for many leases.
@@ -105,7 +104,6 @@ type sharedConn struct {
 
 func newMuxer(b *Backend, max int) *muxer {
 	m := &muxer{b: b, max: max, opened: make(chan struct{})}
-	m.stmtDog.Fire = sockbound.Fire
 	m.openDog.Fire = openExpired
 	return m
 }
@@ -214,14 +212,13 @@ func (m *muxer) open(ctx context.Context, key kannuki.Key) (*sharedConn, error) 
 		pc.Release()
 		return nil, err
 	}
-	c := &sharedConn{
+	return &sharedConn{
 		m:    m,
 		pc:   pc,
 		pid:  pc.Conn().PgConn().PID(),
 		sem:  make(chan struct{}, 1),
 		keys: make(map[lockID]keyState),
-	}
-	return c, nil
+	}, nil
 }
 
 // reserve books a try of id on c. Caller holds m.mu.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
@@ -477,26 +478,39 @@ func TestMuxUnlockFalse(t *testing.T) {
 	k1, k2 := newKey(t, "1"), newKey(t, "2")
 	l1, l2 := mustAcquire(t, b, k1, excl(0)), mustAcquire(t, b, k2, shared(0))
 	pid := l1.PID()
-	c := l1.(*muxLease).c
+	unlockAllBehindBack(t, ctx, l1.(*muxLease).c)
+	if err := l1.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		t.Fatalf("Release = %v, want ErrLockLost", err)
+	}
+	expectLost(t, ctx, "the other lease", l2)
+	obs.sessionGone(pid)
+	poolHoldsNone(t, pool)
+}
+
+// unlockAllBehindBack drops every lock of c's session behind the backs
+// of the leases on it.
+func unlockAllBehindBack(t *testing.T, ctx context.Context, c *sharedConn) {
+	t.Helper()
 	if err := c.enter(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.pc.Exec(ctx, "SELECT pg_advisory_unlock_all()") // behind the leases' back
+	_, err := c.pc.Exec(ctx, "SELECT pg_advisory_unlock_all()")
 	c.leave()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l1.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
-		t.Fatalf("Release = %v, want ErrLockLost", err)
+}
+
+// expectLost checks that the keepalive and the release of l both report
+// its lock lost.
+func expectLost(t *testing.T, ctx context.Context, what string, l heldLease) {
+	t.Helper()
+	if err := l.Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		t.Fatalf("%s: Check = %v, want ErrLockLost", what, err)
 	}
-	if err := l2.Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
-		t.Fatalf("Check of the other lease = %v, want ErrLockLost", err)
+	if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		t.Fatalf("%s: Release = %v, want ErrLockLost", what, err)
 	}
-	if err := l2.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
-		t.Fatalf("Release of the other lease = %v, want ErrLockLost", err)
-	}
-	obs.sessionGone(pid)
-	poolHoldsNone(t, pool)
 }
 
 // TestMuxCancelStorm: 3,000 acquisitions of 8 keys by 24 goroutines
@@ -646,6 +660,21 @@ type stallProxy struct {
 	conns   []net.Conn
 }
 
+// proxiedPool opens a pool of at most maxConns connections that reach the
+// server through a stallProxy.
+func proxiedPool(t testing.TB, maxConns int32) (*pgxpool.Pool, *stallProxy) {
+	t.Helper()
+	cfg := poolConfig(t)
+	proxy := newStallProxy(t, fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
+	host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
+	cfg.ConnConfig.Host = host
+	if _, err := fmt.Sscan(port, &cfg.ConnConfig.Port); err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = maxConns
+	return openPool(t, cfg), proxy
+}
+
 func newStallProxy(t testing.TB, target string) *stallProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -723,15 +752,7 @@ func (p *stallProxy) accept() {
 // release instead: its lock goes with the session). The sessions end
 // and nothing stays held.
 func TestMuxStatementTimeout(t *testing.T) {
-	cfg := poolConfig(t)
-	proxy := newStallProxy(t, fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
-	host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
-	cfg.ConnConfig.Host = host
-	if _, err := fmt.Sscan(port, &cfg.ConnConfig.Port); err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 4
-	pool := openPool(t, cfg)
+	pool, proxy := proxiedPool(t, 4)
 	const timeout = 300 * time.Millisecond
 	b := New(pool, Options{SharedConns: 1, ReleaseTimeout: timeout})
 	obs := newObserver(t)
@@ -882,24 +903,11 @@ func TestMuxRelock(t *testing.T) {
 
 	// The session loses its locks behind the leases' back: the next
 	// Relock finds out, and nothing on the connection is trusted any more.
-	c := n1.(*muxLease).c
-	if err := c.enter(ctx); err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.pc.Exec(ctx, "SELECT pg_advisory_unlock_all()")
-	c.leave()
-	if err != nil {
-		t.Fatal(err)
-	}
+	unlockAllBehindBack(t, ctx, n1.(*muxLease).c)
 	if l, err := n1.(kannuki.Relocker).Relock(ctx); l != nil || !errors.Is(err, kannuki.ErrLockLost) {
 		t.Fatalf("Relock of a lock the session lost = %v, %v; want nil, ErrLockLost", l, err)
 	}
-	if err := l2.Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
-		t.Fatalf("Check of the other lease = %v, want ErrLockLost", err)
-	}
-	if err := l2.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
-		t.Fatalf("Release of the other lease = %v, want ErrLockLost", err)
-	}
+	expectLost(t, ctx, "the other lease", l2)
 	obs.sessionGone(pid)
 	poolHoldsNone(t, pool)
 }

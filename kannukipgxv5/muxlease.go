@@ -2,12 +2,10 @@ package kannukipgxv5
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
@@ -91,31 +89,13 @@ func (l *muxLease) unlock(ctx context.Context, relock bool) (taken bool, err err
 	deadline := c.startBound(sent)
 	ok, taken, err := unlockStatement(detach(ctx), c.pc.Conn(), l.key, l.mode, relock)
 	fired := c.endBound() // before released, which may give the connection back to the pool
-	timedOut, closed := fired || !time.Now().Before(deadline), c.pc.Conn().IsClosed()
-	var pgErr *pgconn.PgError
-	switch {
-	case fired && err == nil && ok:
-		// Unlocked, but the watchdog had given up on the socket already
-		// (a lock the relock took dies with the session).
-		c.kill(errOverdue)
+	timedOut := fired || !time.Now().Before(deadline)
+	if cause, err := judgeUnlock(l.key.String, ok, err, fired, timedOut, c.pc.Conn().IsClosed(), "shared connection"); cause != nil {
+		// Every lease on c is lost with it: after a false unlock the
+		// session's books cannot be trusted for any of its locks.
+		c.kill(cause)
 		c.released(l.id)
-		return false, nil
-	case err != nil && (timedOut || errors.As(err, &pgErr) && !closed):
-		// No answer in time, or the server refused the unlock: whether
-		// the lock is still on the session is unknown.
-		c.kill(fmt.Errorf("unlock of %q failed: %w", l.key.String, err))
-		c.released(l.id)
-		return false, fmt.Errorf("kannuki: release %q: unlock failed, shared connection closed: %w", l.key.String, err)
-	case err != nil:
-		c.kill(err)
-		c.released(l.id)
-		return false, &kannuki.LockLostError{Key: l.key.String, Err: err}
-	case !ok:
-		// The session does not hold what the books say it holds: trust
-		// none of its locks.
-		c.kill(fmt.Errorf("unlock of %q: %w", l.key.String, errUnlockFalse))
-		c.released(l.id)
-		return false, &kannuki.LockLostError{Key: l.key.String, Err: errUnlockFalse}
+		return false, err
 	}
 	c.proved(sent)
 	if taken {

@@ -48,10 +48,7 @@ func unlockStatement(ctx context.Context, c *pgx.Conn, k kannuki.Key, m kannuki.
 		unlocked, err = boolStatement(ctx, c, &unlockText, k, m)
 		return unlocked, false, err
 	}
-	s := 0
-	if m == kannuki.ModeShared {
-		s = 1
-	}
+	s := sharedIndex(m)
 	var n int32
 	if k.Pair {
 		err = c.QueryRow(ctx, pgsql.RelockBound[s][1], k.K1, k.K2).Scan(&n)
@@ -61,15 +58,46 @@ func unlockStatement(ctx context.Context, c *pgx.Conn, k kannuki.Key, m kannuki.
 	return n > 0, n == 2, err
 }
 
+// judgeUnlock judges the answer of unlockStatement for key on a connection
+// the watchdog bounded (fired: it failed the socket; timedOut: the bound
+// had passed; closed: the connection is closed). cause is nil when the
+// lock was released on a sound connection. Otherwise cause says why the
+// connection must be destroyed, and err is what the release reports: nil
+// when the lock was released before the watchdog gave up on the socket
+// (a lock a relock took dies with the session), an error matching
+// kannuki.ErrLockLost when the session was gone or did not hold the lock,
+// another error when whether the session still holds it is unknown. conn
+// names the connection in that error.
+func judgeUnlock(key string, ok bool, stmtErr error, fired, timedOut, closed bool, conn string) (cause, err error) {
+	var pgErr *pgconn.PgError
+	switch {
+	case fired && stmtErr == nil && ok:
+		return errOverdue, nil
+	case stmtErr != nil && (timedOut || errors.As(stmtErr, &pgErr) && !closed):
+		// No answer in time, or the server refused the unlock (a
+		// pg_cancel_backend, say): whether the lock is still on the
+		// session is unknown. Closing the connection ends the session.
+		return fmt.Errorf("unlock of %q failed: %w", key, stmtErr),
+			fmt.Errorf("kannuki: release %q: unlock failed, %s closed: %w", key, conn, stmtErr)
+	case stmtErr != nil:
+		// The session is gone (terminated, network, server restart), and
+		// the lock with it.
+		return stmtErr, &kannuki.LockLostError{Key: key, Err: stmtErr}
+	case !ok:
+		// The session does not hold what the books say it holds.
+		return fmt.Errorf("unlock of %q: %w", key, errUnlockFalse), &kannuki.LockLostError{Key: key, Err: errUnlockFalse}
+	}
+	return nil, nil
+}
+
+var errUnlockFalse = errors.New("pg_advisory_unlock returned false: the session did not hold the lock")
+
 // boolStatement runs one of the constant statements above for k and
 // returns the function's answer.
 func boolStatement(ctx context.Context, c *pgx.Conn, text *[2][2]string, k kannuki.Key, m kannuki.Mode) (bool, error) {
 	var tag pgconn.CommandTag
 	var err error
-	s := 0
-	if m == kannuki.ModeShared {
-		s = 1
-	}
+	s := sharedIndex(m)
 	if k.Pair {
 		tag, err = c.Exec(ctx, text[s][1], k.K1, k.K2)
 	} else {
@@ -84,6 +112,14 @@ func boolStatement(ctx context.Context, c *pgx.Conn, text *[2][2]string, k kannu
 	default:
 		return false, fmt.Errorf("kannuki: %d rows from a lock statement (command tag %q)", n, tag.String())
 	}
+}
+
+// sharedIndex is the first index of the [shared][pair] statement tables.
+func sharedIndex(m kannuki.Mode) int {
+	if m == kannuki.ModeShared {
+		return 1
+	}
+	return 0
 }
 
 // guarded runs f, one statement on c, so that the end of ctx never

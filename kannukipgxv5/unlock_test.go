@@ -3,7 +3,6 @@ package kannukipgxv5
 import (
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -15,15 +14,7 @@ import (
 // watchdog fails the socket), reports a failed release rather than a lost
 // lock, and destroys the connection: its session ends and frees the key.
 func TestUnlockTimeout(t *testing.T) {
-	cfg := poolConfig(t)
-	proxy := newStallProxy(t, fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
-	host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
-	cfg.ConnConfig.Host = host
-	if _, err := fmt.Sscan(port, &cfg.ConnConfig.Port); err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 2
-	pool := openPool(t, cfg)
+	pool, proxy := proxiedPool(t, 2)
 	const timeout = 300 * time.Millisecond
 	b := New(pool, Options{SharedConns: -1, ReleaseTimeout: timeout})
 	obs := newObserver(t)

@@ -9,9 +9,10 @@ import (
 	"github.com/kannuki-go/kannuki/internal/due"
 )
 
-// The try and the unlock on a shared connection, and the pool request that
-// opens one, are bounded by the muxer's two watchdogs (one due.Queue
-// each, with one timer between them all) rather than by a runtime timer
+// The try and the unlock on a shared connection, the unlock on a connection
+// of its own, and the pool request that opens a shared connection are
+// bounded by two watchdogs (Backend.stmtDog and muxer.openDog, a due.Queue
+// each with one timer between them all) rather than by a runtime timer
 // per statement. A socket deadline set and lifted around each statement,
 // or a context with a timeout around each pool request, adds and removes
 // a runtime timer every time, and on a two-core machine the runtime
@@ -29,14 +30,14 @@ var errOverdue = errors.New("kannuki: a statement on the shared connection ran p
 // runs on c from sent on, until endBound, and returns the deadline.
 func (c *sharedConn) startBound(sent time.Time) time.Time {
 	deadline := sent.Add(c.m.b.opts.releaseTimeout())
-	c.bound.Start(&c.m.stmtDog, c.pc.Conn().PgConn().Conn(), deadline)
+	c.bound.Start(&c.m.b.stmtDog, c.pc.Conn().PgConn().Conn(), deadline)
 	return deadline
 }
 
 // endBound ends the bound. It reports whether the watchdog cut the
 // statement short: the socket then fails every read and write, and the
 // caller must destroy c whatever the statement returned.
-func (c *sharedConn) endBound() (fired bool) { return c.bound.End(&c.m.stmtDog) }
+func (c *sharedConn) endBound() (fired bool) { return c.bound.End(&c.m.b.stmtDog) }
 
 // poolRequest is one pool request of open under the watchdog.
 type poolRequest struct {
