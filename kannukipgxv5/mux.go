@@ -70,9 +70,11 @@ type muxer struct {
 	mu      sync.Mutex
 	conns   []*sharedConn // live shared connections
 	opening int           // connections being taken from the pool for the set
-	// opened is closed (and replaced) when an opening ends: requests that
-	// found no connection but one on its way wait for it rather than fall
-	// back to a connection of their own.
+	// opened is closed when an opening ends: requests that found no
+	// connection but one on its way wait for it rather than fall back to a
+	// connection of their own. It is made by the first such request and
+	// is nil while nobody waits, so that an uncontended open makes no
+	// channel.
 	opened chan struct{}
 
 	openDog due.Queue // bounds the pool requests of open (watchdog.go)
@@ -103,7 +105,7 @@ type sharedConn struct {
 }
 
 func newMuxer(b *Backend, max int) *muxer {
-	m := &muxer{b: b, max: max, opened: make(chan struct{})}
+	m := &muxer{b: b, max: max}
 	m.openDog.Fire = openExpired
 	return m
 }
@@ -150,8 +152,10 @@ func (m *muxer) pick(ctx context.Context, key kannuki.Key, mode kannuki.Mode) (*
 			c, err := m.open(ctx, key)
 			m.mu.Lock()
 			m.opening--
-			close(m.opened)
-			m.opened = make(chan struct{})
+			if m.opened != nil {
+				close(m.opened)
+				m.opened = nil
+			}
 			if err != nil {
 				m.mu.Unlock()
 				if errors.Is(err, ErrPoolExhausted) {
@@ -164,6 +168,9 @@ func (m *muxer) pick(ctx context.Context, key kannuki.Key, mode kannuki.Mode) (*
 			best = c
 		}
 		if best == nil && m.opening > 0 {
+			if m.opened == nil {
+				m.opened = make(chan struct{})
+			}
 			opened := m.opened
 			m.mu.Unlock()
 			select {

@@ -69,11 +69,10 @@ func unlockStatement(ctx context.Context, c *pgx.Conn, k kannuki.Key, m kannuki.
 // another error when whether the session still holds it is unknown. conn
 // names the connection in that error.
 func judgeUnlock(key string, ok bool, stmtErr error, fired, timedOut, closed bool, conn string) (cause, err error) {
-	var pgErr *pgconn.PgError
 	switch {
 	case fired && stmtErr == nil && ok:
 		return errOverdue, nil
-	case stmtErr != nil && (timedOut || errors.As(stmtErr, &pgErr) && !closed):
+	case stmtErr != nil && (timedOut || isServerError(stmtErr) && !closed):
 		// No answer in time, or the server refused the unlock (a
 		// pg_cancel_backend, say): whether the lock is still on the
 		// session is unknown. Closing the connection ends the session.
@@ -88,6 +87,15 @@ func judgeUnlock(key string, ok bool, stmtErr error, fired, timedOut, closed boo
 		return fmt.Errorf("unlock of %q: %w", key, errUnlockFalse), &kannuki.LockLostError{Key: key, Err: errUnlockFalse}
 	}
 	return nil, nil
+}
+
+// isServerError reports whether err carries an error the server sent. It
+// is a function of its own so that the target errors.As needs is
+// allocated only when an error is there to inspect: a variable declared
+// in judgeUnlock escaped to the heap on every release.
+func isServerError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr)
 }
 
 var errUnlockFalse = errors.New("pg_advisory_unlock returned false: the session did not hold the lock")
