@@ -82,6 +82,9 @@ type Backend struct {
 	cache  sessions
 	flavor atomic.Int32
 	dogs   due.Queue // statements' watchdogs (wait.go)
+	// connDog bounds a pool request by ConnWait: one timer for all of
+	// them instead of a runtime timer each (see conn).
+	connDog due.Queue
 }
 
 var (
@@ -107,6 +110,7 @@ func New(db *sql.DB, opts Options) *Backend {
 	}
 	b := &Backend{db: db, opts: opts}
 	b.dogs.Fire = watchdogFired
+	b.connDog.Fire = due.FireCancel
 	return b
 }
 
@@ -190,23 +194,34 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 }
 
 // conn takes a connection from the pool, bounded as Options.ConnWait says.
+// A try, and a wait no longer than ConnWait, are bounded through connDog
+// rather than a context with a timeout: a runtime timer added and stopped
+// on every call is a cost the uncontended cycle would feel.
 func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, error) {
-	cctx := ctx
-	var bound time.Duration
-	if wait >= 0 {
-		bound = max(wait, b.opts.ConnWait)
-		var cancel context.CancelFunc
-		cctx, cancel = context.WithTimeout(ctx, bound)
-		defer cancel()
+	var conn *sql.Conn
+	var err error
+	expired := false // our bound ran out
+	bound := max(wait, b.opts.ConnWait)
+	switch {
+	case wait < 0:
+		conn, err = b.db.Conn(ctx)
+	case bound == b.opts.ConnWait:
+		cctx, limit := due.WithCancel(&b.connDog, ctx, time.Now().Add(bound))
+		conn, err = b.db.Conn(cctx)
+		expired = limit.Stop(&b.connDog)
+	default:
+		cctx, cancel := context.WithTimeout(ctx, bound)
+		conn, err = b.db.Conn(cctx)
+		expired = ctxDone(cctx) != nil
+		cancel()
 	}
-	conn, err := b.db.Conn(cctx)
 	if err == nil {
 		return conn, nil
 	}
 	if cerr := ctxDone(ctx); cerr != nil {
 		return nil, cerr
 	}
-	if ctxDone(cctx) != nil {
+	if expired {
 		return nil, fmt.Errorf("%w within %s (each held or awaited lock pins a connection; is the pool's MaxOpenConns large enough?)", ErrNoConnection, bound)
 	}
 	return nil, fmt.Errorf("kannuki: mysql: get connection: %w", err)

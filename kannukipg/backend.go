@@ -61,9 +61,11 @@ type Backend struct {
 	// prep holds FormPrepared's statements per driver connection.
 	prep prepared
 
-	// watchdog cancels a fast statement that runs past ReleaseTimeout: one
-	// timer for all statements instead of a timer each (see fast).
+	// watchdog cancels a fast statement that runs past ReleaseTimeout, and
+	// connDog a pool request that runs past ConnWait: one timer for all
+	// instead of a timer each (see fast and conn).
 	watchdog due.Queue
+	connDog  due.Queue
 
 	// socks and sockDog bound a lease's statements through its socket on
 	// pgx/stdlib (socket.go).
@@ -93,7 +95,8 @@ func New(db *sql.DB, opts Options) *Backend {
 	if b.connWait <= 0 {
 		b.connWait = DefaultConnWait
 	}
-	b.watchdog.Fire = expire
+	b.watchdog.Fire = due.FireCancel
+	b.connDog.Fire = due.FireCancel
 	b.sockDog.Fire = sockbound.Fire
 	pgx := db != nil && isPgx(db)
 	b.timers = pgx
@@ -197,10 +200,9 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 	if st := b.db.Stats(); st.Idle > 0 || st.MaxOpenConnections <= 0 || st.OpenConnections < st.MaxOpenConnections {
 		// A connection is to be had at once (idle, or room to dial).
 		start := time.Now()
-		rctx, cancel := context.WithTimeout(detached, b.connWait)
+		rctx, limit := due.WithCancel(&b.connDog, detached, start.Add(b.connWait))
 		c, err := b.db.Conn(rctx)
-		expired := ctxDone(rctx) != nil
-		cancel()
+		expired := limit.Stop(&b.connDog)
 		switch {
 		case err == nil:
 			if cerr := ctx.Err(); cerr != nil {
@@ -320,29 +322,9 @@ func (b *Backend) fast(ctx context.Context, useDeadline bool) (context.Context, 
 			return b.bounded(ctx, true) // a sooner deadline: rare enough for a timer
 		}
 	}
-	g := &guard{b: b}
-	var cctx context.Context
-	cctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	g.node.Owner = g
-	b.watchdog.Push(&g.node, time.Now().Add(b.releaseTimeout))
-	return cctx, g.done
+	cctx, g := due.WithCancel(&b.watchdog, context.WithoutCancel(ctx), time.Now().Add(b.releaseTimeout))
+	return cctx, func() { g.Stop(&b.watchdog) }
 }
-
-// guard is one fast statement under the watchdog.
-type guard struct {
-	node   due.Node
-	cancel context.CancelFunc
-	b      *Backend
-}
-
-// done ends the guard when the statement is over.
-func (g *guard) done() {
-	g.b.watchdog.Remove(&g.node)
-	g.cancel()
-}
-
-// expire cancels a statement that ran past its bound.
-func expire(n *due.Node) { n.Owner.(*guard).cancel() }
 
 // bounded returns a context detached from ctx's cancellation and bounded
 // by ReleaseTimeout, or by ctx's deadline when useDeadline is set and that

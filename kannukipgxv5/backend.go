@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
@@ -30,8 +31,11 @@ type Backend struct {
 	pooler poolerCheck // are session locks safe on this pool? (pooler.go)
 	mux    *muxer      // nil: multiplexing off
 	// stmtDog bounds the try and the unlock on shared connections and the
-	// unlock on a connection of its own, through the socket (watchdog.go).
+	// unlock on a connection of its own, through the socket; connDog the
+	// pool request of a try (TryConnTimeout), on a context it cancels
+	// (watchdog.go).
 	stmtDog due.Queue
+	connDog due.Queue
 }
 
 var (
@@ -43,6 +47,7 @@ var (
 func New(pool *pgxpool.Pool, opts Options) *Backend {
 	b := &Backend{pool: pool, opts: opts}
 	b.stmtDog.Fire = sockbound.Fire
+	b.connDog.Fire = due.FireCancel
 	if pool != nil {
 		if n := opts.sharedConns(pool.Config().MaxConns); n > 0 {
 			b.mux = newMuxer(b, n)
@@ -109,31 +114,42 @@ func (b *Backend) dedicated(ctx context.Context, key kannuki.Key, req kannuki.Re
 // ctx alone for WaitForever, the wait for a timed wait, and no waiting for
 // a busy pool on a single try.
 func (b *Backend) conn(ctx context.Context, key kannuki.Key, wait time.Duration, start time.Time) (*pgxpool.Conn, error) {
-	actx := ctx
-	var cancel context.CancelFunc = func() {}
+	var pc *pgxpool.Conn
+	var err error
+	expired := false // our own budget ran out
 	switch {
 	case wait == 0:
 		st := b.pool.Stat()
 		if st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
 			return nil, fmt.Errorf("%w: lock %q: all %d connections in use: %w", ErrPoolExhausted, key.String, st.MaxConns(), kannuki.ErrNotAcquired)
 		}
-		actx, cancel = context.WithTimeout(ctx, b.opts.tryConnTimeout())
+		pc, expired, err = b.tryConn(ctx)
 	case wait > 0:
-		actx, cancel = context.WithDeadline(ctx, start.Add(wait))
+		actx, cancel := context.WithDeadline(ctx, start.Add(wait))
+		pc, err = b.pool.Acquire(actx)
+		expired = actx.Err() != nil && errors.Is(err, context.DeadlineExceeded) // read before cancel(), which would set it
+		cancel()
+	default:
+		pc, err = b.pool.Acquire(ctx)
 	}
-	pc, err := b.pool.Acquire(actx)
-	expired := actx.Err() != nil // read before cancel(), which would set it
-	cancel()
 	if err == nil {
 		return pc, nil
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return nil, ended(key, cerr)
 	}
-	if expired && errors.Is(err, context.DeadlineExceeded) { // our own budget ran out: the pool had no connection for us
+	if expired { // the pool had no connection for us
 		return nil, fmt.Errorf("%w: lock %q: no connection free within %s: %w", ErrPoolExhausted, key.String, time.Since(start).Round(time.Millisecond), kannuki.ErrNotAcquired)
 	}
 	return nil, fmt.Errorf("kannuki: pgx: %w", err)
+}
+
+// tryConn takes a connection from the pool for a try, bounded by
+// TryConnTimeout through connDog. expired reports that the bound ran out.
+func (b *Backend) tryConn(ctx context.Context) (pc *pgxpool.Conn, expired bool, err error) {
+	actx, bound := due.WithCancel(&b.connDog, ctx, time.Now().Add(b.opts.tryConnTimeout()))
+	pc, err = b.pool.Acquire(actx)
+	return pc, bound.Stop(&b.connDog), err
 }
 
 // Held implements kannuki.Backend: is key held by any session, in any

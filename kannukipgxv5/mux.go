@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/kannuki-go/kannuki"
-	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
 )
@@ -76,8 +76,6 @@ type muxer struct {
 	// is nil while nobody waits, so that an uncontended open makes no
 	// channel.
 	opened chan struct{}
-
-	openDog due.Queue // bounds the pool requests of open (watchdog.go)
 }
 
 // sharedConn is one pool connection that holds locks for many leases.
@@ -105,9 +103,7 @@ type sharedConn struct {
 }
 
 func newMuxer(b *Backend, max int) *muxer {
-	m := &muxer{b: b, max: max}
-	m.openDog.Fire = openExpired
-	return m
+	return &muxer{b: b, max: max}
 }
 
 // pickResult is what pick found for a request.
@@ -198,19 +194,12 @@ func (m *muxer) open(ctx context.Context, key kannuki.Key) (*sharedConn, error) 
 	if st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
 		return nil, ErrPoolExhausted
 	}
-	r := &poolRequest{}
-	r.node.Owner = r
-	var actx context.Context
-	actx, r.cancel = context.WithCancel(ctx)
-	m.openDog.Push(&r.node, time.Now().Add(m.b.opts.tryConnTimeout()))
-	pc, err := m.b.pool.Acquire(actx)
-	m.openDog.Remove(&r.node)
-	r.cancel()
+	pc, expired, err := m.b.tryConn(ctx)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, ended(key, cerr)
 		}
-		if r.expired.Load() {
+		if expired {
 			return nil, ErrPoolExhausted
 		}
 		return nil, fmt.Errorf("kannuki: pgx: %w", err)

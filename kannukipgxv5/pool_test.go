@@ -3,6 +3,7 @@ package kannukipgxv5
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -225,4 +226,45 @@ func TestPoolOfOneLockerMux(t *testing.T) {
 		t.Fatalf("nested locks on a pool of one: %v (innermost ran %d times)", err, ran)
 	}
 	poolHoldsNone(t, pool)
+}
+
+// TestTryConnBounded: a try's pool request, which opens a shared
+// connection or takes a connection of its own, finds an idle pool
+// connection that hangs (pgxpool pings a connection idle for over a
+// second before handing it out, and the server stopped answering). The
+// watchdog ends that pool request after TryConnTimeout, and the try
+// reports an exhausted pool instead of hanging.
+func TestTryConnBounded(t *testing.T) {
+	for _, shared := range []int{0, -1} {
+		t.Run(fmt.Sprint("SharedConns=", shared), func(t *testing.T) {
+			pool, proxy := proxiedPool(t, 1)
+			const timeout = 300 * time.Millisecond
+			b := New(pool, Options{SharedConns: shared, TryConnTimeout: timeout})
+			ctx, cancel := guardCtx()
+			defer cancel()
+			if err := pool.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(1100 * time.Millisecond) // idle long enough to be pinged on reuse
+			proxy.stalled.Store(true)
+			defer proxy.stalled.Store(false) // the abandoned ping then ends, and the pool can close
+
+			done := make(chan error, 1)
+			go func() {
+				l, err := b.Acquire(ctx, newKey(t, "try"), excl(0))
+				if l != nil {
+					_ = l.Release(ctx)
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if !errors.Is(err, ErrPoolExhausted) || !errors.Is(err, kannuki.ErrNotAcquired) {
+					t.Fatalf("try on a pool whose idle connection hangs: %v; want ErrPoolExhausted", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("a try on a pool whose idle connection hangs still running after 30s")
+			}
+		})
+	}
 }

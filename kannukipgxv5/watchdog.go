@@ -1,17 +1,14 @@
 package kannukipgxv5
 
 import (
-	"context"
 	"errors"
-	"sync/atomic"
 	"time"
-
-	"github.com/kannuki-go/kannuki/internal/due"
 )
 
 // The try and the unlock on a shared connection, the unlock on a connection
-// of its own, and the pool request that opens a shared connection are
-// bounded by two watchdogs (Backend.stmtDog and muxer.openDog, a due.Queue
+// of its own, and the pool request of a try (the one that opens a shared
+// connection, or a try on a connection of its own) are
+// bounded by two watchdogs (Backend.stmtDog and Backend.connDog, a due.Queue
 // each with one timer between them all) rather than by a runtime timer
 // per statement. A socket deadline set and lifted around each statement,
 // or a context with a timeout around each pool request, adds and removes
@@ -20,7 +17,8 @@ import (
 // as the largest share of what an uncontended cycle costs over the raw
 // statements. The watchdog touches the socket only when a statement is
 // overdue, by setting a deadline in the past, which makes the read fail
-// at once (internal/sockbound); the connection is destroyed then.
+// at once (internal/sockbound); the connection is destroyed then. The pool
+// request runs on a context the watchdog cancels (due.WithCancel).
 
 // errOverdue is why a shared connection whose statement ran past
 // Options.ReleaseTimeout was destroyed.
@@ -38,17 +36,3 @@ func (c *sharedConn) startBound(sent time.Time) time.Time {
 // statement short: the socket then fails every read and write, and the
 // caller must destroy c whatever the statement returned.
 func (c *sharedConn) endBound() (fired bool) { return c.bound.End(&c.m.b.stmtDog) }
-
-// poolRequest is one pool request of open under the watchdog.
-type poolRequest struct {
-	node    due.Node // on muxer.openDog; Owner is the *poolRequest
-	cancel  context.CancelFunc
-	expired atomic.Bool
-}
-
-// openExpired ends a pool request that ran past Options.TryConnTimeout.
-func openExpired(n *due.Node) {
-	r := n.Owner.(*poolRequest)
-	r.expired.Store(true)
-	r.cancel()
-}

@@ -3,6 +3,7 @@ package pgsql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"net"
 	"net/url"
 	"strings"
@@ -210,5 +211,49 @@ func waitFreed(t *testing.T, obs *observer, k kannuki.Key) {
 			t.Fatalf("lock %q still held on the server 20s after its connection was given up", k.String)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestConnWaitBoundsPoolRequest: a pool request that finds an idle
+// connection but hangs on it (pgx/stdlib pings a connection idle for over
+// a second before reusing it, and the server stopped answering) gives up
+// after ConnWait, through the Backend's watchdog rather than a timer of
+// its own, and reports that no connection was to be had.
+func TestConnWaitBoundsPoolRequest(t *testing.T) {
+	p := newStallProxy(t)
+	db, err := sql.Open("pgx", p.dsn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if err := db.PingContext(ctxT(t, 10*time.Second)); err != nil {
+		testdb.Unavailable(t, "PostgreSQL through the test proxy", err)
+	}
+	const connWait = 300 * time.Millisecond
+	b := kannukipg.New(db, kannukipg.Options{ConnWait: connWait})
+	time.Sleep(1100 * time.Millisecond) // idle long enough to be pinged on reuse
+	p.stall()
+	defer p.unstall()
+
+	// A context that can end takes the path that bounds the request
+	// with the watchdog: the pool has an idle connection to give.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		l, err := b.Acquire(ctx, uniqueKey(t, "connwait"), kannuki.Request{Wait: 0})
+		if l != nil {
+			_ = l.Release(context.Background())
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, kannukipg.ErrNoConnection) || !errors.Is(err, kannuki.ErrNotAcquired) {
+			t.Fatalf("try through a pool connection that hangs: %v; want ErrNoConnection", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a pool request on a hanging connection still running after 30s")
 	}
 }
