@@ -1,21 +1,17 @@
 package backendtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/testproc"
 )
 
 // childEnv names the environment variable that turns a re-executed test
@@ -96,41 +92,7 @@ func childHold(t *testing.T, h Harness, spec childSpec) {
 }
 
 // child is a running child process.
-type child struct {
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
-	err  error // set before done closes
-}
-
-// lockedBuffer collects a child's output; tests read it while the child
-// may still write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
-// runPattern is the -test.run pattern that selects exactly the test named
-// name (subtests included, one anchored element per level).
-func runPattern(name string) string {
-	parts := strings.Split(name, "/")
-	for i, p := range parts {
-		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
-	}
-	return strings.Join(parts, "/")
-}
+type child struct{ *testproc.Proc }
 
 // startChild re-executes the test binary to play spec.Role. The child
 // inherits the environment (DSNs and the like), runs only the test that
@@ -145,47 +107,24 @@ func (s *suite) startChild(t *testing.T, spec childSpec) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe, err := os.Executable()
+	p, err := testproc.ReRun(t, s.runName, []string{childEnv + "=" + string(enc)}, childLimit, nil)
 	if err != nil {
-		exe = os.Args[0]
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), childLimit)
-	cmd := exec.CommandContext(ctx, exe,
-		"-test.run="+runPattern(s.runName),
-		"-test.count=1",
-		"-test.v",
-		"-test.timeout="+(childLimit+30*time.Second).String())
-	cmd.Env = append(os.Environ(), childEnv+"="+string(enc))
-	c := &child{cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = c.out, c.out
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		cancel()
 		t.Fatalf("start child %s#%d: %v", spec.Role, spec.Index, err)
 	}
-	go func() {
-		c.err = cmd.Wait()
-		cancel()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-c.done
-	})
-	return c
+	return &child{p}
 }
 
 // wait waits for the child to exit and reports a failure with its output.
 func (c *child) wait(t testing.TB, name string) bool {
 	t.Helper()
 	select {
-	case <-c.done:
+	case <-c.Done():
 	case <-time.After(childLimit + 10*time.Second):
 		t.Errorf("%s: did not exit", name)
 		return false
 	}
-	if c.err != nil {
-		t.Errorf("%s failed: %v\n--- output of %s:\n%s", name, c.err, name, c.out.String())
+	if err := c.Err(); err != nil {
+		t.Errorf("%s failed: %v\n--- output of %s:\n%s", name, err, name, c.Out.String())
 		return false
 	}
 	return true
@@ -194,18 +133,8 @@ func (c *child) wait(t testing.TB, name string) bool {
 // kill sends SIGKILL and waits for the process to be gone.
 func (c *child) kill(t testing.TB) {
 	t.Helper()
-	if err := c.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := c.Cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("kill child: %v", err)
 	}
-	<-c.done
-}
-
-// exited reports whether the child has exited already.
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
+	<-c.Done()
 }

@@ -29,12 +29,12 @@ func (s *suite) testCrash(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "held")); err == nil {
 			break
 		}
-		if c.exited() {
+		if c.Exited() {
 			c.wait(t, "holding child")
 			t.Fatal("the holding child exited before taking the lock")
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the child did not take the lock within %s\n--- output:\n%s", hangGuard, c.out.String())
+			t.Fatalf("the child did not take the lock within %s\n--- output:\n%s", hangGuard, c.Out.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -98,8 +98,8 @@ func (s *suite) testExclusion(t *testing.T) {
 		for _, c := range children {
 			go func() {
 				select {
-				case <-c.done:
-					if c.err != nil {
+				case <-c.Done():
+					if c.Err() != nil {
 						cancel()
 					}
 				case <-ctx.Done():
@@ -120,7 +120,7 @@ func (s *suite) testExclusion(t *testing.T) {
 			}
 			r, err := readResult(dir, i+1)
 			if err != nil {
-				t.Errorf("%s: %v\n--- output:\n%s", name, err, c.out.String())
+				t.Errorf("%s: %v\n--- output:\n%s", name, err, c.Out.String())
 				continue
 			}
 			results = append(results, r)

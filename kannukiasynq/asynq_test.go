@@ -125,8 +125,14 @@ func (e *asynqEnv) queue(name string) string { return e.prefix + "-" + name }
 // down at the end of t.
 func (e *asynqEnv) server(t *testing.T, queue string, h asynq.Handler, mw ...asynq.MiddlewareFunc) {
 	t.Helper()
+	e.serverN(t, queue, 10, h, mw...)
+}
+
+// serverN is server with up to concurrency tasks at once.
+func (e *asynqEnv) serverN(t *testing.T, queue string, concurrency int, h asynq.Handler, mw ...asynq.MiddlewareFunc) {
+	t.Helper()
 	srv := asynq.NewServer(e.opt, asynq.Config{
-		Concurrency:              10,
+		Concurrency:              concurrency,
 		Queues:                   map[string]int{queue: 1},
 		TaskCheckInterval:        20 * time.Millisecond,
 		DelayedTaskCheckInterval: 50 * time.Millisecond,

@@ -90,9 +90,16 @@ func (e riverEnv) client(t *testing.T, queue string, tr *queuetest.Tracker[int64
 	t.Helper()
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &itemWorker{tr: tr})
+	return e.start(t, queue, 10, workers, mw...)
+}
+
+// start starts a River client working queue with up to maxWorkers jobs at
+// once, stopped at the end of t.
+func (e riverEnv) start(t *testing.T, queue string, maxWorkers int, workers *river.Workers, mw ...rivertype.Middleware) *river.Client[pgx.Tx] {
+	t.Helper()
 	c, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{
 		Schema:            e.schema,
-		Queues:            map[string]river.QueueConfig{queue: {MaxWorkers: 10}},
+		Queues:            map[string]river.QueueConfig{queue: {MaxWorkers: maxWorkers}},
 		Workers:           workers,
 		Middleware:        mw,
 		FetchCooldown:     10 * time.Millisecond,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -9,12 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/kannuki-go/kannuki/internal/testproc"
 )
 
 // The tests run the built binary, end to end, as a user or a cron job would.
@@ -63,29 +63,11 @@ func uniqueKey(t testing.TB) string {
 	return "clitest/" + strings.ReplaceAll(t.Name(), "/", "_") + "/" + hex.EncodeToString(b)
 }
 
-// syncBuffer is a bytes.Buffer safe to read while a child writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running kannuki.
 type proc struct {
 	t              testing.TB
 	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
+	stdout, stderr testproc.Buffer
 	done           chan struct{}
 	code           int
 }

@@ -1,7 +1,9 @@
 // Package queuetest is the test harness shared by the job-queue modules
 // (kannukiasynq, kannukiriver): a hook that counts lock events and lets a
 // job wait for them, a tracker of job runs that would catch two runs of
-// one item at once, and unique names. It imports nothing outside the root
+// one item at once, unique names, and multi-process tests: child processes
+// (StartChildren, ChildSpec) whose Runners count runs, skips and overlaps
+// across processes through files. It imports nothing outside the root
 // module (standard library only); what needs a queue's or a driver's
 // types (pgxpool, asynq, River) stays in each module.
 package queuetest
