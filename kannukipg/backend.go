@@ -42,6 +42,20 @@ type Options struct {
 	// Form chooses the fast-path statement form. The zero value, FormAuto,
 	// is right for pgx/stdlib and lib/pq.
 	Form StatementForm
+
+	// SessionPooler declares that the pool's connections go through a
+	// connection pooler that gives each client connection a server session
+	// of its own for as long as it is open (PgBouncer pool_mode=session).
+	// Without it, on pgx/stdlib the first Acquire checks that the server
+	// process it talks to is the one announced when the connection opened
+	// (a pooler that shares server sessions announces its own), and
+	// session locks fail with an error matching kannuki.ErrUnsupported
+	// when it is not: behind a pooler in transaction mode a session lock
+	// would stay on a server session that other clients then use. lib/pq
+	// does not tell the announced process, so a pool on lib/pq is never
+	// checked. Transaction-scoped locks (AcquireTx, RunTx) are safe behind
+	// any pooler and never check.
+	SessionPooler bool
 }
 
 // Backend is the PostgreSQL lock store over a *sql.DB. It implements
@@ -53,6 +67,9 @@ type Backend struct {
 	releaseTimeout time.Duration
 	connWait       time.Duration
 	form           StatementForm
+	sessionPooler  bool
+	pooler         pgsql.PoolerCheck // are session locks safe on this pool? (pooler.go)
+	poolerUnseen   atomic.Bool       // the driver does not tell: no check
 
 	// timers is true when statements may carry a timeout context cheaply
 	// (pgx/stdlib: a callback and a socket deadline). See fast.
@@ -88,7 +105,7 @@ var (
 // database/sql (pgx/stdlib, lib/pq). Every held lock pins one connection
 // of db until it is released.
 func New(db *sql.DB, opts Options) *Backend {
-	b := &Backend{db: db, releaseTimeout: opts.ReleaseTimeout, connWait: opts.ConnWait, form: opts.Form}
+	b := &Backend{db: db, releaseTimeout: opts.ReleaseTimeout, connWait: opts.ConnWait, form: opts.Form, sessionPooler: opts.SessionPooler}
 	if b.releaseTimeout <= 0 {
 		b.releaseTimeout = DefaultReleaseTimeout
 	}
@@ -131,6 +148,10 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	start := time.Now()
 	conn, err := b.conn(ctx, req.Wait)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.checkSession(ctx, conn, key); err != nil {
+		_ = conn.Close() // no lock statement ran on it
 		return nil, err
 	}
 	l := &lease{b: b, conn: conn, key: key, mode: req.Mode}

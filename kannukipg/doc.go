@@ -202,9 +202,13 @@
 // locks need the session: behind PgBouncer in transaction pooling mode
 // they do not work, silently: the lock stays on a server session that
 // PgBouncer lends to other clients, which are then granted the same key
-// too, and the unlock may run on another session. database/sql cannot see
-// that a pooler is in between; use transaction-scoped locks there, or
-// session pooling, or a direct connection. A
+// too, and the unlock may run on another session. On pgx/stdlib the first
+// Acquire notices such a pooler (the server process differs from the one
+// announced at connect) and session locks then fail with an error matching
+// kannuki.ErrUnsupported (Options.SessionPooler declares a pooler in
+// session mode); lib/pq does not tell the announced process, so there the
+// pooler goes unnoticed. Use transaction-scoped locks behind such a
+// pooler, or session pooling, or a direct connection. A
 // statement_timeout set for the role or database also ends waits longer
 // than it, with an error that is not ErrNotAcquired; set it to 0 for the
 // locking pool's role, or keep waits shorter.

@@ -33,13 +33,22 @@ import (
 var errOverdue = errors.New("kannuki: the statement ran past ReleaseTimeout")
 
 // netConnOf returns the socket of a pgx/stdlib driver connection, or nil.
-// The two method lookups are written out, not shared through a helper
-// taking the name: MethodByName with a name that is not a constant makes
-// the linker keep every exported method of every type in the binary.
-func netConnOf(dc any) (nc net.Conn) {
+func netConnOf(dc any) net.Conn {
+	if s, ok := pgConnOf(dc).(interface{ Conn() net.Conn }); ok {
+		return s.Conn()
+	}
+	return nil
+}
+
+// pgConnOf returns the *pgconn.PgConn under a pgx/stdlib driver
+// connection (dc.Conn().PgConn()), or nil for another driver. The two
+// method lookups are written out, not shared through a helper taking the
+// name: MethodByName with a name that is not a constant makes the linker
+// keep every exported method of every type in the binary.
+func pgConnOf(dc any) (pc any) {
 	defer func() {
 		if recover() != nil { // a method of that name with another shape
-			nc = nil
+			pc = nil
 		}
 	}()
 	v := reflect.ValueOf(dc)
@@ -59,10 +68,7 @@ func netConnOf(dc any) (nc net.Conn) {
 	if !v.IsValid() || v.Kind() == reflect.Pointer && v.IsNil() {
 		return nil
 	}
-	if s, ok := v.Interface().(interface{ Conn() net.Conn }); ok {
-		return s.Conn()
-	}
-	return nil
+	return v.Interface()
 }
 
 // sockets remembers the socket of each driver connection (nil when it

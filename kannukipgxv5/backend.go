@@ -28,8 +28,8 @@ import (
 type Backend struct {
 	pool   *pgxpool.Pool
 	opts   Options
-	pooler poolerCheck // are session locks safe on this pool? (pooler.go)
-	mux    *muxer      // nil: multiplexing off
+	pooler pgsql.PoolerCheck // are session locks safe on this pool? (pooler.go)
+	mux    *muxer            // nil: multiplexing off
 	// stmtDog bounds the try and the unlock on shared connections and the
 	// unlock on a connection of its own, through the socket; connDog the
 	// pool request of a try (TryConnTimeout), on a context it cancels
