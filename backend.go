@@ -40,6 +40,11 @@ type Request struct {
 	// grant and need not tell; the Locker then reports the wait after
 	// Options.WaitingAfter.
 	OnWait WaitNotifier
+	// TxOptions are the options of the transaction TxRunner.RunTx opens
+	// (the TxOptions call option of InTx), in the type the backend's begin
+	// takes; nil means the driver's defaults. A value of another type is
+	// an error matching ErrInvalidArgument. Acquire ignores it.
+	TxOptions any
 }
 
 // Backend is the contract a lock store implements. The Locker adds keys,

@@ -148,7 +148,7 @@ func (l *Locker) usable(ctx context.Context) error {
 }
 
 // prepare validates a call and derives its key and configuration.
-func (l *Locker) prepare(ctx context.Context, key string, opts []CallOption, try bool) (Key, callConfig, error) {
+func (l *Locker) prepare(ctx context.Context, key string, opts []CallOption, kind callKind) (Key, callConfig, error) {
 	if err := l.usable(ctx); err != nil {
 		return Key{}, callConfig{}, err
 	}
@@ -156,18 +156,29 @@ func (l *Locker) prepare(ctx context.Context, key string, opts []CallOption, try
 	if err != nil {
 		return Key{}, cfg, err
 	}
-	if try {
+	if cfg.txOptions != nil && kind != callInTx {
+		return Key{}, cfg, fmt.Errorf("%w: TxOptions apply to InTx only, which opens the transaction", ErrInvalidArgument)
+	}
+	if kind == callTry {
 		cfg.strategy, cfg.wait = NonBlocking{}, 0
 	}
 	k, err := l.Key(key)
 	return k, cfg, err
 }
 
+// tryKind is the callKind of a call that is a single try or not.
+func tryKind(try bool) callKind {
+	if try {
+		return callTry
+	}
+	return callLock
+}
+
 func (l *Locker) run(ctx context.Context, key string, fn func(context.Context) error, opts []CallOption, try bool) (bool, error) {
 	if fn == nil {
 		return false, fmt.Errorf("%w: nil function", ErrInvalidArgument)
 	}
-	k, cfg, err := l.prepare(ctx, key, opts, try)
+	k, cfg, err := l.prepare(ctx, key, opts, tryKind(try))
 	if err != nil {
 		return false, err
 	}
@@ -193,7 +204,7 @@ func (l *Locker) reenter(ctx context.Context, k Key, held, want Mode, fn func(co
 }
 
 func (l *Locker) acquire(ctx context.Context, key string, opts []CallOption, try bool) (*Handle, error) {
-	k, cfg, err := l.prepare(ctx, key, opts, try)
+	k, cfg, err := l.prepare(ctx, key, opts, tryKind(try))
 	if err != nil {
 		return nil, err
 	}

@@ -62,11 +62,22 @@ type Options struct {
 
 // callConfig is the per-call state built from Options and CallOptions.
 type callConfig struct {
-	wait     time.Duration // WaitForever, 0 or > 0
-	strategy Strategy
-	mode     Mode
-	err      error
+	wait      time.Duration // WaitForever, 0 or > 0
+	strategy  Strategy
+	mode      Mode
+	txOptions any // InTx only
+	err       error
 }
+
+// callKind says which API a call came through, for the options that only
+// some of them take.
+type callKind uint8
+
+const (
+	callLock callKind = iota // WithLock, Lock, Acquire, LockTx
+	callTry                  // TryLock: a single try whatever the options say
+	callInTx                 // InTx: TxOptions apply
+)
 
 // CallOption adjusts one call (WithLock, TryLock, Lock, Acquire).
 type CallOption func(*callConfig)
@@ -95,6 +106,17 @@ func NoTimeout() CallOption {
 // matching ErrUnsupported.
 func Shared() CallOption {
 	return func(c *callConfig) { c.mode = ModeShared }
+}
+
+// TxOptions sets the options of the transaction that InTx opens, such as
+// its isolation level or read-only mode, in the type the backend's begin
+// takes: *sql.TxOptions (or sql.TxOptions) for kannukipg and kannukimysql,
+// pgx.TxOptions for kannukipgxv5. nil keeps the driver's defaults. InTx
+// fails with ErrInvalidArgument, without running fn, when the backend takes
+// another type; so does any other call given TxOptions, which has no
+// transaction to apply them to (LockTx locks inside the caller's).
+func TxOptions(opts any) CallOption {
+	return func(c *callConfig) { c.txOptions = opts }
 }
 
 // WithStrategy uses s for this call instead of Options.Strategy.

@@ -47,7 +47,7 @@ func LockTx[Tx any](ctx context.Context, l *Locker, tx Tx, key string, opts ...C
 	if !ok {
 		return fmt.Errorf("%w: %T cannot lock inside a %T", ErrUnsupported, l.backend, tx)
 	}
-	k, cfg, err := l.prepare(ctx, key, opts, false)
+	k, cfg, err := l.prepare(ctx, key, opts, callLock)
 	if err != nil {
 		return err
 	}
@@ -63,10 +63,11 @@ func LockTx[Tx any](ctx context.Context, l *Locker, tx Tx, key string, opts ...C
 
 // InTx opens a transaction on the backend, takes key for its lifetime, runs
 // fn with it, and commits when fn returns nil; it rolls back when fn returns
-// an error or panics (the panic propagates). It returns fn's error, the
-// commit's error, or a *NotAcquiredError when the lock was not granted (fn
-// then did not run). The backend must implement TxRunner[Tx], else the error
-// matches ErrUnsupported.
+// an error or panics (the panic propagates). The transaction has the
+// driver's default options unless the call gives TxOptions. It returns fn's
+// error, the commit's error, or a *NotAcquiredError when the lock was not
+// granted (fn then did not run). The backend must implement TxRunner[Tx],
+// else the error matches ErrUnsupported.
 //
 //	err := kannuki.InTx(ctx, l, "invoice_numbers/7", func(ctx context.Context, tx *sql.Tx) error {
 //		// read the last number, insert the next one
@@ -83,12 +84,13 @@ func InTx[Tx any](ctx context.Context, l *Locker, key string, fn func(ctx contex
 		var tx Tx
 		return fmt.Errorf("%w: %T cannot run a %T", ErrUnsupported, l.backend, tx)
 	}
-	k, cfg, err := l.prepare(ctx, key, opts, false)
+	k, cfg, err := l.prepare(ctx, key, opts, callInTx)
 	if err != nil {
 		return err
 	}
 	run := &txRun[Tx]{l: l, k: k, mode: cfg.mode, fn: fn, start: time.Now()}
 	lease, _, err := l.obtain(ctx, k, cfg, reportNone, attemptFunc(func(ctx context.Context, req Request) (Lease, error) {
+		req.TxOptions = cfg.txOptions
 		err := r.RunTx(ctx, k, req, run.body)
 		if run.granted.IsZero() {
 			return nil, err // fn did not run: the strategy may try again

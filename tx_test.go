@@ -13,6 +13,7 @@ import (
 type memTx struct {
 	committed, rolledBack bool
 	leases                []kannuki.Lease
+	opts                  any // Request.TxOptions it began with
 }
 
 type txChanBackend struct{ *chanBackend }
@@ -27,7 +28,7 @@ func (b txChanBackend) AcquireTx(ctx context.Context, tx *memTx, k kannuki.Key, 
 }
 
 func (b txChanBackend) RunTx(ctx context.Context, k kannuki.Key, req kannuki.Request, fn func(context.Context, *memTx) error) (err error) {
-	tx := &memTx{}
+	tx := &memTx{opts: req.TxOptions}
 	if err := b.AcquireTx(ctx, tx, k, req); err != nil {
 		return err
 	}
@@ -109,6 +110,37 @@ func TestLockTx(t *testing.T) {
 	b.end(tx)
 	if s := l.Stats(); s.Held != 0 || s.Acquired != 1 {
 		t.Fatalf("a transaction lock is not a counted hold: %+v", s)
+	}
+}
+
+// TestTxOptions: InTx hands the TxOptions to RunTx; every other call,
+// which opens no transaction, refuses them.
+func TestTxOptions(t *testing.T) {
+	b := txChanBackend{newChanBackend()}
+	l := kannuki.New(b, kannuki.Options{})
+	ctx := context.Background()
+	type isolation string
+	for _, opts := range []any{isolation("serializable"), nil} {
+		var seen *memTx
+		err := kannuki.InTx(ctx, l, "k", func(_ context.Context, tx *memTx) error { seen = tx; return nil }, kannuki.TxOptions(opts))
+		if err != nil || seen == nil || seen.opts != opts {
+			t.Fatalf("InTx with TxOptions(%v): %v, transaction %+v", opts, err, seen)
+		}
+	}
+	opt := kannuki.TxOptions(isolation("serializable"))
+	fn := func(context.Context) error { t.Error("fn ran"); return nil }
+	for name, call := range map[string]func() error{
+		"WithLock": func() error { return l.WithLock(ctx, "k", fn, opt) },
+		"TryLock":  func() error { _, err := l.TryLock(ctx, "k", fn, opt); return err },
+		"Acquire":  func() error { _, err := l.Acquire(ctx, "k", opt); return err },
+		"LockTx":   func() error { return kannuki.LockTx(ctx, l, &memTx{}, "k", opt) },
+	} {
+		if err := call(); !errors.Is(err, kannuki.ErrInvalidArgument) {
+			t.Errorf("%s with TxOptions: %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	if s := l.Stats(); s.Held != 0 {
+		t.Fatalf("stats after the refusals: %+v", s)
 	}
 }
 

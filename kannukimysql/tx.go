@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/txopts"
 )
 
 var (
@@ -28,10 +29,15 @@ func (b *Backend) AcquireTx(context.Context, *sql.Tx, kannuki.Key, kannuki.Reque
 // GET_LOCK on a pinned connection, begins a transaction on that same
 // connection, runs fn, commits when fn returns nil and rolls back otherwise
 // (also on a panic, which propagates), and only then releases the lock, so
-// the next holder sees the committed data.
+// the next holder sees the committed data. The transaction begins with
+// req.TxOptions (a *sql.TxOptions, from kannuki.TxOptions) when set.
 func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Request, fn func(context.Context, *sql.Tx) error) (err error) {
 	if fn == nil {
 		return fmt.Errorf("%w: kannukimysql: nil function", kannuki.ErrInvalidArgument)
+	}
+	txOpts, err := txopts.SQL(req.TxOptions, "kannukimysql")
+	if err != nil {
+		return err
 	}
 	ls, err := b.Acquire(ctx, key, req)
 	if err != nil {
@@ -41,7 +47,7 @@ func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Reques
 	// The lock must outlive ctx's cancellation long enough to be released
 	// after the rollback, so release uses a context of its own.
 	release := func() error { return l.Release(context.WithoutCancel(ctx)) }
-	tx, err := l.conn.BeginTx(ctx, nil)
+	tx, err := l.conn.BeginTx(ctx, txOpts)
 	if err != nil {
 		return errors.Join(fmt.Errorf("kannuki: mysql: begin transaction: %w", err), release())
 	}

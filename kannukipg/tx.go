@@ -9,6 +9,7 @@ import (
 
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
+	"github.com/kannuki-go/kannuki/internal/txopts"
 )
 
 var (
@@ -267,7 +268,8 @@ type afterWaitKey struct{}
 // the lock is not granted (fn does not run; the error matches
 // kannuki.ErrNotAcquired), when fn returns an error, when ctx has ended by
 // the time fn returns, and when fn panics (the panic propagates). The lock
-// ends with the transaction.
+// ends with the transaction, which begins with req.TxOptions (a
+// *sql.TxOptions, from kannuki.TxOptions) when set.
 //
 // Getting the connection follows Acquire's rules (Options.ConnWait; an
 // exhausted pool gives an error matching ErrNoConnection and
@@ -286,6 +288,10 @@ func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Reques
 	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
 		return fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
 	}
+	txOpts, err := txopts.SQL(req.TxOptions, "kannukipg")
+	if err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -303,7 +309,7 @@ func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Reques
 		}
 		_ = conn.Close() // the transaction has ended: the session holds no transaction lock
 	}()
-	tx, err := conn.BeginTx(context.WithoutCancel(ctx), nil)
+	tx, err := conn.BeginTx(context.WithoutCancel(ctx), txOpts)
 	if err != nil {
 		broken = true
 		return fmt.Errorf("kannuki: begin transaction: %w", err)

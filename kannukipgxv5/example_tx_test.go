@@ -37,6 +37,28 @@ func ExampleBackend_RunTx() {
 	}
 }
 
+// kannuki.TxOptions sets the options of the transaction InTx opens, here
+// a read-only snapshot for a report that must not overlap the month's
+// closing run.
+func ExampleBackend_RunTx_txOptions() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, "postgres://app@db.internal/app")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	locker := kannuki.New(kannukipgxv5.New(pool, kannukipgxv5.Options{}), kannuki.Options{KeyPrefix: "myapp"})
+
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	err = kannuki.InTx(ctx, locker, "month_close/2026-11", func(ctx context.Context, tx pgx.Tx) error {
+		var total int64
+		return tx.QueryRow(ctx, "SELECT COALESCE(sum(amount), 0) FROM invoices WHERE month = $1", "2026-11").Scan(&total)
+	}, kannuki.TxOptions(opts), kannuki.Timeout(5*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
 // kannuki.LockTx locks inside a transaction the caller runs; a timeout
 // leaves the transaction usable.
 func ExampleBackend_AcquireTx() {

@@ -259,7 +259,8 @@ type afterWaitKey struct{}
 // fn, and commits when fn returns nil. It rolls back when the lock is not
 // granted (fn does not run; the error matches kannuki.ErrNotAcquired), when
 // fn returns an error, and when fn panics (the panic propagates). The lock
-// ends with the transaction.
+// ends with the transaction, which begins with req.TxOptions (a
+// pgx.TxOptions, from kannuki.TxOptions) when set.
 //
 // Getting the connection follows the rules of Acquire: a try does not wait
 // for a busy pool (kannuki.ErrPoolExhausted) and a timed wait spends its
@@ -281,6 +282,10 @@ func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Reques
 	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
 		return fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
 	}
+	txOpts, err := pgxTxOptions(req.TxOptions)
+	if err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return ended(key, err)
 	}
@@ -289,7 +294,7 @@ func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Reques
 		return err
 	}
 	defer pc.Release() // after the commit or rollback; pgxpool destroys a connection still in a transaction
-	tx, err := pc.Begin(ctx)
+	tx, err := pc.BeginTx(ctx, txOpts)
 	if err != nil {
 		return fmt.Errorf("kannuki: pgx: begin transaction: %w", err)
 	}
@@ -318,4 +323,21 @@ func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Reques
 		},
 		Prefix: "kannuki: pgx: ",
 	}, fn)
+}
+
+// pgxTxOptions returns v, the TxOptions of InTx, as the options of
+// pgx's BeginTx: nil (the defaults), a pgx.TxOptions or a *pgx.TxOptions.
+func pgxTxOptions(v any) (pgx.TxOptions, error) {
+	switch o := v.(type) {
+	case nil:
+		return pgx.TxOptions{}, nil
+	case pgx.TxOptions:
+		return o, nil
+	case *pgx.TxOptions:
+		if o != nil {
+			return *o, nil
+		}
+		return pgx.TxOptions{}, nil
+	}
+	return pgx.TxOptions{}, fmt.Errorf("%w: kannukipgxv5: TxOptions of type %T, want pgx.TxOptions", kannuki.ErrInvalidArgument, v)
 }

@@ -913,3 +913,38 @@ func TestTxCancelAtRandom(t *testing.T) {
 	t.Logf("%d granted, %d canceled", granted, canceled)
 	poolHoldsNone(t, pool)
 }
+
+// TestInTxOptions: kannuki.TxOptions reach the transaction InTx opens
+// (isolation level and access mode, as the server reports them inside it),
+// by value or by pointer, and options of another type are refused before
+// anything runs.
+func TestInTxOptions(t *testing.T) {
+	pool := newPool(t, 4)
+	l := newTxLocker(t, New(pool, Options{}))
+	ctx, cancel := guardCtx()
+	defer cancel()
+	name := l.name("opts")
+	want := pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}
+	for _, opts := range []any{want, &want} {
+		err := kannuki.InTx(ctx, l.Locker, name, func(ctx context.Context, tx pgx.Tx) error {
+			var iso, ro string
+			if err := tx.QueryRow(ctx, "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')").Scan(&iso, &ro); err != nil {
+				return err
+			}
+			if iso != "serializable" || ro != "on" {
+				t.Errorf("inside InTx with %T: isolation %q, read only %q; want serializable, on", opts, iso, ro)
+			}
+			return nil
+		}, kannuki.TxOptions(opts))
+		if err != nil {
+			t.Fatalf("InTx with TxOptions %T: %v", opts, err)
+		}
+	}
+	err := kannuki.InTx(ctx, l.Locker, name, func(context.Context, pgx.Tx) error {
+		t.Error("fn ran with options of the wrong type")
+		return nil
+	}, kannuki.TxOptions(pgx.Serializable))
+	if !errors.Is(err, kannuki.ErrInvalidArgument) {
+		t.Fatalf("InTx with a pgx.TxIsoLevel as TxOptions: %v, want ErrInvalidArgument", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +141,39 @@ func TestLockTxUnsupported(t *testing.T) {
 	err = kannuki.LockTx(ctx, l, tx, fmt.Sprintf("k-%s", randSuffix()))
 	if !errors.Is(err, kannuki.ErrUnsupported) || len(err.Error()) < 60 {
 		t.Fatalf("LockTx on MySQL: %v; want a clear ErrUnsupported", err)
+	}
+}
+
+// TestInTxOptions: kannuki.TxOptions reach the transaction InTx opens (a
+// read-only one refuses a write), and options of a type the backend does
+// not take are refused before anything runs.
+func TestInTxOptions(t *testing.T) {
+	b, db := newBackend(t, variants[0], 4, kannukimysql.Options{})
+	l := kannuki.New(b, kannuki.Options{})
+	ctx := context.Background()
+	table := "kannuki_test_ro_" + randSuffix()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (n INT) ENGINE=InnoDB"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.ExecContext(context.Background(), "DROP TABLE "+table) })
+	k := uniqueKey(t)
+
+	var writeErr error
+	err := kannuki.InTx(ctx, l, k.String, func(ctx context.Context, tx *sql.Tx) error {
+		_, writeErr = tx.ExecContext(ctx, "INSERT INTO "+table+" VALUES (1)")
+		return nil
+	}, kannuki.TxOptions(&sql.TxOptions{ReadOnly: true}))
+	if err != nil {
+		t.Fatalf("InTx with TxOptions: %v", err)
+	}
+	if writeErr == nil || !strings.Contains(writeErr.Error(), "READ ONLY") {
+		t.Fatalf("a write inside a read-only InTx: %v, want the server's READ ONLY error", writeErr)
+	}
+	err = kannuki.InTx(ctx, l, k.String, func(context.Context, *sql.Tx) error {
+		t.Error("fn ran with options of the wrong type")
+		return nil
+	}, kannuki.TxOptions(sql.LevelSerializable))
+	if !errors.Is(err, kannuki.ErrInvalidArgument) {
+		t.Fatalf("InTx with a sql.IsolationLevel as TxOptions: %v, want ErrInvalidArgument", err)
 	}
 }

@@ -838,3 +838,37 @@ func TestPgBouncerDriverModes(t *testing.T) {
 		})
 	}
 }
+
+// TestInTxOptions: kannuki.TxOptions reach the transaction InTx opens
+// (isolation level and read-only mode, as the server reports them inside
+// it), and options of a type the backend does not take are refused before
+// anything runs.
+func TestInTxOptions(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, d driver) {
+		db := openDB(t, d, 4)
+		l := newTxLocker(t, db)
+		ctx := ctxT(t, txGuard)
+		name := l.name("opts")
+		opts := kannuki.TxOptions(&sql.TxOptions{Isolation: sql.LevelSerializable, ReadOnly: true})
+		err := kannuki.InTx(ctx, l.Locker, name, func(ctx context.Context, tx *sql.Tx) error {
+			var iso, ro string
+			if err := tx.QueryRowContext(ctx, "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')").Scan(&iso, &ro); err != nil {
+				return err
+			}
+			if iso != "serializable" || ro != "on" {
+				t.Errorf("inside InTx: isolation %q, read only %q; want serializable, on", iso, ro)
+			}
+			return nil
+		}, opts)
+		if err != nil {
+			t.Fatalf("InTx with TxOptions: %v", err)
+		}
+		err = kannuki.InTx(ctx, l.Locker, name, func(context.Context, *sql.Tx) error {
+			t.Error("fn ran with options of the wrong type")
+			return nil
+		}, kannuki.TxOptions(sql.LevelSerializable))
+		if !errors.Is(err, kannuki.ErrInvalidArgument) {
+			t.Fatalf("InTx with a sql.IsolationLevel as TxOptions: %v, want ErrInvalidArgument", err)
+		}
+	})
+}
