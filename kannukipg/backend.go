@@ -69,7 +69,6 @@ type Backend struct {
 	form           StatementForm
 	sessionPooler  bool
 	pooler         pgsql.PoolerCheck // are session locks safe on this pool? (pooler.go)
-	poolerUnseen   atomic.Bool       // the driver does not tell: no check
 
 	// timers is true when statements may carry a timeout context cheaply
 	// (pgx/stdlib: a callback and a socket deadline). See fast.

@@ -21,7 +21,7 @@ import (
 // sessions. It costs one round trip, on the first Acquire of the Backend
 // whose driver tells the announced process id.
 func (b *Backend) checkSession(ctx context.Context, conn *sql.Conn, key kannuki.Key) error {
-	if b.sessionPooler || b.poolerUnseen.Load() {
+	if b.sessionPooler {
 		return nil
 	}
 	known, pooled := b.pooler.Known()
@@ -39,7 +39,7 @@ func (b *Backend) checkSession(ctx context.Context, conn *sql.Conn, key kannuki.
 
 // learnPooler compares, on conn, the process id announced at connect with
 // pg_backend_pid() and records the finding; a driver that does not tell
-// the announced id turns the check off.
+// the announced id gives the check up (PoolerCheck.Unseen).
 func (b *Backend) learnPooler(ctx context.Context, conn *sql.Conn) error {
 	var announced uint32
 	var told bool
@@ -48,7 +48,7 @@ func (b *Backend) learnPooler(ctx context.Context, conn *sql.Conn) error {
 		return nil
 	})
 	if !told {
-		b.poolerUnseen.Store(true)
+		b.pooler.Unseen()
 		return nil
 	}
 	qctx, cancel := b.bounded(ctx, true)

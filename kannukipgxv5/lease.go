@@ -74,8 +74,7 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 	l.bound.Start(&l.b.stmtDog, pc.Conn().PgConn().Conn(), deadline)
 	ok, taken, err := unlockStatement(detach(ctx), pc.Conn(), l.key, l.mode, relock)
 	fired := l.bound.End(&l.b.stmtDog)
-	timedOut := fired || !time.Now().Before(deadline)
-	if cause, err := judgeUnlock(l.key.String, ok, err, fired, timedOut, pc.Conn().IsClosed(), "connection"); cause != nil {
+	if cause, err := judgeUnlock(l.key.String, ok, err, fired, deadline, pc.Conn().IsClosed(), "connection"); cause != nil {
 		destroy(pc, l.b.opts.releaseTimeout())
 		return nil, err
 	}

@@ -470,21 +470,36 @@ func TestMuxConnKilledLocker(t *testing.T) {
 // means the session does not hold what the books say; the connection is
 // destroyed and every lease on it is lost.
 func TestMuxUnlockFalse(t *testing.T) {
-	pool := newPool(t, 2)
-	b := New(pool, Options{SharedConns: 1})
-	obs := newObserver(t)
+	p := newSharedPair(t, shared(0))
 	ctx, cancel := guardCtx()
 	defer cancel()
-	k1, k2 := newKey(t, "1"), newKey(t, "2")
-	l1, l2 := mustAcquire(t, b, k1, excl(0)), mustAcquire(t, b, k2, shared(0))
-	pid := l1.PID()
-	unlockAllBehindBack(t, ctx, l1.(*muxLease).c)
-	if err := l1.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	unlockAllBehindBack(t, ctx, p.l1.(*muxLease).c)
+	if err := p.l1.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
 		t.Fatalf("Release = %v, want ErrLockLost", err)
 	}
-	expectLost(t, ctx, "the other lease", l2)
-	obs.sessionGone(pid)
-	poolHoldsNone(t, pool)
+	expectLost(t, ctx, "the other lease", p.l2)
+	p.obs.sessionGone(p.pid)
+	poolHoldsNone(t, p.pool)
+}
+
+// sharedPair is two leases taken one after the other on a fresh Backend
+// with one shared connection: the first exclusive, the second as asked.
+type sharedPair struct {
+	pool   *pgxpool.Pool
+	b      *Backend
+	obs    *observer
+	k1, k2 kannuki.Key
+	l1, l2 heldLease
+	pid    uint32 // the first lease's session
+}
+
+func newSharedPair(t *testing.T, second kannuki.Request) sharedPair {
+	t.Helper()
+	p := sharedPair{pool: newPool(t, 2), obs: newObserver(t), k1: newKey(t, "1"), k2: newKey(t, "2")}
+	p.b = New(p.pool, Options{SharedConns: 1})
+	p.l1, p.l2 = mustAcquire(t, p.b, p.k1, excl(0)), mustAcquire(t, p.b, p.k2, second)
+	p.pid = p.l1.PID()
+	return p
 }
 
 // unlockAllBehindBack drops every lock of c's session behind the backs
@@ -865,14 +880,10 @@ func TestMuxTryServerError(t *testing.T) {
 // connection is destroyed and every lease on it is lost, the new one
 // never handed out.
 func TestMuxRelock(t *testing.T) {
-	pool := newPool(t, 2)
-	b := New(pool, Options{SharedConns: 1})
-	obs := newObserver(t)
+	p := newSharedPair(t, excl(0))
+	pool, b, obs, k1, k2, l1, l2, pid := p.pool, p.b, p.obs, p.k1, p.k2, p.l1, p.l2, p.pid
 	ctx, cancel := guardCtx()
 	defer cancel()
-	k1, k2 := newKey(t, "1"), newKey(t, "2")
-	l1, l2 := mustAcquire(t, b, k1, excl(0)), mustAcquire(t, b, k2, excl(0))
-	pid := l1.PID()
 	if l2.PID() != pid {
 		t.Fatalf("the two leases are on sessions %d and %d; want one shared connection", pid, l2.PID())
 	}

@@ -89,8 +89,7 @@ func (l *muxLease) unlock(ctx context.Context, relock bool) (taken bool, err err
 	deadline := c.startBound(sent)
 	ok, taken, err := unlockStatement(detach(ctx), c.pc.Conn(), l.key, l.mode, relock)
 	fired := c.endBound() // before released, which may give the connection back to the pool
-	timedOut := fired || !time.Now().Before(deadline)
-	if cause, err := judgeUnlock(l.key.String, ok, err, fired, timedOut, c.pc.Conn().IsClosed(), "shared connection"); cause != nil {
+	if cause, err := judgeUnlock(l.key.String, ok, err, fired, deadline, c.pc.Conn().IsClosed(), "shared connection"); cause != nil {
 		// Every lease on c is lost with it: after a false unlock the
 		// session's books cannot be trusted for any of its locks.
 		c.kill(cause)

@@ -59,8 +59,8 @@ func unlockStatement(ctx context.Context, c *pgx.Conn, k kannuki.Key, m kannuki.
 }
 
 // judgeUnlock judges the answer of unlockStatement for key on a connection
-// the watchdog bounded (fired: it failed the socket; timedOut: the bound
-// had passed; closed: the connection is closed). cause is nil when the
+// the watchdog bounded until deadline (fired: it failed the socket;
+// closed: the connection is closed). cause is nil when the
 // lock was released on a sound connection. Otherwise cause says why the
 // connection must be destroyed, and err is what the release reports: nil
 // when the lock was released before the watchdog gave up on the socket
@@ -68,11 +68,11 @@ func unlockStatement(ctx context.Context, c *pgx.Conn, k kannuki.Key, m kannuki.
 // kannuki.ErrLockLost when the session was gone or did not hold the lock,
 // another error when whether the session still holds it is unknown. conn
 // names the connection in that error.
-func judgeUnlock(key string, ok bool, stmtErr error, fired, timedOut, closed bool, conn string) (cause, err error) {
+func judgeUnlock(key string, ok bool, stmtErr error, fired bool, deadline time.Time, closed bool, conn string) (cause, err error) {
 	switch {
 	case fired && stmtErr == nil && ok:
 		return errOverdue, nil
-	case stmtErr != nil && (timedOut || isServerError(stmtErr) && !closed):
+	case stmtErr != nil && (fired || !time.Now().Before(deadline) || isServerError(stmtErr) && !closed):
 		// No answer in time, or the server refused the unlock (a
 		// pg_cancel_backend, say): whether the lock is still on the
 		// session is unknown. Closing the connection ends the session.

@@ -28,6 +28,7 @@ const (
 	sessionUnknown int32 = iota
 	sessionDirect
 	sessionPooled
+	sessionUnseen // the driver does not tell the announced process id
 )
 
 // PoolerCheck remembers whether a pool's connections reach PostgreSQL
@@ -39,17 +40,22 @@ type PoolerCheck struct {
 	seen  atomic.Uint32 // the process id the pooler announced
 }
 
-// Known reports whether a finding was recorded and, if so, whether a pooler
-// that shares server sessions is in between.
+// Known reports whether a finding was recorded (or the check given up
+// with Unseen) and, if so, whether a pooler that shares server sessions is
+// in between.
 func (p *PoolerCheck) Known() (known, pooled bool) {
 	switch p.state.Load() {
-	case sessionDirect:
+	case sessionDirect, sessionUnseen:
 		return true, false
 	case sessionPooled:
 		return true, true
 	}
 	return false, false
 }
+
+// Unseen gives the check up: the driver does not tell the process id it
+// was announced at connect, so no pooler can be told apart.
+func (p *PoolerCheck) Unseen() { p.state.Store(sessionUnseen) }
 
 // Record notes a connection that reaches server process pid and was
 // announced at connect as process announced.

@@ -21,6 +21,11 @@ func TestPoolerCheck(t *testing.T) {
 	if known, pooled := p.Known(); !known || !pooled {
 		t.Fatalf("another process announced: known %v, pooled %v; want pooled", known, pooled)
 	}
+	var unseen PoolerCheck
+	unseen.Unseen()
+	if known, pooled := unseen.Known(); !known || pooled {
+		t.Fatalf("unseen: known %v, pooled %v; want known and not pooled", known, pooled)
+	}
 	err := p.Refusal("kannukipg", "k")
 	if !errors.Is(err, kannuki.ErrUnsupported) || !strings.Contains(err.Error(), "server process 7, announced as 99") {
 		t.Fatalf("Refusal = %v", err)
