@@ -52,7 +52,8 @@ type Request struct {
 // and gives back one lock at a time. Backends must be safe for concurrent use.
 //
 // Optional abilities are found by interface assertion: Lister (listing held
-// and waiting locks), Checker on a Lease (keepalive), Relocker on a Lease
+// and waiting locks), Checker on a Lease (keepalive), LossWatcher on a Lease
+// (a loss told as soon as the backend knows of it), Relocker on a Lease
 // (handoff inside the process in one round trip), and io.Closer.
 // A backend without shared locks returns an error matching ErrUnsupported
 // from Acquire with Mode ModeShared.
@@ -94,6 +95,30 @@ type Lease interface {
 // concurrently with Release. An error means the lock is, or may be, lost.
 type Checker interface {
 	Check(ctx context.Context) error
+}
+
+// LossWatcher is implemented by leases whose backend can learn that the
+// lock is lost between keepalive checks: a connection the backend itself
+// destroyed (its state in doubt, a failed statement of another lease on a
+// shared connection), or a held connection's socket that turned readable
+// while no statement ran on it (the server ended the session). The Locker
+// calls WatchLoss once, after the grant, before fn runs.
+//
+// The lease calls l.LockLost at most once, on any goroutine, as soon as the
+// backend knows the lock is lost or may be, and before the call that found
+// out returns; when the loss was known before WatchLoss, WatchLoss calls it
+// at once. Once Release (or Relock) returns, the lease never calls it.
+// LockLost never calls back into the lease, so a backend may call it with
+// its own locks held; it runs the Locker's hook for EventLost.
+type LossWatcher interface {
+	WatchLoss(l LossListener)
+}
+
+// LossListener is told of a lost lock by a LossWatcher. The Locker's
+// listener cancels fn's context with an error matching ErrLockLost, closes
+// Handle.Lost, and reports EventLost.
+type LossListener interface {
+	LockLost(cause error)
 }
 
 // Relocker is implemented by leases that can give their lock back and try

@@ -36,6 +36,14 @@ var (
 	// as false. Backends wrap it; the Locker returns it inside a
 	// *NotAcquiredError with Reason ReasonPoolExhausted.
 	ErrPoolExhausted = errors.New("kannuki: connection pool exhausted")
+	// ErrCapacity: no more locks can be held: the server's lock table is
+	// full (PostgreSQL's shared lock table, sized by
+	// max_locks_per_transaction), the process ran out of file descriptors
+	// (the file store), or the Locker already holds Options.MaxHeld locks.
+	// Nothing was granted, and no lock already held was lost for it. The
+	// Locker returns it inside a *NotAcquiredError with Reason
+	// ReasonCapacity.
+	ErrCapacity = errors.New("kannuki: lock capacity reached")
 	// ErrNoDefault: a package-level function was called before SetDefault.
 	ErrNoDefault = errors.New("kannuki: no default Locker (call SetDefault)")
 )
@@ -58,6 +66,8 @@ const (
 	ReasonRetriesExhausted
 	// ReasonPoolExhausted: no database connection came free in time.
 	ReasonPoolExhausted
+	// ReasonCapacity: no more locks could be held (ErrCapacity).
+	ReasonCapacity
 )
 
 func (r Reason) String() string {
@@ -76,6 +86,8 @@ func (r Reason) String() string {
 		return "retries_exhausted"
 	case ReasonPoolExhausted:
 		return "pool_exhausted"
+	case ReasonCapacity:
+		return "capacity"
 	}
 	return "unknown"
 }

@@ -33,6 +33,11 @@ type Handle struct {
 	lost     chan struct{} // made on demand by Lost, closed on loss
 	lostErr  error
 	released bool
+	slot     bool // counts against Options.MaxHeld until the lock ends
+
+	// loss is what the lease tells of a loss it learns of between
+	// keepalive checks (LossWatcher).
+	loss lossListener
 
 	// The keepalive: the Handle waits in its Locker's queue of checks (one
 	// timer for all held locks, no goroutine per lock) and goes back there
@@ -71,8 +76,30 @@ func (h *Handle) Err() error {
 	return h.lostErr
 }
 
-// startKeepalive checks the lease every interval, if it can be checked.
+// lossListener is the Handle's LossListener. It is a field of the Handle,
+// so handing it to the lease allocates nothing.
+type lossListener struct{ h *Handle }
+
+// LockLost implements LossListener: the lock is lost unless the Handle is
+// already being released, whose outcome then reports the loss.
+func (w *lossListener) LockLost(cause error) {
+	h := w.h
+	h.mu.Lock()
+	released := h.released
+	h.mu.Unlock()
+	if !released {
+		h.markLost(cause)
+	}
+}
+
+// startKeepalive hands the lease the Handle's loss listener, if it can
+// tell of a loss itself, and checks the lease every interval, if it can be
+// checked.
 func (h *Handle) startKeepalive() {
+	if w, ok := h.lease.(LossWatcher); ok {
+		h.loss.h = h
+		w.WatchLoss(&h.loss)
+	}
 	c, ok := h.lease.(Checker)
 	every := h.l.opts.keepalive()
 	if !ok || every < 0 {
@@ -132,6 +159,7 @@ func (h *Handle) markLost(cause error) error {
 		close(h.lost)
 	}
 	cancel := h.cancel
+	h.freeSlotLocked()
 	h.mu.Unlock()
 	if cancel != nil {
 		cancel(err)
@@ -174,8 +202,20 @@ func (h *Handle) Release(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("kannuki: release %q: %w", h.key.String, err)
 	}
+	h.mu.Lock()
+	h.freeSlotLocked()
+	h.mu.Unlock()
 	h.l.released(h.ctx, h.key, h.mode, h.granted, err)
 	return err
+}
+
+// freeSlotLocked gives back the Handle's place under Options.MaxHeld, once.
+// Caller holds h.mu.
+func (h *Handle) freeSlotLocked() {
+	if h.slot {
+		h.slot = false
+		h.l.slots.Add(-1)
+	}
 }
 
 // releaseQueued gives the lock back and the key's place in the local queue

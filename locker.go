@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/kannuki-go/kannuki/internal/due"
@@ -19,8 +20,9 @@ type Locker struct {
 	hook    Hook
 	stats   counters
 	queue   localQueue
-	waits   due.Queue // attempts to report as waiting after WaitingAfter
-	checks  due.Queue // held locks due for a keepalive check
+	waits   due.Queue    // attempts to report as waiting after WaitingAfter
+	checks  due.Queue    // held locks due for a keepalive check
+	slots   atomic.Int64 // Handles counted against Options.MaxHeld
 }
 
 // New returns a Locker on b. A nil b yields a Locker whose calls all fail
@@ -224,12 +226,45 @@ func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle
 		l: l, key: k, mode: cfg.mode,
 		queued: cfg.mode == ModeExclusive && !l.opts.NoLocalQueue,
 	}
+	if l.opts.MaxHeld > 0 {
+		if err := l.takeSlot(ctx, k, cfg); err != nil {
+			return nil, err
+		}
+		h.slot = true
+	}
 	lease, granted, err := l.obtain(ctx, k, cfg, reportCounted, h, &h.watch)
 	if err != nil {
-		return nil, err
+		if h.slot {
+			l.slots.Add(-1)
+		}
+		return nil, l.capacityCount(err)
 	}
 	h.lease, h.granted, h.ctx = lease, granted, uncancelable(ctx)
 	return h, nil
+}
+
+// capacityCount adds to a store's ErrCapacity how many locks this Locker
+// holds: whether it is the one filling the store.
+func (l *Locker) capacityCount(err error) error {
+	var na *NotAcquiredError
+	if errors.As(err, &na) && na.Reason == ReasonCapacity && na.Err != nil {
+		na.Err = fmt.Errorf("%w (this Locker holds %d locks)", na.Err, l.stats.held.Load())
+	}
+	return err
+}
+
+// takeSlot counts a Handle against Options.MaxHeld, or refuses the call
+// with ErrCapacity, without asking the backend, when the Locker already
+// holds that many locks (or is acquiring them).
+func (l *Locker) takeSlot(ctx context.Context, k Key, cfg callConfig) error {
+	n := l.slots.Add(1)
+	if n <= int64(l.opts.MaxHeld) {
+		return nil
+	}
+	l.slots.Add(-1)
+	l.emit(ctx, Event{Kind: EventAttempt, Key: k.String, Mode: cfg.mode})
+	l.stats.waiting.Add(1)
+	return l.failed(ctx, k, cfg, 0, 0, 0, fmt.Errorf("%w: the Locker holds or is acquiring %d locks, its Options.MaxHeld", ErrCapacity, n-1))
 }
 
 // attempt asks for the Handle's lock once: through the local queue when
@@ -370,6 +405,8 @@ func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, wa
 	switch {
 	case errors.Is(err, ErrPoolExhausted):
 		reason = ReasonPoolExhausted
+	case errors.Is(err, ErrCapacity):
+		reason = ReasonCapacity
 	case errors.Is(err, errRetriesExhausted):
 		reason = ReasonRetriesExhausted
 	case errors.Is(err, ErrNotAcquired) && lastWait == 0:

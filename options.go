@@ -50,6 +50,15 @@ type Options struct {
 	// the holder's lease is a Relocker, its release and the next local
 	// goroutine's try are one round trip.
 	NoLocalQueue bool
+	// MaxHeld bounds the locks held at once through this Locker by WithLock,
+	// Lock, TryLock and Acquire (re-entrant calls are not counted, nor are
+	// transaction-scoped locks): a call past it fails at once, without
+	// asking the backend, with a *NotAcquiredError matching ErrCapacity
+	// (Reason ReasonCapacity). Locks being acquired count too, so the bound
+	// holds under concurrency. It keeps one process from filling a lock
+	// table that other applications share (PostgreSQL's shared lock table:
+	// see the README's Limits). 0 means no bound; negative is invalid.
+	MaxHeld int
 	// WaitingAfter is how long an attempt may run without an answer before
 	// the Locker reports EventWaiting for it, for backends that wait inside
 	// one database statement and so cannot say when a wait begins (the
@@ -136,6 +145,8 @@ func (l *Locker) config(opts []CallOption) (callConfig, error) {
 	switch {
 	case l.opts.DefaultTimeout < 0:
 		return c, fmt.Errorf("%w: negative Options.DefaultTimeout %s", ErrInvalidArgument, l.opts.DefaultTimeout)
+	case l.opts.MaxHeld < 0:
+		return c, fmt.Errorf("%w: negative Options.MaxHeld %d", ErrInvalidArgument, l.opts.MaxHeld)
 	case l.opts.DefaultTimeout > 0:
 		c.wait = l.opts.DefaultTimeout
 	}

@@ -18,9 +18,9 @@ type Stats struct {
 	Relocked    int64
 	NotAcquired int64 // calls that did not get the lock, all reasons
 	// NotAcquired by reason.
-	NotHeld, NotTimeout, NotCanceled, NotDeadlock, NotError, NotRetries, NotPoolExhausted int64
-	Released                                                                              int64 // locks given back normally
-	Lost                                                                                  int64 // locks found lost while held
+	NotHeld, NotTimeout, NotCanceled, NotDeadlock, NotError, NotRetries, NotPoolExhausted, NotCapacity int64
+	Released                                                                                           int64 // locks given back normally
+	Lost                                                                                               int64 // locks found lost while held
 
 	WaitTotal time.Duration // summed wait of acquired locks
 	WaitMax   time.Duration // longest wait of an acquired lock
@@ -51,7 +51,7 @@ type counters struct {
 	held, waiting            atomic.Int64
 	acquired, released, lost atomic.Int64
 	relocked                 atomic.Int64
-	notAcquired              [ReasonPoolExhausted + 1]atomic.Int64
+	notAcquired              [ReasonCapacity + 1]atomic.Int64
 	waitTotal, waitMax       atomic.Int64
 	holdTotal, holdMax       atomic.Int64
 }
@@ -106,9 +106,10 @@ func (l *Locker) Stats() Stats {
 		NotError:         c.notAcquired[ReasonError].Load(),
 		NotRetries:       c.notAcquired[ReasonRetriesExhausted].Load(),
 		NotPoolExhausted: c.notAcquired[ReasonPoolExhausted].Load(),
+		NotCapacity:      c.notAcquired[ReasonCapacity].Load(),
 		WaitTotal:        time.Duration(c.waitTotal.Load()), WaitMax: time.Duration(c.waitMax.Load()),
 		HoldTotal: time.Duration(c.holdTotal.Load()), HoldMax: time.Duration(c.holdMax.Load()),
 	}
-	s.NotAcquired = s.NotHeld + s.NotTimeout + s.NotCanceled + s.NotDeadlock + s.NotError + s.NotRetries + s.NotPoolExhausted
+	s.NotAcquired = s.NotHeld + s.NotTimeout + s.NotCanceled + s.NotDeadlock + s.NotError + s.NotRetries + s.NotPoolExhausted + s.NotCapacity
 	return s
 }

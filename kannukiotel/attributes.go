@@ -30,6 +30,7 @@ const (
 	OutcomeError            = outcome.Error
 	OutcomeRetriesExhausted = outcome.RetriesExhausted
 	OutcomePoolExhausted    = outcome.PoolExhausted
+	OutcomeCapacity         = outcome.Capacity
 	OutcomeUnknown          = outcome.Unknown // a Reason newer than this package
 )
 

@@ -16,13 +16,14 @@ const (
 	Error            = "error"
 	RetriesExhausted = "retries_exhausted"
 	PoolExhausted    = "pool_exhausted"
+	Capacity         = "capacity"
 	Unknown          = "unknown" // a Reason newer than this package
 )
 
 // Names holds the outcome values, indexed by Index.
 var Names = [...]string{
 	Acquired, Held, Timeout, Canceled,
-	Deadlock, Error, RetriesExhausted, PoolExhausted, Unknown,
+	Deadlock, Error, RetriesExhausted, PoolExhausted, Capacity, Unknown,
 }
 
 // N is the number of outcomes.
@@ -49,6 +50,8 @@ func Index(e *kannuki.Event) int {
 		return 6
 	case kannuki.ReasonPoolExhausted:
 		return 7
+	case kannuki.ReasonCapacity:
+		return 8
 	}
-	return 8
+	return 9
 }

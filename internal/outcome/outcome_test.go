@@ -19,6 +19,7 @@ func TestIndex(t *testing.T) {
 		{kannuki.Event{Kind: kannuki.EventNotAcquired, Reason: kannuki.ReasonError}, Error},
 		{kannuki.Event{Kind: kannuki.EventNotAcquired, Reason: kannuki.ReasonRetriesExhausted}, RetriesExhausted},
 		{kannuki.Event{Kind: kannuki.EventNotAcquired, Reason: kannuki.ReasonPoolExhausted}, PoolExhausted},
+		{kannuki.Event{Kind: kannuki.EventNotAcquired, Reason: kannuki.ReasonCapacity}, Capacity},
 		{kannuki.Event{Kind: kannuki.EventNotAcquired, Reason: kannuki.Reason(250)}, Unknown},
 	} {
 		if got := Names[Index(&c.e)]; got != c.want {
