@@ -283,6 +283,11 @@ func (h *Handle) run(ctx context.Context, fn func(context.Context) error) (err e
 	fctx := &h.fctx
 	h.cancel = cancel
 	h.startKeepalive()
+	if lost := h.Err(); lost != nil { // lost before fn could start: fn never runs without its lock
+		_ = h.Release(ctx)
+		cancel(context.Canceled)
+		return lost
+	}
 	done := false
 	defer func() {
 		if !done { // fn panicked: release, then let the panic go on
