@@ -11,6 +11,7 @@ import (
 
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/due"
+	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
 
 // Default values used when the corresponding Options field is zero.
@@ -58,6 +59,18 @@ type Options struct {
 	// GET_LOCK truncates a fractional timeout; MariaDB takes microseconds.
 	// Set it for servers that truncate but do not say "MariaDB" in VERSION().
 	WholeSecondTimeouts bool
+
+	// Dialer, when the pool's driver dials through it (see Dialer), lets
+	// the Backend watch the socket of every connection that holds a lock
+	// for a Locker: the moment the server ends the session (KILL, a
+	// shutdown, a restart) the Locker is told the lock is lost, instead of
+	// at its next keepalive check. nil: no watch (see "Socket watch" in
+	// the package documentation).
+	Dialer *Dialer
+
+	// NoWatch turns the socket watch off; a lost lock is then found by
+	// the keepalive or the release.
+	NoWatch bool
 }
 
 // Server flavours, learned from VERSION() on a connection's first use.
@@ -74,7 +87,7 @@ const deadlineGrace = 250 * time.Millisecond
 
 // Backend is the MySQL / MariaDB lock store over a *sql.DB, with GET_LOCK.
 // It implements kannuki.Backend and kannuki.Lister; its leases implement
-// kannuki.Checker. It is safe for concurrent use. It does not own db:
+// kannuki.Checker, kannuki.Relocker and kannuki.LossWatcher. It is safe for concurrent use. It does not own db:
 // closing the pool is the caller's job (after every lease is released).
 type Backend struct {
 	db     *sql.DB
@@ -85,13 +98,16 @@ type Backend struct {
 	// connDog bounds a pool request by ConnWait: one timer for all of
 	// them instead of a runtime timer each (see conn).
 	connDog due.Queue
+	// poller watches the sockets of held connections (watch.go).
+	poller sockwatch.Poller
 }
 
 var (
-	_ kannuki.Backend  = (*Backend)(nil)
-	_ kannuki.Lister   = (*Backend)(nil)
-	_ kannuki.Checker  = (*lease)(nil)
-	_ kannuki.Relocker = (*lease)(nil)
+	_ kannuki.Backend     = (*Backend)(nil)
+	_ kannuki.Lister      = (*Backend)(nil)
+	_ kannuki.Checker     = (*lease)(nil)
+	_ kannuki.Relocker    = (*lease)(nil)
+	_ kannuki.LossWatcher = (*lease)(nil)
 )
 
 // New returns a Backend on db, a pool opened with a MySQL driver for
@@ -219,6 +235,9 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 		return conn, nil
 	}
 	if cerr := ctxDone(ctx); cerr != nil {
+		return nil, cerr
+	}
+	if cerr := capacityErr(err); cerr != nil {
 		return nil, cerr
 	}
 	if expired {

@@ -60,6 +60,69 @@
 // before the GET_LOCK runs, so a local goroutine never takes the key from
 // another process's waiter.
 //
+// # Socket watch
+//
+// A connection that holds a lock runs no statement between the grant and
+// the release, so the server has nothing to say to it unless the session
+// ends: a KILL, a shutdown or a restart closes the socket (MariaDB sends
+// an error first). Nobody reads an idle connection, so without help the
+// loss is found by the Locker's keepalive check, up to
+// kannuki.Options.KeepaliveInterval (5 s by default) plus a round trip
+// later, or by the release; meanwhile another session may already hold
+// the key and fn still runs with a live context.
+//
+// With a Dialer the Backend watches every held connection's socket
+// instead: one epoll instance per Backend (Linux), one goroutine while
+// anything is watched, no goroutine or timer per lock, and nothing ever
+// read from the socket by Kannuki. When a watched socket turns readable,
+// the lease runs its keepalive statement through the driver, which then
+// reads what the server said: if the statement fails, the connection is
+// destroyed and the Locker is told at once (fn's context canceled with
+// kannuki.ErrLockLost, Handle.Lost closed, EventLost); if it succeeds, the
+// socket is watched again. go-sql-driver/mysql does not expose its
+// connections, so the application lets the Dialer make them, with two
+// lines before the pool is opened:
+//
+//	d := &kannukimysql.Dialer{}
+//	mysql.RegisterDialContext("tcp", d.DialContext)
+//	...
+//	b := kannukimysql.New(db, kannukimysql.Options{Dialer: d})
+//
+// (or Config.DialFunc = d.DialNetwork for a pool opened with
+// mysql.NewConnector; Unix sockets are watched too). The Dialer knows each
+// connection by the session id in the server's greeting, which the driver
+// reads through it, and the Backend matches it with CONNECTION_ID(), which
+// it learns once per connection anyway: no extra statement. Behind a proxy
+// that answers the greeting itself (ProxySQL, MaxScale) the ids differ and
+// nothing is watched. Only leases of a Locker are watched (Backend.Acquire
+// alone has nobody to tell, and kannuki.InTx runs its statements on the
+// held connection). Options.NoWatch turns the watch off; without a Dialer,
+// on other systems than Linux, or for a connection the Dialer did not
+// make, the keepalive bound above is what there is.
+//
+// The watch tells of a loss as soon as the socket does; the server may
+// have granted the key to another session a moment before (between the
+// session's end and the socket's news). Fence the work under a lock
+// where that moment matters.
+//
+// # Capacity
+//
+// GET_LOCK has no lock table to fill: a held lock costs the server a few
+// hundred bytes. What one process holding very many locks runs into first
+// is connections, since each held or awaited lock pins one: the pool's
+// SetMaxOpenConns (ErrNoConnection, after ConnWait), then the server's
+// max_connections (error 1040, "Too many connections"), the global
+// max_user_connections (1203), or the account's MAX_USER_CONNECTIONS
+// (1226). A connection the server refuses for want of connections,
+// threads or memory fails Acquire with an error matching
+// kannuki.ErrCapacity that names the setting (the Locker reports it as
+// kannuki.ReasonCapacity, with the count of locks it holds). Nothing was
+// asked of the server for that key, and no held lock is touched: every
+// lock granted before is still held. Size max_connections for the locks
+// held at once across all processes, plus the waiters, plus the
+// applications' own connections; kannuki.Options.MaxHeld bounds one
+// Locker below that, without a round trip.
+//
 // # Waiting
 //
 // A try is GET_LOCK(name, 0). A wait is GET_LOCK(name, t), a single

@@ -138,3 +138,34 @@ func connBroken(err error) bool {
 	// go-sql-driver/mysql's ErrInvalidConn is a plain error.
 	return strings.Contains(err.Error(), "invalid connection")
 }
+
+// Server errors that refuse a new connection for want of capacity.
+const (
+	errOutOfMemory      = 1037 // ER_OUTOFMEMORY
+	errConCount         = 1040 // ER_CON_COUNT_ERROR: Too many connections
+	errOutOfResources   = 1041 // ER_OUT_OF_RESOURCES
+	errCantCreateThread = 1135 // ER_CANT_CREATE_THREAD
+	errTooManyUserConns = 1203 // ER_TOO_MANY_USER_CONNECTIONS: global max_user_connections
+	errUserLimitReached = 1226 // ER_USER_LIMIT_REACHED: the account's MAX_USER_CONNECTIONS and the like
+)
+
+// capacityErr returns, for a failure to open a connection because the
+// server takes no more (every held lock pins a connection, so this is
+// where holding many locks on MySQL or MariaDB breaks first), an error
+// matching kannuki.ErrCapacity that names the server setting; else nil.
+func capacityErr(err error) error {
+	var what string
+	switch errNumber(err) {
+	case errConCount:
+		what = "the server's max_connections"
+	case errTooManyUserConns:
+		what = "the server's max_user_connections"
+	case errUserLimitReached:
+		what = "the account's MAX_USER_CONNECTIONS (or another resource limit of the user, see the message)"
+	case errCantCreateThread, errOutOfResources, errOutOfMemory:
+		what = "the server's memory or thread limit"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: mysql: the server refused a new connection: %s is reached, and every held or awaited lock pins one connection: %w", kannuki.ErrCapacity, what, err)
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
 
 // lease is one held lock and the connection pinned for it. A GET_LOCK lock
@@ -27,6 +28,13 @@ type lease struct {
 	// doubt is set when the connection was destroyed while its session
 	// may still hold the lock: Release then ends the session for sure.
 	doubt bool
+
+	// The socket watch (watch.go): listener is the Locker's, told of a
+	// loss once (told); w is armed while the lock is held for a listener
+	// and no statement runs on the connection.
+	listener kannuki.LossListener
+	told     bool
+	w        sockwatch.Watch
 }
 
 // runGuarded executes statement kind on the pinned connection to
@@ -38,6 +46,7 @@ type lease struct {
 // (which ends the statement too) and the error matches
 // context.DeadlineExceeded.
 func (l *lease) runGuarded(ctx context.Context, kind stmtKind) (v int64, null bool, err error) {
+	l.disarm() // the rule: no statement on a watched socket
 	err = l.conn.Raw(func(dc any) error {
 		if err := l.identify(ctx, dc); err != nil {
 			return err
@@ -138,6 +147,7 @@ func (l *lease) settle(ctx context.Context, err error) error {
 // putBack returns the connection, which holds no lock, to the pool.
 func (l *lease) putBack() {
 	if l.conn != nil {
+		l.disarm()
 		_ = l.conn.Close()
 		l.conn = nil
 	}
@@ -151,6 +161,7 @@ func (l *lease) destroy() {
 	if l.conn == nil {
 		return
 	}
+	l.disarm()
 	l.b.cache.drop(l.sess)
 	_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
 	_ = l.conn.Close()
@@ -178,6 +189,7 @@ func (l *lease) abandon(ctx context.Context) error {
 func (l *lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.listener = nil // never told once released
 	if _, err := l.giveBack(ctx, stmtRelease); err != nil {
 		return err
 	}
@@ -192,6 +204,7 @@ func (l *lease) Release(ctx context.Context) error {
 func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.listener = nil // never told once released
 	v, err := l.giveBack(ctx, stmtRelock)
 	if err != nil {
 		return nil, err
@@ -248,7 +261,8 @@ func (l *lease) giveBack(ctx context.Context, kind stmtKind) (int64, error) {
 
 // Check implements kannuki.Checker: one round trip on the pinned connection
 // asking whether this session still holds the lock. When it does not, or
-// the connection fails, the connection is destroyed and the error matches
+// the connection fails, the connection is destroyed, the Locker's
+// listener (WatchLoss) is told before Check returns, and the error matches
 // kannuki.ErrLockLost. A canceled ctx returns at once; otherwise the check
 // runs to completion, bounded by Options.ReleaseTimeout (interrupting it
 // would close the connection and lose the lock it is checking).
@@ -261,6 +275,11 @@ func (l *lease) Check(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.check(ctx)
+}
+
+// check is Check with l.mu held; the socket watch's confirmation too.
+func (l *lease) check(ctx context.Context) error {
 	if l.conn == nil {
 		if l.lost != nil {
 			return l.lost
@@ -270,6 +289,7 @@ func (l *lease) Check(ctx context.Context) error {
 	v, null, err := l.runGuarded(ctx, stmtCheck)
 	switch {
 	case err == nil && !null && v == 1:
+		l.arm()
 		return nil
 	case err == nil:
 		l.destroy()
@@ -281,6 +301,7 @@ func (l *lease) Check(ctx context.Context) error {
 		l.doubt = true
 		l.lost = &kannuki.LockLostError{Key: l.key.String, Err: fmt.Errorf("keepalive failed, connection destroyed: %w", err)}
 	}
+	l.tell()
 	return l.lost
 }
 

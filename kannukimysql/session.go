@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"reflect"
 	"strconv"
 	"strings"
@@ -23,6 +24,10 @@ type session struct {
 
 	stmts  [numStmts]driver.Stmt
 	noPrep bool // the driver or server refused to prepare: text statements
+
+	// nc is the connection's socket as Options.Dialer made it, to watch
+	// while the connection holds a lock; nil when it cannot be watched.
+	nc net.Conn
 }
 
 // sessions caches a session per driver connection, so that the connection
@@ -126,6 +131,9 @@ func (b *Backend) session(ctx context.Context, dc any) (*session, error) {
 	}
 	b.noteVersion(asString(dest[1]))
 	s := &session{id: id, noPrep: b.opts.DisablePrepared}
+	if !b.opts.NoWatch {
+		s.nc = b.opts.Dialer.lookup(id)
+	}
 	if cacheable(dc) {
 		s.key = dc
 		limit := 64

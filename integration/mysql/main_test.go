@@ -69,6 +69,13 @@ func openDB(t testing.TB, dsn string, maxOpen int) *sql.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return readyDB(t, db, maxOpen)
+}
+
+// readyDB sizes db's pool, checks the server answers and closes db at the
+// end of the test.
+func readyDB(t testing.TB, db *sql.DB, maxOpen int) *sql.DB {
+	t.Helper()
 	db.SetMaxOpenConns(maxOpen)
 	db.SetMaxIdleConns(max(maxOpen, 4))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
