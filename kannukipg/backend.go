@@ -12,6 +12,7 @@ import (
 	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
+	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
 
 // Default values used when the corresponding Options field is zero.
@@ -56,10 +57,24 @@ type Options struct {
 	// checked. Transaction-scoped locks (AcquireTx, RunTx) are safe behind
 	// any pooler and never check.
 	SessionPooler bool
+
+	// NoWatch turns the socket watch off; a lost lock is then found by the
+	// keepalive or the release. With the watch on (the default), the
+	// socket of a held lock's connection is watched while no statement
+	// runs on it, and a session the server ended is reported at once (see
+	// the package documentation, "Socket watch"): on pgx/stdlib always,
+	// on lib/pq with a Dialer.
+	NoWatch bool
+
+	// Dialer, when set, is the Dialer the pool's lib/pq connector dials
+	// with (pq.Connector.Dialer): through it the Backend finds the socket
+	// of a lib/pq connection to watch. pgx/stdlib needs none.
+	Dialer *Dialer
 }
 
 // Backend is the PostgreSQL lock store over a *sql.DB. It implements
-// kannuki.Backend and kannuki.Lister; its leases implement kannuki.Checker.
+// kannuki.Backend and kannuki.Lister; its leases implement kannuki.Checker,
+// kannuki.Relocker and kannuki.LossWatcher.
 // It is safe for concurrent use. It does not own db: closing the pool is
 // the caller's job (after every lease is released).
 type Backend struct {
@@ -88,23 +103,31 @@ type Backend struct {
 	socks   sockets
 	sockDog due.Queue
 
+	// poller watches the sockets of held locks (watch.go) unless
+	// Options.NoWatch (watch false); dialer finds lib/pq's sockets.
+	poller sockwatch.Poller
+	watch  bool
+	dialer *Dialer
+
 	// rowsAffected is the driver check of countsRows: 0 not yet known,
 	// 1 the driver reports rows affected for SELECT, 2 it does not.
 	rowsAffected atomic.Int32
 }
 
 var (
-	_ kannuki.Backend  = (*Backend)(nil)
-	_ kannuki.Lister   = (*Backend)(nil)
-	_ kannuki.Checker  = (*lease)(nil)
-	_ kannuki.Relocker = (*lease)(nil)
+	_ kannuki.Backend     = (*Backend)(nil)
+	_ kannuki.Lister      = (*Backend)(nil)
+	_ kannuki.Checker     = (*lease)(nil)
+	_ kannuki.Relocker    = (*lease)(nil)
+	_ kannuki.LossWatcher = (*lease)(nil)
 )
 
 // New returns a Backend on db, a pool opened with any PostgreSQL driver for
 // database/sql (pgx/stdlib, lib/pq). Every held lock pins one connection
 // of db until it is released.
 func New(db *sql.DB, opts Options) *Backend {
-	b := &Backend{db: db, releaseTimeout: opts.ReleaseTimeout, connWait: opts.ConnWait, form: opts.Form, sessionPooler: opts.SessionPooler}
+	b := &Backend{db: db, releaseTimeout: opts.ReleaseTimeout, connWait: opts.ConnWait, form: opts.Form, sessionPooler: opts.SessionPooler,
+		watch: !opts.NoWatch, dialer: opts.Dialer}
 	if b.releaseTimeout <= 0 {
 		b.releaseTimeout = DefaultReleaseTimeout
 	}
@@ -155,15 +178,20 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	}
 	l := &lease{b: b, conn: conn, key: key, mode: req.Mode}
 	if b.timers {
-		l.sock = b.socks.of(conn)
+		l.sock = b.socks.of(conn, netConnOf)
 	}
 
 	ok, err := l.try(ctx)
+	if err != nil && notGranted(err) {
+		l.putBack() // refused before anything was granted: see outcome.go
+		return nil, capacityError(key, err)
+	}
 	if err != nil {
 		l.destroy()
 		return nil, fmt.Errorf("kannuki: try lock %q on PostgreSQL: %w", key.String, err)
 	}
 	if ok {
+		l.startWatch()
 		return l, nil
 	}
 	if req.Wait == 0 {
@@ -182,6 +210,7 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	if err := l.wait(ctx, wait); err != nil {
 		return nil, err
 	}
+	l.startWatch()
 	return l, nil
 }
 

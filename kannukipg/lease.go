@@ -13,6 +13,7 @@ import (
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
+	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
 
 // lease is one held lock and the connection pinned for it. The session
@@ -32,6 +33,17 @@ type lease struct {
 	// elsewhere; bound is its watchdog's view of the running statement.
 	sock  net.Conn
 	bound sockbound.Bound
+
+	// The socket watch (watch.go): wsock is the socket watched while the
+	// lease holds its lock and runs no statement (nil: not watched), armed
+	// is true while watch is registered with the Backend's Poller.
+	wsock net.Conn
+	watch sockwatch.Watch
+	armed bool
+
+	// listener is told, once (told), that the lock is lost (WatchLoss).
+	listener kannuki.LossListener
+	told     bool
 }
 
 func (l *lease) variant() (shared, pair int) {
@@ -108,6 +120,7 @@ func (l *lease) fastStmt(ctx context.Context, op int) (bool, error) {
 
 // putBack returns the connection, which holds no lock, to the pool.
 func (l *lease) putBack() {
+	l.disarm()
 	_ = l.conn.Close()
 	l.conn = nil
 }
@@ -116,6 +129,7 @@ func (l *lease) putBack() {
 // ends the database session and with it any lock it may hold. Returning
 // driver.ErrBadConn from Raw makes database/sql close the driver connection.
 func (l *lease) destroy() {
+	l.disarm()
 	_ = l.conn.Raw(func(dc any) error {
 		if c, ok := dc.(driver.Conn); ok {
 			l.b.prep.forget(c)
@@ -160,6 +174,7 @@ func (l *lease) Release(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	l.disarm()
 	var ok bool
 	err = l.bounded(ctx, true, func(ctx context.Context) error {
 		ok, err = l.unlock(ctx)
@@ -182,6 +197,7 @@ func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.disarm()
 	var n int
 	err = l.bounded(ctx, true, func(ctx context.Context) error {
 		if l.b.form == FormBound { // pgx/stdlib: a constant text, cached per connection
@@ -198,27 +214,33 @@ func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
 		l.putBack()
 		return nil, nil
 	}
-	next := &lease{b: l.b, key: l.key, mode: l.mode, conn: l.conn, sock: l.sock}
+	next := &lease{b: l.b, key: l.key, mode: l.mode, conn: l.conn, sock: l.sock, wsock: l.wsock}
 	l.conn = nil
+	next.mu.Lock()
+	next.arm()
+	next.mu.Unlock()
 	return next, nil
 }
 
 // unlocked judges the answer of an unlock: nil when it returned true;
 // otherwise it destroys the connection and says why, matching
 // kannuki.ErrLockLost when the lock was found not held or the session gone.
+// The listener is told before it returns.
 func (l *lease) unlocked(ok bool, err error) error {
+	var failed error
 	switch {
 	case err == nil && ok:
 		return nil
 	case err == nil:
-		l.destroy()
-		return &kannuki.LockLostError{Key: l.key.String, Err: errors.New("kannuki: the unlock found the lock not held by its session")}
+		failed = &kannuki.LockLostError{Key: l.key.String, Err: errors.New("kannuki: the unlock found the lock not held by its session")}
 	case sessionGone(err):
-		l.destroy()
-		return &kannuki.LockLostError{Key: l.key.String, Err: err}
+		failed = &kannuki.LockLostError{Key: l.key.String, Err: err}
+	default:
+		failed = fmt.Errorf("kannuki: unlock %q failed, connection destroyed (the server frees the lock when the session ends): %w", l.key.String, err)
 	}
 	l.destroy()
-	return fmt.Errorf("kannuki: unlock %q failed, connection destroyed (the server frees the lock when the session ends): %w", l.key.String, err)
+	l.tell(failed)
+	return failed
 }
 
 // inUse returns the error of a lease whose connection is gone (lost, or
@@ -248,12 +270,10 @@ func (l *lease) Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cctx, cancel := l.b.bounded(ctx, true)
-	defer cancel()
-	if _, err := l.conn.ExecContext(cctx, checkSQL(l.key)); err != nil {
-		l.destroy()
-		l.lost = &kannuki.LockLostError{Key: l.key.String, Err: fmt.Errorf("kannuki: keepalive failed, connection destroyed: %w", err)}
-		return l.lost
+	l.disarm()
+	if err := l.keepalive(ctx); err != nil {
+		return l.lose(fmt.Errorf("kannuki: keepalive failed, connection destroyed: %w", err))
 	}
+	l.arm()
 	return nil
 }

@@ -72,15 +72,17 @@ func pgConnOf(dc any) (pc any) {
 }
 
 // sockets remembers the socket of each driver connection (nil when it
-// has none to offer), for at most preparedLimit connections.
+// has none to offer), for at most preparedLimit connections. A Backend's
+// connections all come from one driver, so one find serves them all.
 type sockets struct {
 	mu    sync.Mutex
 	conns map[driver.Conn]net.Conn
 	fifo  []driver.Conn
 }
 
-// of returns conn's socket, or nil when it cannot be reached.
-func (s *sockets) of(conn *sql.Conn) net.Conn {
+// of returns conn's socket, found by find (netConnOf, or a Dialer's
+// lookup) the first time, or nil when it cannot be reached.
+func (s *sockets) of(conn *sql.Conn, find func(dc any) net.Conn) net.Conn {
 	var nc net.Conn
 	_ = conn.Raw(func(dc any) error {
 		c, ok := dc.(driver.Conn)
@@ -93,7 +95,7 @@ func (s *sockets) of(conn *sql.Conn) net.Conn {
 		if ok {
 			return nil
 		}
-		nc = netConnOf(dc)
+		nc = find(dc)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.conns == nil {

@@ -124,6 +124,11 @@ func (x *txAcquisition) try(ctx context.Context) (bool, error) {
 			granted, err = queryBool(fctx, x.tx, pgsql.XactTry(x.key, x.mode))
 		}
 	}
+	if err != nil && notGranted(err) {
+		// The failed try aborted the caller's transaction: no savepoint
+		// of ours is left to roll back to.
+		return false, fmt.Errorf("%w (the transaction is aborted: roll it back)", capacityError(x.key, err))
+	}
 	if err != nil {
 		return false, x.statementError(ctx, err)
 	}
@@ -206,6 +211,8 @@ func (x *txAcquisition) mapWaitError(ctx context.Context, folded bool, code stri
 		return fmt.Errorf("kannuki: lock %q still held when the wait ran out: %w", x.key.String, kannuki.ErrNotAcquired)
 	case pgsql.CodeDeadlock:
 		return fmt.Errorf("kannuki: lock %q: %w: %w", x.key.String, kannuki.ErrDeadlock, err)
+	case codeLockTableFull:
+		return capacityError(x.key, err) // the savepoint is rolled back: tx is usable
 	case pgsql.CodeQueryCanceled:
 		// Not our cancel (ctx is alive): statement_timeout or an
 		// administrator's pg_cancel_backend ended the wait.

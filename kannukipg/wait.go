@@ -75,6 +75,15 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 	case err == nil:
 		return nil
 	}
+	if notGranted(err) {
+		// Refused before anything was granted (outcome.go): no clean-up,
+		// which would need the full lock table too.
+		l.putBack()
+		if ctx.Err() != nil {
+			return l.ctxErr(ctx, folded)
+		}
+		return capacityError(l.key, err)
+	}
 	switch sqlState(err) {
 	case pgsql.CodeLockNotAvailable:
 		// lock_timeout. PostgreSQL can raise it although the lock was

@@ -1,0 +1,133 @@
+package kannukipg
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kannuki-go/kannuki"
+)
+
+// A held lock's connection runs no statement between the grant and the
+// release, apart from the keepalive, and the server sends it nothing
+// unless its session is ending: pg_terminate_backend, a shutdown and a
+// restart send a FATAL error and close the socket. While a lease holds its
+// lock and runs no statement, its socket is watched by the Backend's
+// sockwatch.Poller (one epoll instance and one goroutine for all leases);
+// the lease disarms it before each of its statements (the unlock, the
+// relock, the keepalive) and before its connection goes back to the pool
+// or is destroyed, and re-arms it after a keepalive. When the socket turns
+// readable, fired hands the connection to the driver (the keepalive
+// statement): if that fails, the connection is destroyed and the lease's
+// listener told at once; if not (a harmless message), the watch is
+// re-armed. Nothing is read from the socket behind the driver's back.
+//
+// The socket is reached on pgx/stdlib through Conn.Raw (socket.go), and on
+// lib/pq through a Dialer (dialer.go). Options.NoWatch turns the watch off.
+
+// findSock sets the socket the lease's watch watches, if the Backend
+// watches and the socket can be reached. conn must run no statement.
+func (l *lease) findSock() {
+	switch {
+	case !l.b.watch:
+	case l.sock != nil:
+		l.wsock = l.sock
+	case l.b.dialer != nil && !l.b.timers:
+		l.wsock = l.b.socks.of(l.conn, l.b.dialer.lookup)
+	}
+}
+
+// arm watches the lease's socket while it holds its lock and runs no
+// statement. Call with l.mu held (or before the lease is handed out).
+func (l *lease) arm() {
+	if l.wsock == nil || l.armed || l.conn == nil {
+		return
+	}
+	if l.watch.Fire == nil {
+		l.watch.Fire = l.fired
+	}
+	if l.b.poller.Arm(&l.watch, l.wsock) != nil {
+		l.wsock = nil // not a watchable socket: the keepalive it is
+		return
+	}
+	l.armed = true
+}
+
+// disarm stops the watch before a statement runs on the connection, or
+// before it is pooled or closed. Call with l.mu held.
+func (l *lease) disarm() {
+	if l.armed {
+		l.b.poller.Disarm(&l.watch)
+		l.armed = false
+	}
+}
+
+// fired is the watch's Fire: the socket of a held lock turned readable.
+// It confirms through the driver, with the keepalive statement, under the
+// lease's lock; a Fire that raced a statement, a release or a relock finds
+// the watch disarmed and does nothing.
+func (l *lease) fired() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.armed || l.conn == nil {
+		return
+	}
+	l.disarm()
+	if err := l.keepalive(context.Background()); err != nil {
+		_ = l.lose(fmt.Errorf("kannuki: the server ended the session (its socket turned readable, then the keepalive failed), connection destroyed: %w", err))
+		return
+	}
+	l.arm()
+}
+
+// keepalive runs the keepalive statement on the pinned connection, bounded
+// by ReleaseTimeout, or by a sooner deadline of ctx.
+func (l *lease) keepalive(ctx context.Context) error {
+	cctx, cancel := l.b.bounded(ctx, true)
+	defer cancel()
+	_, err := l.conn.ExecContext(cctx, checkSQL(l.key))
+	return err
+}
+
+// lose destroys the connection of a lease whose lock is lost or in doubt,
+// records the loss and tells the listener, before the caller returns.
+// Call with l.mu held.
+func (l *lease) lose(cause error) error {
+	l.destroy()
+	l.lost = &kannuki.LockLostError{Key: l.key.String, Err: cause}
+	l.tell(l.lost)
+	return l.lost
+}
+
+// tell tells the listener, once, that the lock is lost. Call with l.mu
+// held: the listener never calls back into the lease.
+func (l *lease) tell(cause error) {
+	if l.listener != nil && !l.told {
+		l.told = true
+		l.listener.LockLost(cause)
+	}
+}
+
+// WatchLoss implements kannuki.LossWatcher. The lease tells lis when it
+// destroys its connection while holding the lock (a failed keepalive, a
+// failed or timed-out unlock or relock, a socket watch that found the
+// session ended), before the call that found out returns; at once when
+// that happened already.
+func (l *lease) WatchLoss(lis kannuki.LossListener) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.listener = lis
+	if l.lost != nil {
+		l.tell(l.lost)
+	}
+}
+
+// startWatch arms the watch of a lease just granted.
+func (l *lease) startWatch() {
+	if !l.b.watch {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.findSock()
+	l.arm()
+}
