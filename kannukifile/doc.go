@@ -35,6 +35,25 @@
 // trusts a holder line only while the kernel shows its pid holding the
 // file exclusively.
 //
+// # Capacity
+//
+// Every held lock keeps its lock file open, so what holding very many
+// locks in one process runs into is the open-file limit: the process's
+// RLIMIT_NOFILE (ulimit -n; Go raises the soft limit to the hard one at
+// start) or the system's. An Acquire whose lock file cannot be opened for
+// that (EMFILE, ENFILE) fails with an error matching kannuki.ErrCapacity
+// that names the limit and its value (the Locker reports it as
+// kannuki.ReasonCapacity, with the count of locks it holds). Nothing is
+// locked for it and every lock held before stays held. A waiter also
+// keeps an inotify instance open while it waits (and the Backend up to 8
+// idle ones); without a descriptor for one it polls instead. Raise the
+// limit, or bound a Locker with kannuki.Options.MaxHeld below it.
+//
+// The file store needs no socket watch: the kernel holds a lock as long
+// as its file is open, and nothing but the holder's own release or death
+// ends it (a lock file removed or replaced is found by the keepalive
+// check and the release).
+//
 // # Waiting without polling
 //
 // Linux cannot interrupt a blocking flock(LOCK_EX) from another thread

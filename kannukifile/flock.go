@@ -95,6 +95,9 @@ func openLockFile(path string, perm uint32) (fd int, writable bool, err error) {
 	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EMLINK) { // EMLINK: O_NOFOLLOW on a symlink, BSD
 		return -1, false, fmt.Errorf("kannuki: lock file %s is a symlink; refusing to follow it", path)
 	}
+	if err != nil && outOfFiles(err) {
+		return -1, false, capacityError(&fs.PathError{Op: "open", Path: path, Err: err})
+	}
 	if err != nil {
 		return -1, false, fmt.Errorf("kannuki: open lock file: %w", &fs.PathError{Op: "open", Path: path, Err: err})
 	}
