@@ -64,8 +64,7 @@
 //
 // A connection that holds a lock runs no statement between the grant and
 // the release, so the server has nothing to say to it unless the session
-// ends: a KILL, a shutdown or a restart closes the socket (MariaDB sends
-// an error first). Nobody reads an idle connection, so without help the
+// ends: a KILL, a shutdown or a restart closes the socket. Nobody reads an idle connection, so without help the
 // loss is found by the Locker's keepalive check, up to
 // kannuki.Options.KeepaliveInterval (5 s by default) plus a round trip
 // later, or by the release; meanwhile another session may already hold
@@ -100,6 +99,12 @@
 // on other systems than Linux, or for a connection the Dialer did not
 // make, the keepalive bound above is what there is.
 //
+// Measured on the development machine (2 cores, MariaDB 10.11 on
+// loopback, load 4): from just before a KILL is sent to fn's context
+// cancel, median 0.3 ms and p99 0.8 to 6 ms over 300 kills with the
+// Dialer; with the keepalive alone at a 100 ms interval, median 101 ms
+// (TestWatchLatency in the integration module).
+//
 // The watch tells of a loss as soon as the socket does; the server may
 // have granted the key to another session a moment before (between the
 // session's end and the socket's news). Fence the work under a lock
@@ -107,9 +112,11 @@
 //
 // # Capacity
 //
-// GET_LOCK has no lock table to fill: a held lock costs the server a few
-// hundred bytes. What one process holding very many locks runs into first
-// is connections, since each held or awaited lock pins one: the pool's
+// GET_LOCK has no lock table to fill. What one process holding very many
+// locks runs into first is connections, since each held or awaited lock
+// pins one (a server thread, about 110 KB of the server's memory on
+// MariaDB 10.11, and about 8 KB and the driver's watcher goroutine in the
+// client): the pool's
 // SetMaxOpenConns (ErrNoConnection, after ConnWait), then the server's
 // max_connections (error 1040, "Too many connections"), the global
 // max_user_connections (1203), or the account's MAX_USER_CONNECTIONS
@@ -121,7 +128,11 @@
 // lock granted before is still held. Size max_connections for the locks
 // held at once across all processes, plus the waiters, plus the
 // applications' own connections; kannuki.Options.MaxHeld bounds one
-// Locker below that, without a round trip.
+// Locker below that, without a round trip. Measured on a MariaDB 10.11
+// of its own asked for max_connections 100,000: the server capped it at
+// 16,770 (from its open_files_limit, 20,000), one process held 16,770
+// locks (server RSS 2 GB, client heap 135 MiB), and the next Acquire got
+// ErrCapacity naming max_connections; no lock was lost.
 //
 // # Waiting
 //

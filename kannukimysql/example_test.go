@@ -33,3 +33,30 @@ func ExampleNew() {
 		log.Print("someone else is numbering invoices")
 	}
 }
+
+// The socket watch: the driver dials through a Dialer, so that a lock
+// whose session the server ends is reported lost at once (fn's context
+// canceled) rather than at the next keepalive. With
+// github.com/go-sql-driver/mysql the registration is two lines before the
+// pool is opened:
+//
+//	d := &kannukimysql.Dialer{}
+//	mysql.RegisterDialContext("tcp", d.DialContext)
+func ExampleDialer() {
+	d := &kannukimysql.Dialer{}
+	// mysql.RegisterDialContext("tcp", d.DialContext) // the driver's hook
+	db, err := sql.Open("mysql", "app@tcp(127.0.0.1:3306)/app")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	l := kannuki.New(kannukimysql.New(db, kannukimysql.Options{Dialer: d}), kannuki.Options{})
+	err = l.WithLock(context.Background(), "report", func(ctx context.Context) error {
+		// ctx ends with kannuki.ErrLockLost as soon as the server ends
+		// the holding session.
+		return nil
+	})
+	if errors.Is(err, kannuki.ErrLockLost) {
+		log.Print("the lock was lost while the report ran")
+	}
+}
