@@ -11,10 +11,11 @@ import (
 	"time"
 )
 
-// holdScript logs "start" to $LOG, writes $READY, waits until $GO exists,
+// holdScript logs "start" to $LOG, writes its pid to $READY (through a
+// rename, so that $READY never exists without its content), waits until $GO exists,
 // then logs "end". The command itself holds the lock for as long as the
 // test wants, so overlaps are real and need no sleeps in the test.
-const holdScript = `echo start >> "$LOG"; echo $$ > "$READY"; while [ ! -e "$GO" ]; do sleep 0.02; done; echo end >> "$LOG"`
+const holdScript = `echo start >> "$LOG"; echo $$ > "$READY.tmp"; mv "$READY.tmp" "$READY"; while [ ! -e "$GO" ]; do sleep 0.02; done; echo end >> "$LOG"`
 
 // files is the scratch files of one test and the environment naming them.
 type files struct {
@@ -47,7 +48,10 @@ func awaitStarted(t *testing.T, p *proc, f files) {
 		if p.exited() {
 			t.Fatalf("kannuki exited with %d before its command started: %s", p.code, p.stderr.String())
 		}
-		return fileExists(f.ready)
+		// The scripts rename $READY into place whole; a complete line is
+		// checked anyway, as the condition the tests rely on.
+		b, err := os.ReadFile(f.ready)
+		return err == nil && len(b) > 0 && b[len(b)-1] == '\n'
 	})
 }
 
@@ -160,7 +164,7 @@ func lastJSON(t *testing.T, stderr string) runResult {
 
 func testSIGTERM(t *testing.T, s storeCase) {
 	key, f := uniqueKey(t), newFiles(t)
-	script := `trap 'echo term > "$MARK"; exit 3' TERM; echo $$ > "$READY"; while :; do sleep 0.02; done`
+	script := `trap 'echo term > "$MARK"; exit 3' TERM; echo $$ > "$READY.tmp"; mv "$READY.tmp" "$READY"; while :; do sleep 0.02; done`
 	p := start(t, f.env(), append([]string{"run"}, s.args("--key", key, "--", "sh", "-c", script)...)...)
 	awaitStarted(t, p, f)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -371,7 +375,7 @@ func testStatusAndLocks(t *testing.T, s storeCase) {
 
 func testLockLost(t *testing.T, s storeCase) {
 	key, f := uniqueKey(t), newFiles(t)
-	script := `trap 'echo term > "$MARK"; exit 0' TERM; echo $$ > "$READY"; while :; do sleep 0.02; done`
+	script := `trap 'echo term > "$MARK"; exit 0' TERM; echo $$ > "$READY.tmp"; mv "$READY.tmp" "$READY"; while :; do sleep 0.02; done`
 	p := start(t, f.env(), append([]string{"run"}, s.args("--keepalive", "100ms", "--grace", "20s", "--json", "--key", key, "--", "sh", "-c", script)...)...)
 	awaitStarted(t, p, f)
 	s.kill(t, key)
@@ -387,7 +391,7 @@ func testLockLost(t *testing.T, s storeCase) {
 
 	// A command that ignores SIGTERM gets SIGKILL after --grace.
 	key, f = uniqueKey(t), newFiles(t)
-	script = `trap '' TERM; echo $$ > "$READY"; while :; do sleep 0.02; done`
+	script = `trap '' TERM; echo $$ > "$READY.tmp"; mv "$READY.tmp" "$READY"; while :; do sleep 0.02; done`
 	p = start(t, f.env(), append([]string{"run"}, s.args("--keepalive", "100ms", "--grace", "200ms", "--key", key, "--", "sh", "-c", script)...)...)
 	awaitStarted(t, p, f)
 	s.kill(t, key)
