@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
 	"github.com/kannuki-go/kannuki/internal/sockwatch"
@@ -36,10 +37,12 @@ type lease struct {
 
 	// The socket watch (watch.go): wsock is the socket watched while the
 	// lease holds its lock and runs no statement (nil: not watched), armed
-	// is true while watch is registered with the Backend's Poller.
-	wsock net.Conn
-	watch sockwatch.Watch
-	armed bool
+	// is true while watch is registered with the Backend's Poller. The
+	// fields are set before the lease is handed out, then guarded by mu.
+	wsock   net.Conn
+	watch   sockwatch.Watch
+	armed   bool
+	armNode due.Node // in the Backend's armDog until armed (startWatch)
 
 	// listener is told, once (told), that the lock is lost (WatchLoss).
 	listener kannuki.LossListener
@@ -216,9 +219,7 @@ func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
 	}
 	next := &lease{b: l.b, key: l.key, mode: l.mode, conn: l.conn, sock: l.sock, wsock: l.wsock}
 	l.conn = nil
-	next.mu.Lock()
-	next.arm()
-	next.mu.Unlock()
+	next.startWatch()
 	return next, nil
 }
 
@@ -261,8 +262,9 @@ func (l *lease) inUse(ctx context.Context) (context.Context, error) {
 // ("SELECT 1" with the key comment, which also keeps the key visible in
 // pg_stat_activity). The session is alive exactly when it still holds the
 // lock, since only this lease can unlock it. On failure the connection is
-// destroyed and the error matches kannuki.ErrLockLost. ctx's deadline
-// bounds the check; its cancellation does not interrupt it.
+// destroyed, the listener told (WatchLoss) and the error matches
+// kannuki.ErrLockLost. ctx's deadline bounds the check; its cancellation
+// does not interrupt it.
 func (l *lease) Check(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

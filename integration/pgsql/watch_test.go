@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -274,4 +275,75 @@ func TestWatchLatency(t *testing.T) {
 		t.Logf("NoWatch=%v, %d kills: min %s  median %s  p99 %s  max %s", noWatch, len(lat),
 			lat[0].Round(time.Microsecond), q(0.5).Round(time.Microsecond), q(0.99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
 	}
+}
+
+// TestWatchCost compares the uncontended Acquire+Release cycle with the
+// watch and without it (Options.NoWatch), on one pool, rounds of 200 cycles
+// interleaved so that the machine's load hits both alike, medians of 40
+// rounds:
+//
+//	KANNUKI_PG_WATCH_COST=1 go test -run TestWatchCost -v ./pgsql
+func TestWatchCost(t *testing.T) {
+	if os.Getenv("KANNUKI_PG_WATCH_COST") == "" {
+		t.Skip("set KANNUKI_PG_WATCH_COST=1 to measure")
+	}
+	forEachDriverSerial(t, func(t *testing.T, d driver) {
+		var db *sql.DB
+		var on, off *kannukipg.Backend
+		if d.sql == "pgx" {
+			db = openDB(t, d, 4)
+			on, off = kannukipg.New(db, kannukipg.Options{}), kannukipg.New(db, kannukipg.Options{NoWatch: true})
+		} else {
+			on = watched(t, d, kannukipg.Options{})
+			off = watched(t, d, kannukipg.Options{NoWatch: true}) // the same Dialer's wrapping, unwatched
+		}
+		k := uniqueKey(t)
+		ctx := context.Background()
+		var cpu [2]time.Duration // the process's CPU time in rounds with the watch, without
+		round := func(b *kannukipg.Backend) time.Duration {
+			c0 := cpuTime()
+			defer func() {
+				cpu[b2i(b == off)] += cpuTime() - c0
+			}()
+			start := time.Now()
+			for range 200 {
+				l, err := b.Acquire(ctx, k, kannuki.Request{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := l.Release(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return time.Since(start)
+		}
+		round(on)
+		round(off)
+		cpu = [2]time.Duration{}
+		var ton, toff []time.Duration
+		for i := range 40 {
+			if i%2 == 0 {
+				ton, toff = append(ton, round(on)), append(toff, round(off))
+			} else {
+				toff, ton = append(toff, round(off)), append(ton, round(on))
+			}
+		}
+		mon, moff := median(ton), median(toff)
+		t.Logf("median round of 200 cycles: watch %s, NoWatch %s: watch/NoWatch %.3f; client CPU per cycle: watch %s, NoWatch %s",
+			mon, moff, float64(mon)/float64(moff), cpu[0]/(40*200), cpu[1]/(40*200))
+	})
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
