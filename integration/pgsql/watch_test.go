@@ -1,10 +1,12 @@
 package pgsql
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -27,8 +29,14 @@ const watchGuard = 20 * time.Second
 // as is, lib/pq through a kannukipg.Dialer.
 func watched(t testing.TB, d driver, opts kannukipg.Options) *kannukipg.Backend {
 	t.Helper()
+	return watchedPool(t, d, 8, opts)
+}
+
+// watchedPool is watched with a pool of n connections.
+func watchedPool(t testing.TB, d driver, n int, opts kannukipg.Options) *kannukipg.Backend {
+	t.Helper()
 	if d.sql == "pgx" {
-		return kannukipg.New(openDB(t, d, 8), opts)
+		return kannukipg.New(openDB(t, d, n), opts)
 	}
 	c, err := pq.NewConnector(testdb.PostgresDSN())
 	if err != nil {
@@ -37,7 +45,8 @@ func watched(t testing.TB, d driver, opts kannukipg.Options) *kannukipg.Backend 
 	dialer := &kannukipg.Dialer{}
 	c.Dialer(dialer)
 	db := sql.OpenDB(c)
-	db.SetMaxOpenConns(8)
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
 	t.Cleanup(func() { db.Close() })
 	if err := db.PingContext(ctxT(t, 10*time.Second)); err != nil {
 		testdb.Unavailable(t, "PostgreSQL", err)
@@ -346,4 +355,57 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestWatchNoGoroutinePerLock: 40 held and watched locks add no goroutine
+// per lock (one for the Backend's Poller), and once they are released the
+// Poller's goroutine ends too.
+func TestWatchNoGoroutinePerLock(t *testing.T) {
+	forEachDriverSerial(t, func(t *testing.T, d driver) {
+		const n = 40
+		b := watchedPool(t, d, n, kannukipg.Options{})
+		lk := kannuki.New(b, kannuki.Options{KeepaliveInterval: -1})
+		ctx := ctxT(t, time.Minute)
+		var held []*kannuki.Handle
+		t.Cleanup(func() {
+			for _, h := range held {
+				_ = h.Release(context.Background())
+			}
+		})
+		// One lock first, so that the pool's and the drivers' goroutines
+		// exist before counting.
+		h, err := lk.TryAcquire(ctx, uniqueKey(t).String)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, watchGuard, "the Poller's goroutine to end", func() bool { return !pollerRunning() })
+		before := runtime.NumGoroutine()
+		for range n {
+			h, err := lk.TryAcquire(ctx, uniqueKey(t).String)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, h)
+		}
+		eventually(t, watchGuard, "the Poller's goroutine to start", pollerRunning)
+		if g := runtime.NumGoroutine() - before; g > 2 {
+			t.Fatalf("%d more goroutines with %d watched locks held", g, n)
+		}
+		for _, h := range held {
+			if err := h.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		held = nil
+		eventually(t, watchGuard, "the Poller's goroutine to end", func() bool { return !pollerRunning() })
+	})
+}
+
+// pollerRunning reports whether a sockwatch Poller's goroutine runs.
+func pollerRunning() bool {
+	buf := make([]byte, 1<<20)
+	return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("sockwatch.(*Poller).loop"))
 }
