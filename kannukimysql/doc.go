@@ -74,11 +74,12 @@
 // instead: one epoll instance per Backend (Linux), one goroutine while
 // anything is watched, no goroutine or timer per lock, and nothing ever
 // read from the socket by Kannuki. When a watched socket turns readable,
-// the lease runs its keepalive statement through the driver, which then
-// reads what the server said: if the statement fails, the connection is
-// destroyed and the Locker is told at once (fn's context canceled with
-// kannuki.ErrLockLost, Handle.Lost closed, EventLost); if it succeeds, the
-// socket is watched again. go-sql-driver/mysql does not expose its
+// the server is ending the session (it sends an idle session nothing
+// else): the Locker is told at once (fn's context canceled with
+// kannuki.ErrLockLost, Handle.Lost closed, EventLost) and then the
+// connection is destroyed. Nothing is read from the socket; a confirming
+// statement first would give the server time to grant the lock to the
+// next waiter before the holder is told. go-sql-driver/mysql does not expose its
 // connections, so the application lets the Dialer make them, with two
 // lines before the pool is opened:
 //

@@ -1,7 +1,7 @@
 package kannukimysql
 
 import (
-	"context"
+	"errors"
 
 	"github.com/kannuki-go/kannuki"
 )
@@ -12,7 +12,8 @@ import (
 // it runs with l.mu held, as every statement on the connection does, so a
 // statement never runs on an armed socket: runGuarded disarms first,
 // destroy and putBack disarm before the connection is closed or pooled,
-// and a successful check re-arms.
+// and a successful check re-arms; a socket that turns readable ends the
+// lease (fired).
 
 // WatchLoss implements kannuki.LossWatcher. The listener is told once,
 // with l.mu held, when Check or the socket watch destroys the connection
@@ -61,17 +62,26 @@ func (l *lease) disarm() {
 }
 
 // fired runs when the watched socket turned readable: the server said
-// something to a connection that runs no statement, which is the end of
-// the session (KILL, shutdown) or a message of no consequence. The driver
-// finds out which with the keepalive statement: on failure the connection
-// is destroyed and the listener told (check), else the socket is watched
-// again. A firing that raced a statement finds the watch armed again
-// (nothing to do) or the connection gone.
+// something to a connection that runs no statement, which on MariaDB and
+// MySQL is the end of the session (KILL, shutdown, wait_timeout): the
+// server sends an idle session nothing else. The lock is lost, or in doubt
+// at best, so the listener is told first, at once, and then the
+// connection is destroyed (which ends the session if it was not ending);
+// the socket is never read here. Confirming through the driver first
+// would cost a statement's time, in which the server may already have
+// granted the lock to the next waiter. A firing that raced a statement
+// finds the watch armed again (nothing to do) or the connection gone.
 func (l *lease) fired() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.conn == nil || l.listener == nil || l.w.Armed() {
 		return
 	}
-	_ = l.check(context.Background())
+	l.doubt = true // the session may still be there: Release makes sure it is gone
+	l.lost = &kannuki.LockLostError{Key: l.key.String, Err: errSessionEnded}
+	l.tell()
+	l.destroy()
 }
+
+// errSessionEnded is the cause of a loss the socket watch found.
+var errSessionEnded = errors.New("the server ended the session (its idle socket turned readable); connection destroyed")

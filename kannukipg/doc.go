@@ -142,11 +142,12 @@
 // held and no statement runs, its socket is watched, by one epoll
 // instance and one goroutine per Backend (internal/sockwatch), not a
 // goroutine or timer per lock. When the socket turns readable, the
-// Backend hands the connection to the driver, running the keepalive
-// statement on it under the lease's lock (nothing is ever read behind
-// the driver's back): if that fails, the connection is destroyed and the
-// Handle told at once (fn's context canceled with kannuki.ErrLockLost,
-// Handle.Lost closed, EventLost); if not, the watch is armed again. The
+// lock is lost or at best in doubt: the Handle is told at once (fn's
+// context canceled with kannuki.ErrLockLost, Handle.Lost closed,
+// EventLost) and then the connection is destroyed, which ends the session
+// if it was not ending. Nothing is ever read from the socket behind the
+// driver's back; a confirming statement first would give the server time
+// to grant the lock to the next waiter before the holder is told. The
 // watch is armed once the lock has been held for a millisecond (armDelay:
 // arming and disarming cost two system calls, a few per cent of a lock
 // held and given back at once) and disarmed before every statement of

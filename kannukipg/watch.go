@@ -2,7 +2,7 @@ package kannukipg
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"time"
 
 	"github.com/kannuki-go/kannuki"
@@ -18,10 +18,8 @@ import (
 // the lease disarms it before each of its statements (the unlock, the
 // relock, the keepalive) and before its connection goes back to the pool
 // or is destroyed, and re-arms it after a keepalive. When the socket turns
-// readable, fired hands the connection to the driver (the keepalive
-// statement): if that fails, the connection is destroyed and the lease's
-// listener told at once; if not (a harmless message), the watch is
-// re-armed. Nothing is read from the socket behind the driver's back.
+// readable, fired tells the lease's listener at once and destroys the
+// connection (see fired). Nothing is read from the socket.
 //
 // The socket is reached on pgx/stdlib through Conn.Raw (socket.go), and on
 // lib/pq through a Dialer (dialer.go). Options.NoWatch turns the watch off.
@@ -65,9 +63,15 @@ func (l *lease) disarm() {
 }
 
 // fired is the watch's Fire: the socket of a held lock turned readable.
-// It confirms through the driver, with the keepalive statement, under the
-// lease's lock; a Fire that raced a statement, a release or a relock finds
-// the watch disarmed and does nothing.
+// PostgreSQL sends an idle session nothing unless it is ending (a FATAL
+// error on pg_terminate_backend, a shutdown, a restart, idle timeouts), so
+// the lock is lost, or in doubt at best: the listener is told first, at
+// once, and then the connection is destroyed (which ends the session if it
+// was not ending). Nothing is read from the socket. Confirming through the
+// driver first would cost a statement's time, in which the server may
+// already have granted the lock to the next waiter. A Fire that raced a
+// statement, a release or a relock finds the watch disarmed and does
+// nothing.
 func (l *lease) fired() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -75,12 +79,13 @@ func (l *lease) fired() {
 		return
 	}
 	l.disarm()
-	if err := l.keepalive(context.Background()); err != nil {
-		_ = l.lose(fmt.Errorf("kannuki: the server ended the session (its socket turned readable, then the keepalive failed), connection destroyed: %w", err))
-		return
-	}
-	l.arm()
+	l.lost = &kannuki.LockLostError{Key: l.key.String, Err: errSessionEnded}
+	l.tell(l.lost)
+	l.destroy()
 }
+
+// errSessionEnded is the cause of a loss the socket watch found.
+var errSessionEnded = errors.New("kannuki: the server ended the session (its idle socket turned readable); connection destroyed")
 
 // keepalive runs the keepalive statement on the pinned connection, bounded
 // by ReleaseTimeout, or by a sooner deadline of ctx.
