@@ -327,6 +327,11 @@ func connErr(ctx context.Context, bound time.Duration, expired bool, err error) 
 	if expired && bound >= 0 {
 		return fmt.Errorf("%w within %s (each held or awaited lock pins a connection): %w", ErrNoConnection, bound, kannuki.ErrNotAcquired)
 	}
+	if notGranted(err) {
+		// A new session needs room in the lock table as it starts.
+		return fmt.Errorf("%w: a new PostgreSQL session could not start: the server's shared lock table is full (SQLSTATE 53200): "+
+			"raise max_locks_per_transaction, or bound this process with kannuki.Options.MaxHeld: %w", kannuki.ErrCapacity, err)
+	}
 	return fmt.Errorf("kannuki: get a PostgreSQL connection: %w", err)
 }
 

@@ -150,7 +150,7 @@ func (l *lease) destroy() {
 func (l *lease) cleanup(ctx context.Context) {
 	cctx, cancel := l.b.bounded(ctx, false)
 	defer cancel()
-	held, err := l.b.boolStmt(cctx, l.conn, pgsql.HeldByMe(l.key, l.mode))
+	held, err := l.heldOrFree(cctx)
 	if err == nil && held {
 		var ok bool
 		if ok, err = l.unlock(cctx); err == nil && !ok {
@@ -162,6 +162,21 @@ func (l *lease) cleanup(ctx context.Context) {
 		return
 	}
 	l.putBack()
+}
+
+// heldOrFree reports whether the session holds the lease's lock, after a
+// wait that did not end in a grant. The pg_locks query needs room in the
+// lock table itself; when the table is full (53200) the unlock answers
+// instead, which needs none: true, the lock had been granted and is given
+// back now; false, it was not held (PostgreSQL only warns). Either way the
+// session then holds nothing and held is false.
+func (l *lease) heldOrFree(ctx context.Context) (held bool, err error) {
+	held, err = l.b.boolStmt(ctx, l.conn, pgsql.HeldByMe(l.key, l.mode))
+	if err == nil || !notGranted(err) {
+		return held, err
+	}
+	_, err = l.unlock(ctx)
+	return false, err
 }
 
 // Release implements kannuki.Lease. It unlocks on the pinned connection
@@ -210,6 +225,14 @@ func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
 		// One round trip on the simple protocol, whatever the driver.
 		return l.conn.QueryRowContext(ctx, pgsql.Relock(l.key, l.mode)).Scan(&n)
 	})
+	if err != nil && notGranted(err) {
+		// The try ran, so the unlock before it returned true (the CASE of
+		// pgsql.Relock tries only then): the lock was held and is given
+		// back, and the full lock table refused the try before it granted
+		// anything. The session holds nothing: a release, no next lease.
+		l.putBack()
+		return nil, nil
+	}
 	if err = l.unlocked(n > 0, err); err != nil {
 		return nil, err
 	}

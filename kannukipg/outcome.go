@@ -34,8 +34,9 @@ import (
 // For a held lock (an unlock, a relock, a keepalive) every failure is in
 // doubt: the connection is destroyed and the lease told at once
 // (kannuki.LossWatcher) that its lock is lost. A relock whose try fails
-// for the lock table has given the lock back already; it is destroyed as
-// in doubt all the same, which costs only its own connection.
+// for the lock table (53200) has given the lock back already (the try runs
+// only after an unlock that returned true): that is a release, and the
+// connection goes back to the pool.
 const codeLockTableFull = "53200" // out_of_memory: "out of shared memory", the lock table is full
 
 // notGranted reports whether a try or a wait that failed with err cannot

@@ -89,7 +89,7 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 		// lock_timeout. PostgreSQL can raise it although the lock was
 		// granted at the last moment: look before reporting failure.
 		cctx, cancel := l.b.bounded(ctx, false)
-		held, herr := l.b.boolStmt(cctx, l.conn, pgsql.HeldByMe(l.key, l.mode))
+		held, herr := l.heldOrFree(cctx)
 		cancel()
 		switch {
 		case herr != nil:
