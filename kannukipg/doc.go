@@ -271,9 +271,10 @@
 // # Limits
 //
 // Every held advisory lock takes a slot in the server's shared lock table,
-// which has room for about max_locks_per_transaction x (max_connections +
-// max_prepared_transactions) locks in all (6,400 with the defaults; it
-// grows into spare shared memory, so more fit in practice: a throwaway
+// which has room for max_locks_per_transaction x (max_connections +
+// max_prepared_transactions + the background workers) locks in all (7,808
+// with the defaults; it grows into spare shared memory, so more fit in
+// practice: 12,784 with the defaults on PostgreSQL 15, and a throwaway
 // cluster with max_locks_per_transaction 10 and max_connections 40 took
 // 848), for every client of the server together; beyond that, lock
 // requests fail with "out of shared memory", which the Backend reports as
