@@ -13,6 +13,7 @@ import (
 	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
+	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
 
 // Backend takes PostgreSQL session-level advisory locks on connections of a
@@ -21,7 +22,9 @@ import (
 // lock with multiplexing off, pins a connection of its own until Release.
 // A connection goes back to the pool only when it is known to hold
 // nothing, and is destroyed otherwise. It implements kannuki.Backend and
-// kannuki.Lister; its leases implement kannuki.Checker. It is safe for
+// kannuki.Lister; its leases implement kannuki.Checker, kannuki.Relocker
+// and kannuki.LossWatcher (see the package documentation on lost locks,
+// the socket watch and a full lock table). It is safe for
 // concurrent use and does not own the pool: close the pool yourself after
 // the last lock is released.
 type Backend struct {
@@ -35,6 +38,9 @@ type Backend struct {
 	// (watchdog.go).
 	stmtDog due.Queue
 	connDog due.Queue
+	// poller watches the sockets of connections that hold locks and idle
+	// (watch.go), unless Options.NoWatch.
+	poller sockwatch.Poller
 }
 
 var (
@@ -140,7 +146,7 @@ func (b *Backend) conn(ctx context.Context, key kannuki.Key, wait time.Duration,
 	if expired { // the pool had no connection for us
 		return nil, fmt.Errorf("%w: lock %q: no connection free within %s: %w", ErrPoolExhausted, key.String, time.Since(start).Round(time.Millisecond), kannuki.ErrNotAcquired)
 	}
-	return nil, fmt.Errorf("kannuki: pgx: %w", err)
+	return nil, connError(key.String, err)
 }
 
 // tryConn takes a connection from the pool for a try, bounded by
@@ -316,14 +322,22 @@ func (a *acquisition) granted(ctx context.Context) (kannuki.Lease, error) {
 	return a.lease(), nil
 }
 
+// lease hands out the lock held on a.pc, whose socket the watch then
+// watches: no statement runs on it until the lease's own.
 func (a *acquisition) lease() *lease {
-	return &lease{b: a.b, pc: a.pc, key: a.key, mode: a.mode}
+	l := &lease{b: a.b, pc: a.pc, key: a.key, mode: a.mode}
+	l.mu.Lock() // the watch may fire at once
+	l.watch()
+	l.mu.Unlock()
+	return l
 }
 
-// fail settles a lock statement that returned an error: it finds out
-// whether the session holds the lock anyway (a grant racing lock_timeout,
-// a cancel request or another error) and either keeps it, when only
-// lock_timeout went wrong, or undoes it. Then it maps the error.
+// fail settles a lock statement that returned an error (see failure.go):
+// it finds out whether the session holds the lock anyway (a grant racing
+// lock_timeout, a cancel request or another error) and either keeps it,
+// when only lock_timeout went wrong, or undoes it. A lock table that was
+// full (53200) granted nothing: one unlock makes sure, since pg_locks
+// cannot be asked then. Then it maps the error.
 func (a *acquisition) fail(ctx context.Context, err error) (kannuki.Lease, error) {
 	a.settle() // no cancel request may hit the checks below
 	a.settle = noop
@@ -338,14 +352,31 @@ func (a *acquisition) fail(ctx context.Context, err error) (kannuki.Lease, error
 		}
 		return nil, fmt.Errorf("kannuki: pgx: %w", err)
 	}
-	held, herr := a.heldByMe()
-	switch {
-	case herr != nil:
-		a.destroy()
+	if pgErr.Code == codeOutOfMemory {
+		a.clear()
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, ended(a.key, cerr)
 		}
-		return nil, fmt.Errorf("kannuki: pgx: %w (and checking the lock failed: %v)", err, herr)
+		return nil, capacityError(a.key.String, err)
+	}
+	held, herr := a.heldByMe()
+	switch {
+	case herr != nil:
+		// pg_locks could not be asked. When the session still answers (a
+		// full lock table fails the query, say), one unlock makes sure it
+		// holds nothing; otherwise the connection is destroyed.
+		cleared := false
+		if serverCode(herr) != "" && !a.c.IsClosed() {
+			cleared = a.clear() // destroys the connection when it fails
+		} else {
+			a.destroy()
+		}
+		if !cleared {
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, ended(a.key, cerr)
+			}
+			return nil, fmt.Errorf("kannuki: pgx: %w (and checking the lock failed: %v)", err, herr)
+		}
 	case held && ctx.Err() == nil && pgErr.Code == pgsql.CodeLockNotAvailable:
 		// PostgreSQL reported lock_timeout although the lock was granted.
 		// Returning an error would leave it held, so hand it out.
@@ -408,6 +439,21 @@ func (a *acquisition) undo() {
 		return
 	}
 	a.release()
+}
+
+// clear unlocks the key once on the session, whether it holds it or not
+// (settleUnlock), and returns the connection to the pool; only when the
+// unlock fails is the connection destroyed (and clear false). The caller
+// settled the cancellation guard.
+func (a *acquisition) clear() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), a.b.opts.releaseTimeout())
+	defer cancel()
+	if err := settleUnlock(ctx, a.c, a.key, a.mode); err != nil {
+		a.destroy()
+		return false
+	}
+	a.release()
+	return true
 }
 
 // release returns the connection, which holds nothing, to the pool.

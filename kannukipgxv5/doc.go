@@ -92,14 +92,16 @@
 // When a statement on a shared connection fails in a way that leaves its
 // state in doubt (the connection broke or was terminated, no answer within
 // Options.ReleaseTimeout, an unlock returned false) the connection is
-// destroyed and every lease on it is lost: Check and Release return
-// errors matching kannuki.ErrLockLost, and through a Locker every handle
-// on it learns it at its next keepalive. The one exception is the lease
-// whose own unlock got no answer: its Release reports the failure (the
-// lock goes with the session) rather than a loss. A server error on a try
-// (SQLSTATE 53200 "out of shared memory" when the lock table is full, a
-// pg_cancel_backend) is checked on the session: a grant is undone and the
-// connection kept.
+// destroyed and every lease on it is lost: through a Locker every handle
+// on it is told before the call that destroyed it returns (see Lost
+// locks), and Check and Release return errors matching
+// kannuki.ErrLockLost. The one exception is the lease whose own unlock got
+// no answer: its Release reports the failure (the lock goes with the
+// session) rather than a loss. A server error on a try on a live
+// connection (SQLSTATE 53200 when the lock table is full, a
+// pg_cancel_backend, a lost prepared statement) costs nothing: the key is
+// unlocked once on the session, which undoes a grant, and the connection
+// keeps its other locks (see A full lock table).
 //
 // Multiplexing costs nothing measurable on an uncontended cycle (the
 // same two round trips; BenchmarkPairedMux). Under concurrency the
@@ -195,6 +197,90 @@
 // Locker cancels fn's context with ErrLockLost. The keepalive also keeps a
 // holder's session from idle_session_timeout longer than the interval.
 //
+// # Lost locks
+//
+// The leases are kannuki.LossWatchers: whenever the backend itself
+// destroys a connection that holds locks (a shared connection whose state
+// is in doubt, a connection of its own whose keepalive failed) every
+// lease on it is told in the same step, before the destroying call
+// returns: through a Locker, fn's context is canceled with an error
+// matching kannuki.ErrLockLost, Handle.Lost is closed, Handle.Err reports
+// it and EventLost is emitted. No lease learns of such a loss from a later
+// keepalive.
+//
+// A session the server ends (pg_terminate_backend, a shutdown or a
+// restart) is found by the socket watch, not only by the keepalive. While
+// a connection holds locks and runs no statement, its socket must stay
+// silent; on termination PostgreSQL sends a FATAL error and closes it. So
+// each such connection (a lease's own, or a shared one) is watched by one
+// poller per Backend (epoll on Linux, and one goroutine while anything is
+// watched: no goroutine or timer per lock; 10,000 held locks cost the
+// same goroutines as 100, TestWatchNoGoroutinePerLock). The watch is off
+// while a statement runs and before a connection goes back to the pool or
+// is closed. When a watched socket turns readable, the backend runs the
+// keepalive statement on the connection through pgx (it never reads the
+// socket itself): if that fails, the connection is destroyed and every
+// lease on it told; if it succeeds (a harmless message) the watch goes on.
+// From pg_terminate_backend to fn's context canceled took a few
+// milliseconds on the development machine, against up to a keepalive
+// interval without the watch (see the figures in the README's
+// reliability report). What remains is the window between the server
+// freeing the lock (and granting it to the next waiter) and the holder's
+// process reading the news: fencing (a token checked by the protected
+// resource) closes it. Options.NoWatch turns the watch off; a lost lock is
+// then found by the keepalive or the release. On platforms without epoll
+// the watch is off.
+//
+// # A full lock table
+//
+// Every held advisory lock, and every waiting one, takes an entry in the
+// server's shared lock table, shared by every client of the server. It
+// holds max_locks_per_transaction x (max_connections +
+// max_prepared_transactions + the background workers:
+// autovacuum_max_workers + 1 + max_worker_processes + max_wal_senders)
+// entries, 7,808 with the defaults, and grows into spare shared memory
+// while some is left: measured on throwaway PostgreSQL 15 clusters, a
+// session held 12,784 advisory locks with the defaults (64 and 100), 24,643
+// with max_locks_per_transaction 128, 48,352 with 256, and 23,232 with
+// max_connections 200, about 1.6 times the nominal size. Count on the
+// nominal size only (the spare memory serves other structures too) and
+// leave room for the other clients: to hold N locks at once, set
+// max_locks_per_transaction to at least N / (max_connections + 22) with
+// the default workers, plus a margin; the setting takes a server restart.
+// With multiplexing the locks a process holds are bounded by this table,
+// not by its connections; kannuki.Options.MaxHeld bounds them in the
+// Locker, before the server does.
+//
+// When the table is full a try or a wait fails with SQLSTATE 53200 ("out
+// of shared memory") before anything is granted. The caller gets an error
+// matching kannuki.ErrCapacity (through a Locker a *kannuki.NotAcquiredError
+// with Reason kannuki.ReasonCapacity) that names max_locks_per_transaction;
+// the connection is kept, and no lock already held is lost
+// (TestLockTableFull: every lock granted before the first refusal is still
+// held, and once some are released new ones are granted). A session cannot
+// even start on a full table, so a request that needs a new pool
+// connection then gets the same error.
+//
+// How a failed lock statement is judged (failure.go):
+//
+//   - 53200 on a try, a wait or the try of a relock: not granted. The key is
+//     unlocked once on the session to be sure (an unlock needs no room in
+//     the table; a pg_locks query would fail the same way), the
+//     connection and its other locks are kept, the caller gets
+//     kannuki.ErrCapacity. A relock whose try failed so has released its
+//     lock and does not retake it.
+//   - Another server error on a live connection within
+//     Options.ReleaseTimeout (55P03 lock_timeout, 40P01 deadlock, 57014
+//     canceled, 26000 a prepared statement gone): maybe granted just
+//     before the error. On a shared connection the key's unlock undoes a
+//     grant; on a connection of its own pg_locks is asked, and a 55P03 that
+//     came with a grant hands the lock out. The connection is kept.
+//   - In doubt: no answer (a network error, EOF), a FATAL error (57P01
+//     pg_terminate_backend, a shutdown) that closed the connection, a
+//     statement past Options.ReleaseTimeout, a settling statement that
+//     failed too, an unlock that returned false. The connection is
+//     destroyed and every lease on it told at once.
+//
 // # Transaction-scoped locks
 //
 // kannuki.LockTx takes a lock inside a pgx.Tx the caller opened, and
@@ -257,14 +343,12 @@
 //   - Advisory locks are per database; Held and Locks look at the current
 //     database only.
 //   - Every held advisory lock and every waiting one takes an entry in the
-//     server's shared lock table (max_locks_per_transaction ×
-//     (max_connections + max_prepared_transactions) entries, plus some
-//     slack: about 12,000 locks in all on a default server with 100
-//     connections, shared by every client of the server). With
-//     multiplexing the held locks are no longer bounded by the
-//     connections but by this table: a try beyond it fails with SQLSTATE
-//     53200 ("out of shared memory") and holds nothing. Raise
-//     max_locks_per_transaction for more.
+//     server's shared lock table, shared by every client of the server:
+//     12,784 locks in all with the defaults on PostgreSQL 15 (see A full
+//     lock table for the sizing). With multiplexing the held locks are no
+//     longer bounded by the connections but by this table: a try beyond
+//     it fails with kannuki.ErrCapacity and holds nothing, and costs no
+//     other lock. Raise max_locks_per_transaction for more.
 //   - Timed waits longer than about 24.8 days (the largest lock_timeout)
 //     are cut to that.
 //   - pgxpool pings a connection that sat idle for more than a second

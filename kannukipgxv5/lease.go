@@ -10,6 +10,7 @@ import (
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
+	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
 
 // lease is one held lock and the pool connection pinned for it.
@@ -18,17 +19,26 @@ type lease struct {
 	key  kannuki.Key
 	mode kannuki.Mode
 
-	mu   sync.Mutex
-	pc   *pgxpool.Conn // nil once released or destroyed
-	lost error         // why the connection was destroyed by Check
+	mu      sync.Mutex
+	pc      *pgxpool.Conn // nil once released or destroyed
+	lost    error         // why the connection was destroyed by a check
+	watched bool          // w is registered with the Backend's poller
 
 	bound sockbound.Bound // the unlock's watchdog (Backend.stmtDog)
+	w     sockwatch.Watch // the socket watch while the lock is held (watch.go)
+	news  lossNews        // tells the Locker of a loss (kannuki.LossWatcher)
 }
 
 var (
-	_ kannuki.Checker  = (*lease)(nil)
-	_ kannuki.Relocker = (*lease)(nil)
+	_ kannuki.Checker     = (*lease)(nil)
+	_ kannuki.Relocker    = (*lease)(nil)
+	_ kannuki.LossWatcher = (*lease)(nil)
 )
+
+// WatchLoss implements kannuki.LossWatcher: the listener is told when a
+// keepalive check, or the check the socket watch runs, destroyed the
+// connection, before that check returns.
+func (l *lease) WatchLoss(listener kannuki.LossListener) { l.news.watch(listener) }
 
 // Release implements kannuki.Lease. It unlocks on the pinned connection
 // with pg_advisory_unlock (or _unlock_shared), bounded by
@@ -50,7 +60,11 @@ func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
 	if pc == nil {
 		return nil, err
 	}
-	return &lease{b: l.b, key: l.key, mode: l.mode, pc: pc}, nil
+	next := &lease{b: l.b, key: l.key, mode: l.mode, pc: pc}
+	next.mu.Lock() // the watch may fire at once
+	next.watch()
+	next.mu.Unlock()
+	return next, nil
 }
 
 // unlock runs the unlock, or the relock, of Release and Relock. It
@@ -59,6 +73,7 @@ func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
 func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer l.news.end()
 	pc := l.pc
 	if pc == nil {
 		if l.lost != nil {
@@ -67,14 +82,23 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 		return nil, kannuki.ErrReleased
 	}
 	l.pc = nil
+	l.unwatch()
 	// Bounded by the watchdog through the socket, on a context that cannot
 	// end: pgx would watch a context with a timeout around the statement,
 	// which costs more than the rest of the release (see watchdog.go).
 	deadline := time.Now().Add(l.b.opts.releaseTimeout())
 	l.bound.Start(&l.b.stmtDog, pc.Conn().PgConn().Conn(), deadline)
 	ok, taken, err := unlockStatement(detach(ctx), pc.Conn(), l.key, l.mode, relock)
+	if relock && serverCode(err) == codeOutOfMemory && !pc.Conn().IsClosed() {
+		// The relock's try found the lock table full, after its unlock
+		// (failure.go): a release. Unlock once more to be sure.
+		if settleUnlock(detach(ctx), pc.Conn(), l.key, l.mode) == nil {
+			ok, taken, err = true, false, nil
+		}
+	}
 	fired := l.bound.End(&l.b.stmtDog)
 	if cause, err := judgeUnlock(l.key.String, ok, err, fired, deadline, pc.Conn().IsClosed(), "connection"); cause != nil {
+		l.news.tell(fmt.Errorf("kannuki: the connection holding %q was closed: %w", l.key.String, cause))
 		destroy(pc, l.b.opts.releaseTimeout())
 		return nil, err
 	}
@@ -91,7 +115,8 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 // statement is bounded by ctx's deadline, or Options.ReleaseTimeout when
 // ctx has none, but a cancellation of ctx does not interrupt it (pgx would
 // close the connection, and with it the lock). On failure the connection is
-// destroyed: the lock is lost or about to be.
+// destroyed: the lock is lost or about to be, and the LossListener is
+// told before Check returns.
 func (l *lease) Check(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -101,6 +126,15 @@ func (l *lease) Check(ctx context.Context) error {
 		}
 		return kannuki.ErrReleased
 	}
+	return l.keepalive(ctx, "keepalive failed")
+}
+
+// keepalive runs the check of Check (and of the socket watch's fire) on
+// the pinned connection, with the watch off, and arms the watch again on
+// success; on failure it destroys the connection and tells the listener,
+// the failure described as what. The caller holds l.mu and l.pc is set.
+func (l *lease) keepalive(ctx context.Context, what string) error {
+	l.unwatch()
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(l.b.opts.releaseTimeout())
@@ -109,11 +143,13 @@ func (l *lease) Check(ctx context.Context) error {
 	defer cancel()
 	_, err := l.pc.Conn().Exec(cctx, pgsql.Comment(l.key.String))
 	if err == nil {
+		l.watch()
 		return nil
 	}
+	l.lost = fmt.Errorf("kannuki: the connection holding %q (session %d) was closed: %s: %w", l.key.String, l.pc.Conn().PgConn().PID(), what, err)
+	l.news.tell(l.lost)
 	destroy(l.pc, l.b.opts.releaseTimeout())
 	l.pc = nil
-	l.lost = fmt.Errorf("kannuki: keepalive on the connection holding %q failed: %w", l.key.String, err)
 	return l.lost
 }
 

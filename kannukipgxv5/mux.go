@@ -8,12 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
-	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
+	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
 
 // Multiplexing. Held locks share a few pool connections (shared
@@ -34,10 +32,15 @@ import (
 //     session that holds a key would grant it again to anybody asking on
 //     it. A key goes on a shared connection only if that connection neither
 //     holds it (in any mode) nor is trying it; the muxer keeps the books.
-//   - When the state of a shared connection is in doubt (a statement
-//     failed or ran out of time, an unlock returned false) the connection
-//     is destroyed, and every lease on it reports the loss: the server
-//     frees the session's locks as it ends it.
+//   - When the state of a shared connection is in doubt (no answer, a
+//     statement out of time, an unlock returned false: see failure.go) the
+//     connection is destroyed, and every lease on it is told of the loss
+//     before kill returns (the books keep each key's lease): the server
+//     frees the session's locks as it ends it. A server error that cannot
+//     have granted, or whose grant the session undid, costs nothing.
+//   - While a shared connection holds locks and no statement runs on it,
+//     its socket is watched (watch.go): enter disarms the watch, leave
+//     re-arms it.
 //   - A shared connection goes back to the pool when its last lock is
 //     released, and only then: the books say it holds nothing.
 
@@ -59,6 +62,7 @@ func idOf(k kannuki.Key) lockID {
 type keyState struct {
 	granted bool // held; false while a try is in flight
 	mode    kannuki.Mode
+	lease   *muxLease // the lease holding it, once granted: told when c dies
 }
 
 // muxer keeps the shared connections of a Backend.
@@ -96,9 +100,13 @@ type sharedConn struct {
 	queue int   // goroutines waiting for sem or holding it (picking the least busy)
 	dead  error // why the connection was destroyed; nil while it lives
 
-	killed bool // dead, as the holder of sem sees it (no m.mu needed)
+	// Read and written by the holder of sem only (no m.mu needed).
+	killed  bool // dead
+	held    int  // keys granted on c (the books' granted entries)
+	watched bool // w is registered with the Backend's poller
 
 	bound sockbound.Bound // the watchdog's view of the running statement
+	w     sockwatch.Watch // the socket watch while c holds locks and idles
 }
 
 func newMuxer(b *Backend, max int) *muxer {
@@ -201,19 +209,21 @@ func (m *muxer) open(ctx context.Context, key kannuki.Key) (*sharedConn, error) 
 		if expired {
 			return nil, ErrPoolExhausted
 		}
-		return nil, fmt.Errorf("kannuki: pgx: %w", err)
+		return nil, connError(key.String, err)
 	}
 	if err := m.b.checkSession(ctx, pc, key); err != nil {
 		pc.Release()
 		return nil, err
 	}
-	return &sharedConn{
+	c := &sharedConn{
 		m:    m,
 		pc:   pc,
 		pid:  pc.Conn().PgConn().PID(),
 		sem:  make(chan struct{}, 1),
 		keys: make(map[lockID]keyState),
-	}, nil
+	}
+	c.w.Fire = c.fire
+	return c, nil
 }
 
 // reserve books a try of id on c. Caller holds m.mu.
@@ -223,24 +233,36 @@ func (c *sharedConn) reserve(id lockID, mode kannuki.Mode) {
 	c.queue++
 }
 
-// tried books the outcome of a try (granted or not) and returns c to the
-// pool if nothing uses it any more.
-func (c *sharedConn) tried(id lockID, granted bool) {
+// tried books the outcome of a try, l when it granted (nil when not), and
+// returns c to the pool if nothing uses it any more. The caller holds c's
+// statement slot when l is not nil, so c cannot have died since the grant.
+func (c *sharedConn) tried(id lockID, l *muxLease) {
 	m := c.m
 	m.mu.Lock()
 	c.queue--
-	if granted {
-		st := c.keys[id]
-		st.granted = true
-		c.keys[id] = st
+	if l != nil {
+		c.keys[id] = keyState{granted: true, mode: l.mode, lease: l}
+		c.held++
 		m.mu.Unlock()
 		return
 	}
 	c.unbookAndUnlock(id)
 }
 
-// released books a successful unlock of id and returns c to the pool if
-// it was the last lock on it.
+// rebook gives the key of a relock that took it again to the new lease.
+// The caller holds c's statement slot.
+func (c *sharedConn) rebook(l *muxLease) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	if st, ok := c.keys[l.id]; ok && c.dead == nil {
+		st.lease = l
+		c.keys[l.id] = st
+	}
+}
+
+// released books the end of id's lock (an unlock, or a loss) and returns
+// c to the pool if it was the last lock on it. The caller holds c's
+// statement slot.
 func (c *sharedConn) released(id lockID) {
 	c.m.mu.Lock()
 	c.unbookAndUnlock(id)
@@ -251,6 +273,9 @@ func (c *sharedConn) released(id lockID) {
 func (c *sharedConn) unbookAndUnlock(id lockID) {
 	m := c.m
 	if c.dead == nil {
+		if c.keys[id].granted {
+			c.held-- // only a released lock was granted: its releaser holds the slot
+		}
 		delete(c.keys, id)
 	}
 	c.users--
@@ -284,7 +309,9 @@ func (m *muxer) removeLocked(c *sharedConn) {
 	}
 }
 
-// enter waits for c's statement slot, or for ctx to end.
+// enter waits for c's statement slot, or for ctx to end. The holder of
+// the slot may run statements on c, once it turned the socket watch off
+// (busy).
 func (c *sharedConn) enter(ctx context.Context) error {
 	select {
 	case c.sem <- struct{}{}:
@@ -299,7 +326,19 @@ func (c *sharedConn) enter(ctx context.Context) error {
 	}
 }
 
-func (c *sharedConn) leave() { <-c.sem }
+// busy turns the socket watch off before the holder of the slot runs a
+// statement on c. A holder that runs none (a check another one answered)
+// leaves the watch as it is.
+func (c *sharedConn) busy() { c.unwatch() }
+
+// leave gives the statement slot back, watching c's socket first when c
+// still holds locks and the watch is off.
+func (c *sharedConn) leave() {
+	if !c.watched {
+		c.watch()
+	}
+	<-c.sem
+}
 
 // deadCause is why c was destroyed, or nil.
 func (c *sharedConn) deadCause() error {
@@ -309,8 +348,9 @@ func (c *sharedConn) deadCause() error {
 }
 
 // kill destroys c: its session state is in doubt. Every lease on it is
-// lost from now on. The caller holds c's statement slot, so no statement
-// runs on the connection any more.
+// lost from now on, and told so (its kannuki.LossListener) before kill
+// returns. The caller holds c's statement slot, so no statement runs on
+// the connection any more.
 func (c *sharedConn) kill(cause error) {
 	m := c.m
 	m.mu.Lock()
@@ -320,10 +360,27 @@ func (c *sharedConn) kill(cause error) {
 	}
 	c.dead = cause
 	c.killed = true
+	leases := make([]*muxLease, 0, c.held)
+	for _, st := range c.keys {
+		if st.lease != nil {
+			leases = append(leases, st.lease)
+		}
+	}
 	c.keys = nil
+	c.held = 0
 	m.removeLocked(c)
 	m.mu.Unlock()
+	lost := c.lostCause(cause)
+	for _, l := range leases {
+		l.news.tell(lost)
+	}
+	c.unwatch()
 	destroy(c.pc, m.b.opts.releaseTimeout())
+}
+
+// lostCause is what the leases of c, destroyed for cause, are told.
+func (c *sharedConn) lostCause(cause error) error {
+	return fmt.Errorf("kannuki: the shared connection holding it (session %d) was closed: %w", c.pid, cause)
 }
 
 // proved records that a statement sent at t succeeded.
@@ -340,7 +397,7 @@ func (c *sharedConn) proved(t time.Time) {
 // The try and the unlock on a shared connection are bounded by the
 // muxer's watchdog (watchdog.go). The keepalive's empty statement, whose
 // bound comes from its caller's context, is bounded by a deadline on the
-// socket (arm), not by a context deadline: pgx would watch such a context
+// socket (setDeadline), not by a context deadline: pgx would watch such a context
 // around the statement, and pgx never sets deadlines of its own on a
 // connection whose contexts cannot be canceled. A statement that runs past
 // either bound fails with a network timeout; the connection is then in an
@@ -349,14 +406,14 @@ func (c *sharedConn) proved(t time.Time) {
 // The statements run on detach(ctx): the caller's values (tracers), not
 // its cancellation.
 
-// arm bounds the statements that follow on c by deadline. Only the
-// holder of c's statement slot calls arm and disarm.
-func (c *sharedConn) arm(deadline time.Time) {
+// setDeadline bounds the statements that follow on c by deadline. Only
+// the holder of c's statement slot calls setDeadline and clearDeadline.
+func (c *sharedConn) setDeadline(deadline time.Time) {
 	_ = c.pc.Conn().PgConn().Conn().SetDeadline(deadline)
 }
 
-// disarm lifts the deadline, unless c was destroyed meanwhile.
-func (c *sharedConn) disarm() {
+// clearDeadline lifts the deadline, unless c was destroyed meanwhile.
+func (c *sharedConn) clearDeadline() {
 	if !c.killed {
 		_ = c.pc.Conn().PgConn().Conn().SetDeadline(time.Time{})
 	}
@@ -377,18 +434,23 @@ func detach(ctx context.Context) context.Context {
 func (m *muxer) try(ctx context.Context, c *sharedConn, key kannuki.Key, mode kannuki.Mode) (kannuki.Lease, error) {
 	id := idOf(key)
 	if err := c.enter(ctx); err != nil {
-		c.tried(id, false)
+		c.tried(id, nil)
 		return nil, ended(key, err)
 	}
 	granted, sent, err := c.runTry(ctx, key, mode)
-	// Book the outcome before leaving the slot: a connection nothing uses
-	// any more goes back to the pool in tried.
-	c.tried(id, granted)
+	var l *muxLease
+	if granted {
+		l = &muxLease{c: c, key: key, mode: mode, id: id, checked: sent}
+	}
+	// Book the outcome before leaving the slot: the lease, so that a kill
+	// tells it; a connection nothing uses any more goes back to the pool
+	// in tried.
+	c.tried(id, l)
 	c.leave()
 	if !granted {
 		return nil, err
 	}
-	return &muxLease{c: c, key: key, mode: mode, id: id, checked: sent}, nil
+	return l, nil
 }
 
 // runTry sends the try on c, whose statement slot the caller holds, and
@@ -403,6 +465,7 @@ func (c *sharedConn) runTry(ctx context.Context, key kannuki.Key, mode kannuki.M
 	}
 	conn := c.pc.Conn()
 	sctx := detach(ctx)
+	c.busy()
 	sent = time.Now()
 	deadline := c.startBound(sent)
 	defer func() {
@@ -419,6 +482,9 @@ func (c *sharedConn) runTry(ctx context.Context, key kannuki.Key, mode kannuki.M
 		c.settleFailedTry(sctx, deadline, key, mode, err)
 		if cerr := ctx.Err(); cerr != nil {
 			return false, sent, ended(key, cerr)
+		}
+		if serverCode(err) == codeOutOfMemory {
+			return false, sent, capacityError(key.String, err)
 		}
 		return false, sent, fmt.Errorf("kannuki: pgx: %w", err)
 	}
@@ -443,27 +509,20 @@ func (c *sharedConn) runTry(ctx context.Context, key kannuki.Key, mode kannuki.M
 var errRetry = errors.New("kannuki: shared connection gone")
 
 // settleFailedTry makes sure a try that returned an error left no lock
-// on c: a server error (a pg_cancel_backend, out of shared memory) may
-// come after the lock was granted, and session locks outlive the failed
-// statement. It asks the session, undoes a grant, and destroys c when it
-// cannot tell.
+// on c (see failure.go): a server error on a live connection (a
+// pg_cancel_backend, a lost prepared statement) may come after the lock
+// was granted, and session locks outlive the failed statement, so the
+// key is unlocked once on the session, which undoes a grant and needs no
+// room in a full lock table (53200). c is destroyed only when that cannot
+// be done: no server answer, out of time, or the unlock failing too.
 func (c *sharedConn) settleFailedTry(sctx context.Context, deadline time.Time, key kannuki.Key, mode kannuki.Mode, err error) {
 	conn := c.pc.Conn()
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || conn.IsClosed() || !time.Now().Before(deadline) {
+	if serverCode(err) == "" || conn.IsClosed() || !time.Now().Before(deadline) {
 		c.kill(err)
 		return
 	}
-	var held bool
-	if herr := conn.QueryRow(sctx, pgsql.HeldByMe(key, mode), pgx.QueryExecModeSimpleProtocol).Scan(&held); herr != nil {
-		c.kill(fmt.Errorf("%w (and checking the lock failed: %v)", err, herr))
-		return
-	}
-	if !held {
-		return
-	}
-	if ok, uerr := boolStatement(sctx, conn, &unlockText, key, mode); uerr != nil || !ok {
-		c.kill(fmt.Errorf("%w (and undoing the grant failed: %v, %v)", err, ok, uerr))
+	if uerr := settleUnlock(sctx, conn, key, mode); uerr != nil {
+		c.kill(fmt.Errorf("%w (and unlocking the key to be sure it is not held failed: %v)", err, uerr))
 	}
 }
 

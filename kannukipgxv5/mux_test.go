@@ -120,6 +120,9 @@ func TestMuxTenThousand(t *testing.T) {
 	var acquired, done sync.WaitGroup
 	var failed atomic.Int64
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	defer func() { letGo(); done.Wait() }() // also when the test fails early
 	handles := make([]*kannuki.Handle, n)
 	start := time.Now()
 	for i := range n {
@@ -142,7 +145,7 @@ func TestMuxTenThousand(t *testing.T) {
 	acquired.Wait()
 	t.Logf("%d keys held after %s", n, time.Since(start).Round(time.Millisecond))
 	if failed.Load() > 0 {
-		close(release)
+		letGo()
 		done.Wait()
 		t.FailNow()
 	}
@@ -177,7 +180,7 @@ func TestMuxTenThousand(t *testing.T) {
 	}
 
 	start = time.Now()
-	close(release)
+	letGo()
 	done.Wait()
 	t.Logf("released after %s", time.Since(start).Round(time.Millisecond))
 	held = obs.advisoryHolders()
@@ -509,6 +512,7 @@ func unlockAllBehindBack(t *testing.T, ctx context.Context, c *sharedConn) {
 	if err := c.enter(ctx); err != nil {
 		t.Fatal(err)
 	}
+	c.busy()
 	_, err := c.pc.Exec(ctx, "SELECT pg_advisory_unlock_all()")
 	c.leave()
 	if err != nil {
@@ -845,6 +849,7 @@ func TestMuxTryServerError(t *testing.T) {
 	if err := c.enter(ctx); err != nil {
 		t.Fatal(err)
 	}
+	c.busy()
 	_, err := c.pc.Exec(ctx, "DEALLOCATE ALL")
 	c.leave()
 	if err != nil {

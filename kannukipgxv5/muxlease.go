@@ -22,12 +22,21 @@ type muxLease struct {
 	// checked is when this lease was last known held: the grant, then
 	// each successful Check.
 	checked time.Time
+
+	news lossNews // tells the Locker when the connection dies (kannuki.LossWatcher)
 }
 
 var (
-	_ kannuki.Checker  = (*muxLease)(nil)
-	_ kannuki.Relocker = (*muxLease)(nil)
+	_ kannuki.Checker     = (*muxLease)(nil)
+	_ kannuki.Relocker    = (*muxLease)(nil)
+	_ kannuki.LossWatcher = (*muxLease)(nil)
 )
+
+// WatchLoss implements kannuki.LossWatcher: the listener is told when the
+// shared connection is destroyed (a failed statement of any lease on it,
+// or the check the socket watch runs), before the destroying call
+// returns.
+func (l *muxLease) WatchLoss(listener kannuki.LossListener) { l.news.watch(listener) }
 
 // checkShare: a Check is answered without a round trip when another
 // statement on the same connection succeeded within the last 1/checkShare
@@ -58,21 +67,22 @@ func (l *muxLease) Release(ctx context.Context) error {
 // confirmed, a try of the same key on the same shared connection, in one
 // statement. The new lease keeps the key's place on the connection.
 func (l *muxLease) Relock(ctx context.Context) (kannuki.Lease, error) {
-	taken, err := l.unlock(ctx, true)
-	if !taken {
+	next, err := l.unlock(ctx, true)
+	if next == nil {
 		return nil, err
 	}
-	return &muxLease{c: l.c, key: l.key, mode: l.mode, id: l.id, checked: l.checked}, nil
+	return next, nil
 }
 
-// unlock runs the unlock, or the relock, of Release and Relock. taken is
-// true only when the relock took the lock again and the connection lives;
-// the key then stays booked on it for the new lease.
-func (l *muxLease) unlock(ctx context.Context, relock bool) (taken bool, err error) {
+// unlock runs the unlock, or the relock, of Release and Relock. next is
+// the new lease only when the relock took the lock again and the
+// connection lives; the key then stays booked on it for next.
+func (l *muxLease) unlock(ctx context.Context, relock bool) (next *muxLease, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	defer l.news.end()
 	if l.released {
-		return false, kannuki.ErrReleased
+		return nil, kannuki.ErrReleased
 	}
 	l.released = true
 	c := l.c
@@ -83,26 +93,38 @@ func (l *muxLease) unlock(ctx context.Context, relock bool) (taken bool, err err
 	defer c.leave()
 	if cause := c.deadCause(); cause != nil {
 		c.released(l.id)
-		return false, l.lostErr(cause)
+		return nil, l.lostErr(cause)
 	}
+	c.busy()
 	sent := time.Now()
 	deadline := c.startBound(sent)
 	ok, taken, err := unlockStatement(detach(ctx), c.pc.Conn(), l.key, l.mode, relock)
+	if relock && serverCode(err) == codeOutOfMemory && !c.pc.Conn().IsClosed() {
+		// The relock's try found the lock table full, after its unlock
+		// (failure.go): a release, which leaves the other locks on c
+		// alone. Unlock once more to be sure.
+		if settleUnlock(detach(ctx), c.pc.Conn(), l.key, l.mode) == nil {
+			ok, taken, err = true, false, nil
+		}
+	}
 	fired := c.endBound() // before released, which may give the connection back to the pool
 	if cause, err := judgeUnlock(l.key.String, ok, err, fired, deadline, c.pc.Conn().IsClosed(), "shared connection"); cause != nil {
 		// Every lease on c is lost with it: after a false unlock the
 		// session's books cannot be trusted for any of its locks.
 		c.kill(cause)
 		c.released(l.id)
-		return false, err
+		return nil, err
 	}
 	c.proved(sent)
 	if taken {
-		l.checked = sent
-		return true, nil // the books stay: the key is held on c for the next lease
+		// The books stay: the key is held on c for the next lease, which
+		// takes this one's place in them before the slot is left.
+		next = &muxLease{c: c, key: l.key, mode: l.mode, id: l.id, checked: sent}
+		c.rebook(next)
+		return next, nil
 	}
 	c.released(l.id)
-	return false, nil
+	return nil, nil
 }
 
 // Check implements kannuki.Checker. The connection is shared, so one
@@ -158,8 +180,9 @@ func (l *muxLease) Check(ctx context.Context) error {
 	if l.fresh(now) { // the check queued before this one answered for it
 		return nil
 	}
-	c.arm(deadline)
-	defer c.disarm()
+	c.busy()
+	c.setDeadline(deadline)
+	defer c.clearDeadline()
 	if _, err := c.pc.Conn().Exec(detach(ctx), pgsql.Comment(l.key.String)); err != nil {
 		cause := fmt.Errorf("keepalive failed: %w", err)
 		c.kill(cause)

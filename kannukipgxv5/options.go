@@ -63,6 +63,15 @@ type Options struct {
 	// A negative value turns multiplexing off: every held lock pins its
 	// own connection.
 	SharedConns int
+
+	// NoWatch turns the socket watch off; a lost lock is then found by the
+	// keepalive or the release. By default a connection that holds locks
+	// and runs no statement is watched (one poller per Backend, no
+	// goroutine or timer per lock): when its socket turns readable (the
+	// server ended the session) the connection is checked through pgx at
+	// once and, when the check fails, every lease on it is told of the loss
+	// (see the package documentation).
+	NoWatch bool
 }
 
 // sharedConns is the bound on shared connections for a pool of maxConns,
