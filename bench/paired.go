@@ -45,25 +45,33 @@ func RunPaired(ctx context.Context, fams []*Family, rounds, n int, progress func
 				continue
 			}
 			progress(fmt.Sprintf("paired: %s against %s", c.Name, floor.Name))
-			s := &PairStats{Floor: &CycleStats{Candidate: floor}, Kannuki: &CycleStats{Candidate: c}}
-			warm := &CycleStats{}
-			runCycles(ctx, floor, pairBlockLimit, n, warm, 0)
-			runCycles(ctx, c, pairBlockLimit, n, warm, 0)
-			for r := range rounds {
-				if ctx.Err() != nil {
-					break
-				}
-				first, second := s.Floor, s.Kannuki
-				if r%2 == 1 {
-					first, second = second, first
-				}
-				runCycles(ctx, first.Candidate, pairBlockLimit, n, first, r)
-				runCycles(ctx, second.Candidate, pairBlockLimit, n, second, r)
-			}
+			s := runPair(ctx, c, floor, rounds, n)
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// runPair times c against base: rounds rounds of one block of n cycles
+// each, the order of the two swapping every round, after one untimed
+// warm-up round.
+func runPair(ctx context.Context, c, base Candidate, rounds, n int) *PairStats {
+	s := &PairStats{Floor: &CycleStats{Candidate: base}, Kannuki: &CycleStats{Candidate: c}}
+	warm := &CycleStats{}
+	runCycles(ctx, base, pairBlockLimit, n, warm, 0)
+	runCycles(ctx, c, pairBlockLimit, n, warm, 0)
+	for r := range rounds {
+		if ctx.Err() != nil {
+			break
+		}
+		first, second := s.Floor, s.Kannuki
+		if r%2 == 1 {
+			first, second = second, first
+		}
+		runCycles(ctx, first.Candidate, pairBlockLimit, n, first, r)
+		runCycles(ctx, second.Candidate, pairBlockLimit, n, second, r)
+	}
+	return s
 }
 
 // familyFloor returns the floor of a Kannuki candidate c in its family f.

@@ -88,6 +88,7 @@ func (r *Report) Markdown(w io.Writer) error {
 	r.writeTargets(p)
 	r.writeUncontended(p)
 	r.writePaired(p)
+	r.writeWatchCost(p)
 	r.writeHandoff(p)
 	r.writeCensus(p)
 	r.writeThroughput(p)
@@ -280,6 +281,27 @@ func (r *Report) writePaired(p func(string, ...any)) {
 		for _, c := range []*CycleStats{s.Kannuki, s.Floor} {
 			if c.LastErr != nil {
 				p("\n%s (paired): last error: %s\n", c.Candidate.Name, errText(c.LastErr))
+			}
+		}
+	}
+	p("\n")
+}
+
+func (r *Report) writeWatchCost(p func(string, ...any)) {
+	p("## 1c. The socket watch's cost\n\n")
+	p("Each backend with its socket watch (a held connection's socket armed on the Backend's epoll instance after the grant, disarmed before the unlock) ")
+	p("against the same backend with `NoWatch`, as two Lockers on the same single pooled connection, paired as in section 1b: ")
+	p("%d rounds of %d cycles each, the order swapping every round. \"× off\" is the median over rounds of the watched backend's cycles/s divided by the unwatched one's; ", r.Plan.Pairs, r.Plan.PairBlock)
+	p("the target is 0.98 or more (within 2%%). MariaDB's watch needs the connections dialed through `kannukimysql.Dialer`; both candidates use it.\n\n")
+	p("| backend | × off | p50 ratio | p50 watch | p50 NoWatch | cycles each | errors |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.WatchCost {
+		p("| **%s** | %s | %s | %s | %s | %s | %d |\n", s.Kannuki.Candidate.Name, ratio(s.Ratio()), ratio(s.P50Ratio()),
+			ms(s.Kannuki.p50()), ms(s.Floor.p50()), count(float64(len(s.Kannuki.Samples))), s.Kannuki.Errors+s.Floor.Errors)
+	}
+	for _, s := range r.WatchCost {
+		for _, c := range []*CycleStats{s.Kannuki, s.Floor} {
+			if c.LastErr != nil {
+				p("\n%s (watch cost): last error: %s\n", c.Candidate.Name, errText(c.LastErr))
 			}
 		}
 	}

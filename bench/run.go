@@ -79,6 +79,7 @@ type Report struct {
 	Unavailable    map[string]error // families that could not be opened
 	Uncontended    []*CycleStats
 	Paired         []*PairStats
+	WatchCost      []*PairStats // Kannuki: the watch on; Floor: NoWatch
 	Handoff        []*HandoffStats
 	Census         []*WaitCensus
 	RedisCensus    []*RedisCensus
@@ -111,6 +112,11 @@ func Run(ctx context.Context, env Env, plan Plan, quick bool, progress func(stri
 	r.Paired = RunPaired(ctx, fams, plan.Pairs, plan.PairBlock, progress)
 	for _, f := range fams {
 		f.Close()
+	}
+	var down map[string]error
+	r.WatchCost, down = RunWatchCost(ctx, env, plan.Pairs, plan.PairBlock, progress)
+	for name, err := range down {
+		r.Unavailable["watch cost: "+name] = err
 	}
 
 	r.Handoff = RunHandoff(ctx, env, Contenders(), plan.Waiters, plan.HRounds, plan.Handoff, progress)

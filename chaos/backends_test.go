@@ -20,7 +20,7 @@ import (
 	"github.com/kannuki-go/kannuki/kannukimysql"
 	"github.com/kannuki-go/kannuki/kannukipg"
 	"github.com/kannuki-go/kannuki/kannukipgxv5"
-	_ "github.com/lib/pq" // the "postgres" database/sql driver
+	"github.com/lib/pq"
 )
 
 // Backend kinds: every backend and, for kannukipg, both drivers.
@@ -62,6 +62,10 @@ type backendConfig struct {
 	// Dedicated turns kannukipgxv5's multiplexing off: every held lock pins
 	// a connection of its own, as with the other database backends.
 	Dedicated bool
+	// NoWatch turns the backends' socket watch off (the keepalive-only
+	// comparison of the told cases). The watch is on otherwise: on MariaDB
+	// and lib/pq through the backends' Dialers.
+	NoWatch bool
 }
 
 // pgDSN is the test database's DSN with an application_name and options.
@@ -133,7 +137,7 @@ func openBackend(ctx context.Context, cfg backendConfig) (b kannuki.Backend, clo
 		if err != nil {
 			return nil, nil, err
 		}
-		var opts kannukipgxv5.Options
+		opts := kannukipgxv5.Options{NoWatch: cfg.NoWatch}
 		if cfg.Dedicated {
 			opts.SharedConns = -1
 		}
@@ -147,6 +151,7 @@ func openBackend(ctx context.Context, cfg backendConfig) (b kannuki.Backend, clo
 		return kannukipgxv5.New(pool, opts), pool.Close, nil
 	case kindPgPgx, kindPgPQ:
 		var db *sql.DB
+		opts := kannukipg.Options{NoWatch: cfg.NoWatch}
 		dsn := pgDSN(cfg.DSN, cfg.AppName, cfg.PGOptions)
 		if cfg.Kind == kindPgPgx {
 			pc, err := pgx.ParseConfig(dsn)
@@ -154,8 +159,14 @@ func openBackend(ctx context.Context, cfg backendConfig) (b kannuki.Backend, clo
 				return nil, nil, err
 			}
 			db = stdlib.OpenDB(*pc)
-		} else if db, err = sql.Open("postgres", dsn); err != nil {
-			return nil, nil, err
+		} else {
+			conn, err := pq.NewConnector(dsn)
+			if err != nil {
+				return nil, nil, err
+			}
+			opts.Dialer = &kannukipg.Dialer{}
+			conn.Dialer(opts.Dialer)
+			db = sql.OpenDB(conn)
 		}
 		db.SetMaxOpenConns(n)
 		db.SetMaxIdleConns(n)
@@ -163,12 +174,14 @@ func openBackend(ctx context.Context, cfg backendConfig) (b kannuki.Backend, clo
 			db.Close()
 			return nil, nil, err
 		}
-		return kannukipg.New(db, kannukipg.Options{}), func() { db.Close() }, nil
+		return kannukipg.New(db, opts), func() { db.Close() }, nil
 	case kindMySQL:
 		mc, err := mysqlConfig(cfg.DSN, cfg.MySQLVars)
 		if err != nil {
 			return nil, nil, err
 		}
+		d := &kannukimysql.Dialer{}
+		mc.DialFunc = d.DialNetwork
 		conn, err := mysql.NewConnector(mc)
 		if err != nil {
 			return nil, nil, err
@@ -180,7 +193,7 @@ func openBackend(ctx context.Context, cfg backendConfig) (b kannuki.Backend, clo
 			db.Close()
 			return nil, nil, err
 		}
-		return kannukimysql.New(db, kannukimysql.Options{}), func() { db.Close() }, nil
+		return kannukimysql.New(db, kannukimysql.Options{Dialer: d, NoWatch: cfg.NoWatch}), func() { db.Close() }, nil
 	case kindBroken:
 		return kannukimem.New(), func() {}, nil
 	case kindFile:
