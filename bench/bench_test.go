@@ -180,3 +180,26 @@ func TestRunPaired(t *testing.T) {
 		}
 	}
 }
+
+// TestRunWatchCost runs the watch's cost section briefly against the real
+// servers: every watched backend pairs with itself under NoWatch, both
+// complete their cycles without an error.
+func TestRunWatchCost(t *testing.T) {
+	ps, down := RunWatchCost(context.Background(), NewEnv(), 2, 20, func(string) {})
+	for name, err := range down {
+		testdb.Unavailable(t, name, err)
+	}
+	if len(ps) != 3 {
+		t.Fatalf("%d pairs, want 3 (pgxv5, pgx/stdlib, MySQL with the Dialer)", len(ps))
+	}
+	for _, s := range ps {
+		for _, c := range []*CycleStats{s.Kannuki, s.Floor} {
+			if c.Errors > 0 || len(c.Samples) != 40 {
+				t.Errorf("%s: %d samples, %d errors (last %v)", c.Candidate.Name, len(c.Samples), c.Errors, c.LastErr)
+			}
+		}
+		if s.Floor.Candidate.Name != s.Kannuki.Candidate.Name+" NoWatch" {
+			t.Errorf("%s paired with %s", s.Kannuki.Candidate.Name, s.Floor.Candidate.Name)
+		}
+	}
+}
