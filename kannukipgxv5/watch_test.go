@@ -42,7 +42,9 @@ func killWhileHeld(t *testing.T, opts Options, quiet time.Duration) time.Duratio
 	pool := newPool(t, 4)
 	l := kannuki.New(New(pool, opts), kannuki.Options{KeyPrefix: "kannukipgxv5-test-" + randHex(), KeepaliveInterval: time.Hour})
 	obs := newObserver(t)
-	ctx, cancel := guardCtx()
+	// Only the loss ends fn's context: no deadline (the waits below have
+	// their own guard).
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	k, err := l.Key("k")
 	if err != nil {
