@@ -2,10 +2,8 @@ package kannukipgxv5
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"time"
-
-	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
 // The socket watch (internal/sockwatch). A connection that holds locks and
@@ -24,12 +22,16 @@ import (
 //
 // When an armed socket turns readable, fire takes the connection as any
 // statement would (the lease's mutex, the shared connection's statement
-// slot) and runs the keepalive statement on it through pgx, which reads
-// what the server said; nothing is ever read behind pgx's back. When the
-// statement fails the connection is destroyed and every lease on it is
-// told of the loss (kannuki.LossWatcher); when it succeeds (the news was
-// harmless, a notice say) the watch is armed again. Options.NoWatch turns
-// the watch off.
+// slot). If no statement ran since the socket fired (the watch is still
+// off), the session is ending: PostgreSQL sends an idle session nothing
+// else. Every lease on the connection is told at once and then the
+// connection is destroyed (which ends the session if it was not ending);
+// nothing is ever read from the socket. A confirming statement first would
+// give the server time to grant the lock to the next waiter before the
+// holder is told. Options.NoWatch turns the watch off.
+
+// errSessionEnded is the cause of a loss the socket watch found.
+var errSessionEnded = errors.New("the server ended the session (its idle socket turned readable)")
 
 // watch arms c's socket watch when c holds locks. Only the holder of c's
 // statement slot calls watch and unwatch, and the watch is off (watched
@@ -53,23 +55,15 @@ func (c *sharedConn) unwatch() {
 
 // fire is c's sockwatch Fire: its socket turned readable while it held
 // locks and idled, or a Fire raced the Disarm of a statement that then
-// ran. It checks the connection as the keepalive does, under the slot.
+// ran (and armed the watch again: nothing to do).
 func (c *sharedConn) fire() {
 	_ = c.enter(context.Background()) // every statement ahead is bounded
 	defer c.leave()                   // watches again when c still holds locks
-	if c.killed || c.held == 0 {
-		return // destroyed, or back in the pool: nothing to check
+	if c.killed || c.held == 0 || !c.watched || c.w.Armed() {
+		return // destroyed, back in the pool, or a statement ran since
 	}
 	c.busy()
-	sent := time.Now()
-	c.setDeadline(sent.Add(c.m.b.opts.releaseTimeout()))
-	_, err := c.pc.Conn().Exec(context.Background(), pgsql.Comment(c.someKey()))
-	c.clearDeadline()
-	if err != nil {
-		c.kill(fmt.Errorf("its socket turned readable while it idled, and the check failed: %w", err))
-		return
-	}
-	c.proved(sent)
+	c.kill(errSessionEnded) // tells every lease before it destroys c
 }
 
 // someKey is the key of a lock c holds, for the comment of a check: what
@@ -105,12 +99,18 @@ func (l *lease) unwatch() {
 	}
 }
 
-// fire is l's sockwatch Fire: the keepalive, on a connection still held.
+// fire is l's sockwatch Fire: the socket of a connection still held
+// turned readable while it idled, unless a statement ran since (and armed
+// the watch again).
 func (l *lease) fire() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.pc == nil {
-		return // released or destroyed
+	if l.pc == nil || !l.watched || l.w.Armed() {
+		return // released, destroyed, or a statement ran since
 	}
-	_ = l.keepalive(context.Background(), "its socket turned readable while it idled, and the check failed")
+	l.unwatch()
+	l.lost = fmt.Errorf("kannuki: the connection holding %q (session %d) was closed: %w", l.key.String, l.pc.Conn().PgConn().PID(), errSessionEnded)
+	l.news.tell(l.lost)
+	destroy(l.pc, l.b.opts.releaseTimeout())
+	l.pc = nil
 }
