@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"os"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -89,11 +90,14 @@ func (k *killer) kill(ctx context.Context, id int64) bool {
 	return err == nil && ok
 }
 
-// burn keeps n cores busy with processes of their own (shell loops) until
+// burn keeps n cores busy (KANNUKI_CHAOS_BURNERS overrides n) with processes of their own (shell loops) until
 // the returned stop is called: the measurements are taken on a loaded
 // machine, as the kernel schedules it, without starving this process's
 // own network poller as busy goroutines would.
 func burn(t *testing.T, n int) (stop func()) {
+	if v, err := strconv.Atoi(os.Getenv("KANNUKI_CHAOS_BURNERS")); err == nil {
+		n = v // 0 measures an idle machine
+	}
 	var cmds []*exec.Cmd
 	for range n {
 		c := exec.Command("sh", "-c", "while :; do :; done")

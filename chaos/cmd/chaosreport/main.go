@@ -296,9 +296,22 @@ func render(o options, command string, start time.Time, took time.Duration, test
 	} else {
 		w("| database restarts under load | not run (long run or KANNUKI_CHAOS_RESTART=1) |\n")
 	}
+	for _, f := range figs {
+		if f.Case == "TestLockTableFull" {
+			w("| locks lost while the lock table was full | **%d** of %d long-held, %d calls refused with ErrCapacity |\n",
+				f.Counts["long_held_lost"]+f.Counts["lost"], f.Counts["long_held"], f.Counts["refused_capacity"])
+		}
+		if strings.HasPrefix(f.Case, "TestToldLatency/") {
+			w("| session kill to the holder told, with the socket watch (%s) | median %s, p99 %s over %d kills |\n",
+				f.Backend, ms(f.Millis["watch_median"]), ms(f.Millis["watch_p99"]), f.Counts["kills_watch"])
+		}
+	}
 	w("| leaked goroutines | none (goleak in every process; a leak fails the run) |\n\n")
 
 	overlapSection(w, figs)
+	toldSection(w, figs)
+	caseSection(w, figs, "TestLockTableFull", "A full lock table",
+		"A throwaway PostgreSQL cluster (max_locks_per_transaction 10) whose shared lock table a filler session keeps full (it takes advisory locks until the server refuses one, gives 8 back, and again). The multiplexed pgx Locker first takes 100 long-held locks; then 4 Lockers (kannukipgxv5 multiplexed and dedicated, kannukipg on pgx/stdlib and lib/pq) x 6 goroutines churn 12 keys with tries and short waits. Refusals must match `ErrCapacity` and name `max_locks_per_transaction`; no lock granted may be lost (`lost`, `long_held_lost`) and no two holders may overlap.")
 	caseSection(w, figs, "TestRestart/", "Database restarts",
 		"Holders keep a lock across a restart of the server (keepalive 200 ms), a waiter queues behind one of them and three goroutines run short cycles. A holder must be told (fn's context canceled with ErrLockLost, the call returning it); calls in flight must end within their bounds with `kannuki:` errors; a fresh pool must lock again. Times are from the start of the restart command.")
 	caseSection(w, figs, "TestIdleKillers/", "Idle killers",
@@ -398,6 +411,63 @@ func overlapSection(w func(string, ...any), figs []chaos.Figure) {
 		}
 		w("\n")
 	}
+}
+
+// toldSection reports the told-at-once cases: how soon a holder whose
+// session the server ended is told, and the overlaps left in the window
+// between the server's grant to the next waiter and the holder's news.
+func toldSection(w func(string, ...any), figs []chaos.Figure) {
+	var lat, ov []chaos.Figure
+	for _, f := range figs {
+		switch {
+		case strings.HasPrefix(f.Case, "TestToldLatency/"):
+			lat = append(lat, f)
+		case strings.HasPrefix(f.Case, "TestToldOverlap/"):
+			ov = append(ov, f)
+		}
+	}
+	if len(lat)+len(ov) == 0 {
+		return
+	}
+	w("## Told at once\n\n")
+	w("A held connection that runs no statement must be silent; when the server ends the session (pg_terminate_backend, KILL) it says so on the socket, and the backends' socket watch tells the holder at once. ")
+	w("Each case runs with the watch on and off (`NoWatch`) in the same run, with two CPU-bound processes beside it. ")
+	w("Server restarts are in \"Database restarts\" below (`last_holder_told_after`, from the start of the restart command). A SIGKILLed holder has nobody left to tell: the kernel closes its socket and the server frees its lock.\n\n")
+	if len(lat) > 0 {
+		w("Time from sending the kill to the holder's fn context canceled with `ErrLockLost` (4 holders each on a key of its own, holding until told, keepalive 1 s; one kill at a time):\n\n")
+		w("| backend | kills (watch) | min | median | p99 | max | kills (NoWatch) | median | p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, f := range lat {
+			m := f.Millis
+			w("| %s | %d | %s | %s | %s | %s | %d | %s | %s |\n", f.Backend, f.Counts["kills_watch"], ms(m["watch_min"]), ms(m["watch_median"]), ms(m["watch_p99"]), ms(m["watch_max"]),
+				f.Counts["kills_nowatch"], ms(m["nowatch_median"]), ms(m["nowatch_p99"]))
+		}
+		w("\n")
+	}
+	if len(ov) > 0 {
+		w("Overlaps under session kills (%s). An overlap is a holder entering fn while another holder of the key is still inside; \"untold\" means the older holder's context was not yet canceled when the newer one entered. ", notesOf(ov))
+		w("With the watch, what remains is the window between the server freeing the lock (and granting it to a waiter) and the holder's process reading the news on the socket; fencing closes it.\n\n")
+		w("| backend | cycles (watch) | kills | untold overlaps | cycles (NoWatch) | kills | untold overlaps | watch / NoWatch |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, f := range ov {
+			c := f.Counts
+			share := "n/a"
+			if n := c["overlaps_untold_nowatch"]; n > 0 {
+				share = fmt.Sprintf("%.0f%%", 100*float64(c["overlaps_untold_watch"])/float64(n))
+			}
+			w("| %s | %s | %d | **%d** | %s | %d | %d | %s |\n", f.Backend, num(c["cycles_watch"]), c["kills_watch"], c["overlaps_untold_watch"],
+				num(c["cycles_nowatch"]), c["kills_nowatch"], c["overlaps_untold_nowatch"], share)
+		}
+		w("\n")
+	}
+}
+
+// notesOf is the first note of the first figure.
+func notesOf(figs []chaos.Figure) string {
+	for _, f := range figs {
+		if len(f.Notes) > 0 {
+			return f.Notes[0]
+		}
+	}
+	return ""
 }
 
 func caseSection(w func(string, ...any), figs []chaos.Figure, prefix, title, intro string) {
