@@ -66,19 +66,6 @@ func (c *sharedConn) fire() {
 	c.kill(errSessionEnded) // tells every lease before it destroys c
 }
 
-// someKey is the key of a lock c holds, for the comment of a check: what
-// pg_stat_activity, and Locks for a session with one lock, then show.
-func (c *sharedConn) someKey() string {
-	c.m.mu.Lock()
-	defer c.m.mu.Unlock()
-	for _, st := range c.keys {
-		if st.lease != nil {
-			return st.lease.key.String
-		}
-	}
-	return ""
-}
-
 // watch arms the socket watch of l's connection. The caller holds l.mu
 // (fire reads watched under it).
 func (l *lease) watch() {
