@@ -104,10 +104,9 @@ type Backend struct {
 	sockDog due.Queue
 
 	// poller watches the sockets of held locks (watch.go) unless
-	// Options.NoWatch (watch false), each armed by armDog once its lock
-	// has been held for armDelay; dialer finds lib/pq's sockets.
+	// Options.NoWatch (watch false), each once its lock has been held for
+	// sockwatch.DefaultDelay; dialer finds lib/pq's sockets.
 	poller sockwatch.Poller
-	armDog due.Queue
 	watch  bool
 	dialer *Dialer
 
@@ -139,7 +138,6 @@ func New(db *sql.DB, opts Options) *Backend {
 	b.watchdog.Fire = due.FireCancel
 	b.connDog.Fire = due.FireCancel
 	b.sockDog.Fire = sockbound.Fire
-	b.armDog.Fire = fireArm
 	pgx := db != nil && isPgx(db)
 	b.timers = pgx
 	switch {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki"
-	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
 	"github.com/kannuki-go/kannuki/internal/sockwatch"
@@ -42,7 +41,6 @@ type lease struct {
 	wsock   net.Conn
 	watch   sockwatch.Watch
 	armed   bool
-	armNode due.Node // in the Backend's armDog until armed (startWatch)
 
 	// listener is told, once (told), that the lock is lost (WatchLoss).
 	listener kannuki.LossListener

@@ -3,10 +3,8 @@ package kannukipg
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/kannuki-go/kannuki"
-	"github.com/kannuki-go/kannuki/internal/due"
 )
 
 // A held lock's connection runs no statement between the grant and the
@@ -55,7 +53,6 @@ func (l *lease) disarm() {
 	if l.wsock == nil {
 		return
 	}
-	l.b.armDog.Remove(&l.armNode)
 	if l.armed {
 		l.b.poller.Disarm(&l.watch)
 		l.armed = false
@@ -129,18 +126,10 @@ func (l *lease) WatchLoss(lis kannuki.LossListener) {
 	}
 }
 
-// armDelay is how long a lock is held before its socket is armed. Arming
-// and disarming cost two epoll_ctl system calls, measured at 5 us together
-// on the development VM, several per cent of an uncontended lock cycle
-// that is given back within a fraction of a millisecond; a hold that
-// short ends before the news of a terminated session could reach it
-// anyway. The delay goes through the Backend's armDog, a due.Queue: a
-// mutex to push and one to remove, no timer per lock.
-const armDelay = time.Millisecond
-
-// startWatch schedules the watch of a lease just granted, or of the lease
-// a relock made: armDog arms it after armDelay unless a statement or the
-// release comes first.
+// startWatch watches a lease just granted, or the lease a relock made.
+// The Poller arms the socket only once the lock has been held for
+// sockwatch.DefaultDelay: a lock given back sooner costs no system call.
+// Call before the lease is handed out, or with l.mu held.
 func (l *lease) startWatch() {
 	if !l.b.watch {
 		return
@@ -153,26 +142,6 @@ func (l *lease) startWatch() {
 	}
 	if l.watch.Fire == nil {
 		l.watch.Fire = l.fired
-		l.armNode.Owner = l
 	}
-	l.b.armDog.Push(&l.armNode, time.Now().Add(armDelay))
-}
-
-// fireArm is armDog's Fire: the lease has held its lock for armDelay.
-// It runs on the queue's goroutine, which must not wait for a lease that
-// runs a statement: then the statement's end decides (a keepalive re-arms,
-// a release needs no watch), and a lease whose lock is only briefly taken
-// (WatchLoss) is armed from a goroutine of its own.
-func fireArm(n *due.Node) {
-	l := n.Owner.(*lease)
-	if l.mu.TryLock() {
-		l.arm()
-		l.mu.Unlock()
-		return
-	}
-	go func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.arm()
-	}()
+	l.arm()
 }

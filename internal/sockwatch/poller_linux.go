@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kannuki-go/kannuki/internal/due"
 )
 
 // linger is how long the Poller's goroutine outlives its last watch, so
@@ -24,6 +26,10 @@ const events = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 // it needs no Close: once nothing has been watched for a moment its
 // goroutine ends and its epoll instance is closed.
 type Poller struct {
+	// Delay is how long Arm waits before the socket is watched: 0 means
+	// DefaultDelay, negative watches at once. Set it before the first Arm.
+	Delay time.Duration
+
 	mu      sync.Mutex
 	epfd    int      // the epoll instance while running
 	ep      *os.File // epfd, parked on by the goroutine
@@ -31,23 +37,69 @@ type Poller struct {
 	idle    bool // the goroutine was told to end if nothing is armed by its deadline
 	watches map[uint64]*Watch
 	next    uint64
+	queue   due.Queue // watches waiting out Delay
 }
 
-// Arm watches c's socket for w. c must be idle: no statement in flight.
-// Arming an armed watch re-arms it. It returns ErrUnsupported when c has no
-// socket that can be watched.
+// Arm watches c's socket for w, after the Poller's Delay. c must be idle:
+// no statement in flight. Arming an armed watch re-arms it. It returns
+// ErrUnsupported when c has no socket that can be watched (checked at
+// once, whatever the delay).
 func (p *Poller) Arm(w *Watch, c net.Conn) error {
-	rc, err := rawConnOf(c)
-	if err != nil {
+	if _, err := rawConnOf(c); err != nil {
 		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.startLocked(); err != nil {
-		return err
-	}
 	if w.p != nil && w.p != p {
 		return errors.New("sockwatch: watch armed on another poller")
+	}
+	d := p.Delay
+	if d == 0 {
+		d = DefaultDelay
+	}
+	if d < 0 {
+		return p.armLocked(w, c)
+	}
+	if p.queue.Fire == nil {
+		p.queue.Fire = armDue
+	}
+	// Always off the queue before a push: a node pushed twice would
+	// corrupt the queue, and a fired node can be back on it already.
+	p.queue.Remove(&w.node)
+	if w.p == nil {
+		// Written once: armDue reads them before it takes p.mu (the
+		// queue's mutex orders this first write before any Fire).
+		w.p, w.node.Owner = p, w
+	}
+	w.conn, w.pending = c, true
+	p.queue.Push(&w.node, time.Now().Add(d))
+	return nil
+}
+
+// armDue arms a watch whose delay is over, unless it was disarmed
+// meanwhile. It runs on the queue's timer goroutine.
+func armDue(n *due.Node) {
+	w := n.Owner.(*Watch)
+	p := w.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !w.pending {
+		return
+	}
+	p.queue.Remove(&w.node) // re-pushed by an Arm since it fell due
+	c := w.conn
+	w.pending, w.conn = false, nil
+	_ = p.armLocked(w, c) // a failure leaves the socket to the keepalive
+}
+
+// armLocked registers (or re-arms) w's socket now. Caller holds p.mu.
+func (p *Poller) armLocked(w *Watch, c net.Conn) error {
+	rc, err := rawConnOf(c)
+	if err != nil {
+		return err
+	}
+	if err := p.startLocked(); err != nil {
+		return err
 	}
 	op := syscall.EPOLL_CTL_ADD
 	if w.p == p && w.id != 0 && p.watches[w.id] == w {
@@ -72,7 +124,10 @@ func (p *Poller) Arm(w *Watch, c net.Conn) error {
 	if ctlErr != nil {
 		return ctlErr
 	}
-	w.p, w.armed = p, true
+	if w.p == nil {
+		w.p = p
+	}
+	w.armed = true
 	p.watches[w.id] = w
 	return nil
 }
@@ -83,7 +138,12 @@ func (p *Poller) Arm(w *Watch, c net.Conn) error {
 func (p *Poller) Disarm(w *Watch) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if w.p != p || p.watches[w.id] != w {
+	if w.p != p {
+		return
+	}
+	p.queue.Remove(&w.node) // still waiting out the delay: no system call
+	w.pending, w.conn = false, nil
+	if p.watches[w.id] != w {
 		return
 	}
 	delete(p.watches, w.id)
@@ -100,17 +160,17 @@ func (p *Poller) Disarm(w *Watch) {
 	}
 }
 
-// Armed reports whether w is armed (tests).
+// Armed reports whether w is armed, or waiting out the delay to be.
 func (w *Watch) Armed() bool {
 	if w.p == nil {
 		return false
 	}
 	w.p.mu.Lock()
 	defer w.p.mu.Unlock()
-	return w.armed
+	return w.armed || w.pending
 }
 
-// Len is the number of armed watches (tests).
+// Len is the number of registered watches (tests).
 func (p *Poller) Len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -2,11 +2,17 @@
 
 package sockwatch
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // Poller watches nothing on this platform: Arm returns ErrUnsupported and
 // backends rely on their keepalive.
-type Poller struct{}
+type Poller struct {
+	// Delay is ignored here.
+	Delay time.Duration
+}
 
 // Arm returns ErrUnsupported.
 func (p *Poller) Arm(w *Watch, c net.Conn) error { return ErrUnsupported }

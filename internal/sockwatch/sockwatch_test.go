@@ -106,7 +106,7 @@ func TestDisarmedIsSilent(t *testing.T) {
 // only the one that turned readable fires, and the goroutine ends once
 // nothing is armed.
 func TestManyOneGoroutine(t *testing.T) {
-	var p Poller
+	p := Poller{Delay: -1} // the queue's timer goroutine would blur the count
 	const n = 1000
 	before := runtime.NumGoroutine()
 	ws := make([]Watch, n)
@@ -162,5 +162,76 @@ func TestUnsupported(t *testing.T) {
 	var w Watch
 	if err := p.Arm(&w, a); err != ErrUnsupported {
 		t.Fatalf("Arm(net.Pipe) = %v, want ErrUnsupported", err)
+	}
+}
+
+// TestDelay: a watch disarmed within the delay never reaches epoll (no
+// registration, no goroutine); one held past it fires for news that came
+// during the delay; a negative delay registers at once.
+func TestDelay(t *testing.T) {
+	p := Poller{Delay: time.Hour}
+	c, s := pair(t)
+	var w Watch
+	ch := fired(&w)
+	before := runtime.NumGoroutine()
+	for range 100 {
+		if err := p.Arm(&w, c); err != nil {
+			t.Fatal(err)
+		}
+		if !w.Armed() {
+			t.Fatal("a watch waiting out its delay does not count as armed")
+		}
+		p.Disarm(&w)
+	}
+	if p.Len() != 0 || p.running || runtime.NumGoroutine() > before {
+		t.Fatalf("a watch disarmed within its delay reached epoll: Len %d, running %v", p.Len(), p.running)
+	}
+
+	var q Poller // DefaultDelay
+	var w2 Watch
+	ch2 := fired(&w2)
+	if err := q.Arm(&w2, c); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = s.Write([]byte("E")) // news within the delay
+	waitFire(t, ch2, true)
+	q.Disarm(&w2)
+
+	_ = ch
+	now := Poller{Delay: -1}
+	var w3 Watch
+	ch3 := fired(&w3)
+	if err := now.Arm(&w3, c); err != nil {
+		t.Fatal(err)
+	}
+	if now.Len() != 1 {
+		t.Fatalf("Len %d right after Arm with no delay, want 1", now.Len())
+	}
+	waitFire(t, ch3, true) // the byte is still unread
+	now.Disarm(&w3)
+}
+
+// TestArmDisarmStorm arms and disarms one watch over and over around its
+// delay, from the owner's goroutine, while the queue's timer arms it: the
+// queue must stay sound (a node pushed twice would loop forever).
+func TestArmDisarmStorm(t *testing.T) {
+	p := Poller{Delay: 50 * time.Microsecond}
+	c, _ := pair(t)
+	var w Watch
+	w.Fire = func() {}
+	deadline := time.Now().Add(500 * time.Millisecond)
+	n := 0
+	for time.Now().Before(deadline) {
+		if err := p.Arm(&w, c); err != nil {
+			t.Fatal(err)
+		}
+		if n%3 == 0 {
+			time.Sleep(time.Duration(n%7) * 20 * time.Microsecond)
+		}
+		p.Disarm(&w)
+		n++
+	}
+	if w.Armed() || p.Len() != 0 {
+		t.Fatalf("after %d cycles: armed %v, Len %d", n, w.Armed(), p.Len())
 	}
 }
