@@ -38,9 +38,9 @@ type lease struct {
 	// lease holds its lock and runs no statement (nil: not watched), armed
 	// is true while watch is registered with the Backend's Poller. The
 	// fields are set before the lease is handed out, then guarded by mu.
-	wsock   net.Conn
-	watch   sockwatch.Watch
-	armed   bool
+	wsock net.Conn
+	watch sockwatch.Watch
+	armed bool
 
 	// listener is told, once (told), that the lock is lost (WatchLoss).
 	listener kannuki.LossListener

@@ -45,8 +45,8 @@ type Poller struct {
 // ErrUnsupported when c has no socket that can be watched (checked at
 // once, whatever the delay).
 func (p *Poller) Arm(w *Watch, c net.Conn) error {
-	if _, err := rawConnOf(c); err != nil {
-		return err
+	if !watchable(c) {
+		return ErrUnsupported
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -62,6 +62,22 @@ type Watch struct {
 	node    due.Node // in the Poller's queue while pending
 }
 
+// watchable reports whether c has a socket rawConnOf can reach, without
+// the allocation of SyscallConn.
+func watchable(c net.Conn) bool {
+	for range 4 {
+		if _, ok := c.(syscall.Conn); ok {
+			return true
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return false
+		}
+		c = u.NetConn()
+	}
+	return false
+}
+
 // rawConnOf returns the syscall.RawConn of c's socket, looking through TLS
 // (NetConn) and similar wrappers.
 func rawConnOf(c net.Conn) (syscall.RawConn, error) {
