@@ -129,11 +129,14 @@ func (l *lease) WatchLoss(lis kannuki.LossListener) {
 // startWatch watches a lease just granted, or the lease a relock made.
 // The Poller arms the socket only once the lock has been held for
 // sockwatch.DefaultDelay: a lock given back sooner costs no system call.
-// Call before the lease is handed out, or with l.mu held.
+// It takes l.mu, as fired does: the Poller may fire on its own goroutine
+// as soon as the socket is armed. Call before the lease is handed out.
 func (l *lease) startWatch() {
 	if !l.b.watch {
 		return
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.wsock == nil {
 		l.findSock()
 	}
