@@ -277,10 +277,16 @@ func (r *Report) writePaired(p func(string, ...any)) {
 		p("| **%s** | %s | %s | %s | %s | %s | %s | %d |\n", s.Kannuki.Candidate.Name, s.Floor.Candidate.Name, ratio(s.Ratio()), ratio(s.P50Ratio()),
 			ms(s.Kannuki.p50()), ms(s.Floor.p50()), count(float64(len(s.Kannuki.Samples))), s.Kannuki.Errors+s.Floor.Errors)
 	}
-	for _, s := range r.Paired {
+	writePairErrors(p, r.Paired, "paired")
+}
+
+// writePairErrors reports the last error of each member of pairs, then
+// ends the section.
+func writePairErrors(p func(string, ...any), pairs []*PairStats, what string) {
+	for _, s := range pairs {
 		for _, c := range []*CycleStats{s.Kannuki, s.Floor} {
 			if c.LastErr != nil {
-				p("\n%s (paired): last error: %s\n", c.Candidate.Name, errText(c.LastErr))
+				p("\n%s (%s): last error: %s\n", c.Candidate.Name, what, errText(c.LastErr))
 			}
 		}
 	}
@@ -298,14 +304,7 @@ func (r *Report) writeWatchCost(p func(string, ...any)) {
 		p("| **%s** | %s | %s | %s | %s | %s | %d |\n", s.Kannuki.Candidate.Name, ratio(s.Ratio()), ratio(s.P50Ratio()),
 			ms(s.Kannuki.p50()), ms(s.Floor.p50()), count(float64(len(s.Kannuki.Samples))), s.Kannuki.Errors+s.Floor.Errors)
 	}
-	for _, s := range r.WatchCost {
-		for _, c := range []*CycleStats{s.Kannuki, s.Floor} {
-			if c.LastErr != nil {
-				p("\n%s (watch cost): last error: %s\n", c.Candidate.Name, errText(c.LastErr))
-			}
-		}
-	}
-	p("\n")
+	writePairErrors(p, r.WatchCost, "watch cost")
 }
 
 func (r *Report) writeHandoff(p func(string, ...any)) {

@@ -9,39 +9,20 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 )
 
-// recorder is a kannuki.LossListener that records what it was told.
-type recorder struct {
-	mu    sync.Mutex
-	n     int
-	cause error
-}
-
-func (r *recorder) LockLost(cause error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.n++
-	r.cause = cause
-}
-
-func (r *recorder) told() (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n, r.cause
-}
-
 // expectTold fails unless r was told exactly once.
-func expectTold(t *testing.T, what string, r *recorder) {
+func expectTold(t *testing.T, what string, r *hooktest.LossRecorder) {
 	t.Helper()
-	if n, cause := r.told(); n != 1 || cause == nil {
+	if n, cause := r.Count(); n != 1 || cause == nil {
 		t.Fatalf("%s: told %d times (%v), want once", what, n, cause)
 	}
 }
 
 // watchLoss hands l a recorder.
-func watchLoss(l kannuki.Lease) *recorder {
-	r := new(recorder)
+func watchLoss(l kannuki.Lease) *hooktest.LossRecorder {
+	r := new(hooktest.LossRecorder)
 	l.(kannuki.LossWatcher).WatchLoss(r)
 	return r
 }
@@ -151,7 +132,7 @@ func TestMuxDestroyTells(t *testing.T) {
 			t.Fatalf("Release = %v, want ErrLockLost", err)
 		}
 		expectTold(t, "the other lease, when the Release returned", r2)
-		if n, _ := r1.told(); n > 1 {
+		if n, _ := r1.Count(); n > 1 {
 			t.Fatalf("the released lease was told %d times", n)
 		}
 		expectLost(t, ctx, "the other lease", p.l2)
@@ -240,7 +221,7 @@ func TestCheckTells(t *testing.T) {
 	r2 := watchLoss(l2)
 	mustRelease(t, l2)
 	l2.(*lease).news.tell(errors.New("a loss after the release"))
-	if n, _ := r2.told(); n != 0 {
+	if n, _ := r2.Count(); n != 0 {
 		t.Fatalf("told %d times after Release", n)
 	}
 	poolHoldsNone(t, pool)

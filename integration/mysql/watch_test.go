@@ -4,13 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
 
@@ -161,7 +161,7 @@ func TestWatchRearms(t *testing.T) {
 	// Checks disarm and re-arm: after three, a KILL is still seen, and
 	// nothing but the watch calls the listener here.
 	l := mustAcquire(t, b, k)
-	r := &recorder{}
+	r := &hooktest.LossRecorder{}
 	l.(kannuki.LossWatcher).WatchLoss(r)
 	ctx, cancel := guard()
 	defer cancel()
@@ -171,8 +171,8 @@ func TestWatchRearms(t *testing.T) {
 		}
 	}
 	obs.kill(t, obs.owner(t, k))
-	waitFor(t, "the watch told the listener", func() bool { n, _ := r.count(); return n > 0 })
-	if n, cause := r.count(); n != 1 || !errors.Is(cause, kannuki.ErrLockLost) {
+	waitFor(t, "the watch told the listener", func() bool { n, _ := r.Count(); return n > 0 })
+	if n, cause := r.Count(); n != 1 || !errors.Is(cause, kannuki.ErrLockLost) {
 		t.Fatalf("told %d times, cause %v", n, cause)
 	}
 	if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
@@ -216,26 +216,6 @@ func TestWatchRearms(t *testing.T) {
 	<-h.errc
 }
 
-// recorder is a LossListener that counts.
-type recorder struct {
-	mu    sync.Mutex
-	n     int
-	cause error
-}
-
-func (r *recorder) LockLost(cause error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.n++
-	r.cause = cause
-}
-
-func (r *recorder) count() (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n, r.cause
-}
-
 // TestDestroyTells (#14): when the lease destroys its connection because
 // the lock is lost or in doubt (here a keepalive check on a KILLed
 // session, the watch off), its listener has been told when Check
@@ -246,21 +226,21 @@ func TestDestroyTells(t *testing.T) {
 		obs := newObserver(t)
 		k := uniqueKey(t)
 		l := mustAcquire(t, b, k)
-		r := &recorder{}
+		r := &hooktest.LossRecorder{}
 		l.(kannuki.LossWatcher).WatchLoss(r)
 		obs.kill(t, obs.owner(t, k))
 		obs.waitFree(t, k)
 		ctx, cancel := guard()
 		defer cancel()
 		err := l.(kannuki.Checker).Check(ctx)
-		n, cause := r.count()
+		n, cause := r.Count()
 		if !errors.Is(err, kannuki.ErrLockLost) || n != 1 || !errors.Is(cause, kannuki.ErrLockLost) {
 			t.Fatalf("Check: %v; listener told %d times (%v) when Check returned, want ErrLockLost and once", err, n, cause)
 		}
 		if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
 			t.Fatalf("Release: %v, want ErrLockLost", err)
 		}
-		if n, _ := r.count(); n != 1 {
+		if n, _ := r.Count(); n != 1 {
 			t.Fatalf("listener told %d times after Release, want 1", n)
 		}
 
@@ -271,9 +251,9 @@ func TestDestroyTells(t *testing.T) {
 		if err := l.(kannuki.Checker).Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
 			t.Fatalf("Check: %v, want ErrLockLost", err)
 		}
-		r2 := &recorder{}
+		r2 := &hooktest.LossRecorder{}
 		l.(kannuki.LossWatcher).WatchLoss(r2)
-		if n, _ := r2.count(); n != 1 {
+		if n, _ := r2.Count(); n != 1 {
 			t.Fatalf("WatchLoss after the loss told %d times, want 1", n)
 		}
 		if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
@@ -282,13 +262,13 @@ func TestDestroyTells(t *testing.T) {
 
 		// A lock released normally is never told.
 		l = mustAcquire(t, b, k)
-		r3 := &recorder{}
+		r3 := &hooktest.LossRecorder{}
 		l.(kannuki.LossWatcher).WatchLoss(r3)
 		if err := l.(kannuki.Checker).Check(ctx); err != nil {
 			t.Fatalf("Check while held: %v", err)
 		}
 		mustRelease(t, l)
-		if n, _ := r3.count(); n != 0 {
+		if n, _ := r3.Count(); n != 0 {
 			t.Fatalf("released lease told %d times", n)
 		}
 	})

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 	"github.com/kannuki-go/kannuki/kannukipg"
 )
@@ -131,10 +131,10 @@ func TestSocketWatch(t *testing.T) {
 			if err != nil || next == nil {
 				t.Fatalf("Relock: %v, %v; want the lock again", next, err)
 			}
-			var rec recorder
+			var rec hooktest.LossRecorder
 			next.(kannuki.LossWatcher).WatchLoss(&rec)
 			obs.terminate(t, k)
-			eventually(t, watchGuard, "the relocked lease to be told", func() bool { return len(rec.told()) == 1 })
+			eventually(t, watchGuard, "the relocked lease to be told", func() bool { return len(rec.Told()) == 1 })
 			if err := next.Release(context.Background()); !errors.Is(err, kannuki.ErrLockLost) {
 				t.Fatalf("Release: %v; want ErrLockLost", err)
 			}
@@ -157,24 +157,6 @@ func TestSocketWatch(t *testing.T) {
 	})
 }
 
-// recorder is a kannuki.LossListener that remembers what it was told.
-type recorder struct {
-	mu     sync.Mutex
-	causes []error
-}
-
-func (r *recorder) LockLost(cause error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.causes = append(r.causes, cause)
-}
-
-func (r *recorder) told() []error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.causes)
-}
-
 // TestDestroyTellsListener: when the Backend destroys the connection of a
 // held lock, the lease's listener has been told by the time the call that
 // destroyed it returns: a keepalive that found the session terminated
@@ -189,18 +171,18 @@ func TestDestroyTellsListener(t *testing.T) {
 
 		k := uniqueKey(t, "keepalive")
 		l := mustAcquire(t, b, k, kannuki.Request{})
-		var rec recorder
+		var rec hooktest.LossRecorder
 		l.(kannuki.LossWatcher).WatchLoss(&rec)
 		obs.terminate(t, k)
 		err := l.(kannuki.Checker).Check(ctx)
-		told := rec.told()
+		told := rec.Told()
 		if !errors.Is(err, kannuki.ErrLockLost) || len(told) != 1 || !errors.Is(told[0], kannuki.ErrLockLost) {
 			t.Fatalf("Check: %v; told %v; want ErrLockLost, told once before Check returned", err, told)
 		}
 		if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
 			t.Fatalf("Release: %v; want ErrLockLost", err)
 		}
-		if told := rec.told(); len(told) != 1 {
+		if told := rec.Told(); len(told) != 1 {
 			t.Fatalf("told %d times", len(told))
 		}
 
@@ -210,9 +192,9 @@ func TestDestroyTellsListener(t *testing.T) {
 		if err := l.(kannuki.Checker).Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
 			t.Fatalf("Check: %v; want ErrLockLost", err)
 		}
-		var late recorder
+		var late hooktest.LossRecorder
 		l.(kannuki.LossWatcher).WatchLoss(&late)
-		if told := late.told(); len(told) != 1 {
+		if told := late.Told(); len(told) != 1 {
 			t.Fatalf("WatchLoss after the loss: told %v, want told at once", told)
 		}
 		_ = l.Release(ctx)
@@ -231,11 +213,11 @@ func TestDestroyTellsListener(t *testing.T) {
 		b := kannukipg.New(db, kannukipg.Options{ReleaseTimeout: 300 * time.Millisecond})
 		k := uniqueKey(t)
 		l := mustAcquire(t, b, k, kannuki.Request{})
-		var rec recorder
+		var rec hooktest.LossRecorder
 		l.(kannuki.LossWatcher).WatchLoss(&rec)
 		p.stall()
 		err = l.Release(context.Background())
-		told := rec.told()
+		told := rec.Told()
 		if err == nil || len(told) != 1 {
 			t.Fatalf("Release through a stalled connection: %v; told %v; want an error, told once before Release returned", err, told)
 		}
