@@ -120,7 +120,9 @@ func TestManyOneGoroutine(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if g := runtime.NumGoroutine() - before; g > 1 {
+	// One goroutine serves them all; the slack is for pair's accept
+	// goroutines still on their way out, never one per socket.
+	if g := runtime.NumGoroutine() - before; g > 3 {
 		t.Fatalf("%d goroutines for %d watched sockets, want 1", g, n)
 	}
 	servers[n/2].Close()
