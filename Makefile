@@ -39,7 +39,7 @@ chaos:
 
 ## fuzz: a short fuzz run of key derivation
 fuzz:
-	go test -run '^$$' -fuzz FuzzRubyKeys -fuzztime 30s .
+	go test -run '^$$' -fuzz FuzzRubyKeys -fuzztime 30s ./keys
 
 tidy:
 	@set -e; for m in $(MODULES); do (cd $$m && go mod tidy); done

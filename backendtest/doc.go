@@ -1,4 +1,4 @@
-// Package backendtest is the conformance suite every kannuki.Backend must
+// Package backendtest is the conformance suite every store.Backend must
 // pass, in the manner of testing/slogtest: a backend's own tests describe
 // the backend in a Harness and call Run.
 //
@@ -7,7 +7,7 @@
 //		backendtest.Run(t, backendtest.Harness{
 //			// A fresh client per call: a pool of its own, sized for
 //			// 16 concurrent requests (see Harness.New).
-//			New: func(t testing.TB) kannuki.Backend {
+//			New: func(t testing.TB) store.Backend {
 //				db, err := sql.Open("pgx", dsn)
 //				if err == nil {
 //					err = db.Ping()
@@ -22,7 +22,7 @@
 //			Shared:       true,
 //			MultiProcess: true,
 //			// End the session that holds key, from a session of its own.
-//			KillHolder: func(t testing.TB, key kannuki.Key) {
+//			KillHolder: func(t testing.TB, key store.Key) {
 //				terminateHolder(t, dsn, key) // pg_terminate_backend on pg_locks' pid
 //			},
 //		})

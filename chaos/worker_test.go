@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -148,7 +150,7 @@ func (w *worker) cycle() {
 	if sample {
 		e.Err = err.Error()
 	}
-	if d > callBound+kannuki.DefaultReleaseTimeout+hangGuard {
+	if d > callBound+store.DefaultReleaseTimeout+hangGuard {
 		e.Hang = true
 	}
 	w.log(e)

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
@@ -34,9 +36,9 @@ type Backend struct {
 }
 
 var (
-	_ kannuki.Backend = (*Backend)(nil)
-	_ kannuki.Lister  = (*Backend)(nil)
-	_ io.Closer       = (*Backend)(nil)
+	_ store.Backend = (*Backend)(nil)
+	_ store.Lister  = (*Backend)(nil)
+	_ io.Closer     = (*Backend)(nil)
 )
 
 // New returns a Backend keeping its lock files in dir.
@@ -51,7 +53,7 @@ func New(dir string, opts Options) (*Backend, error) {
 		perm = 0o600
 	}
 	if perm&^fs.ModePerm != 0 {
-		return nil, fmt.Errorf("%w: kannukifile: Options.Perm %v is not a permission", kannuki.ErrInvalidArgument, opts.Perm)
+		return nil, fmt.Errorf("%w: kannukifile: Options.Perm %v is not a permission", store.ErrInvalidArgument, opts.Perm)
 	}
 	var err error
 	if dir == "" {
@@ -84,7 +86,7 @@ func (b *Backend) Close() error { return b.wakers.close() }
 func (b *Backend) Dir() string { return b.dir }
 
 // Path returns the lock file of key: a file directly inside Dir.
-func (b *Backend) Path(key kannuki.Key) string { return filepath.Join(b.dir, fileName(key.String)) }
+func (b *Backend) Path(key store.Key) string { return filepath.Join(b.dir, fileName(key.String)) }
 
 // DefaultDir is the directory New uses for dir == "": kannuki-<uid> in
 // os.TempDir(). It depends on nothing a login session sets (such as
@@ -138,14 +140,14 @@ func checkDir(dir string) (string, error) {
 	return abs, nil
 }
 
-// Acquire implements kannuki.Backend.
-func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+// Acquire implements store.Backend.
+func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request) (store.Lease, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
 		return nil, ctxError(key, start, err)
 	}
-	if req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared {
-		return nil, fmt.Errorf("%w: kannukifile: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+	if req.Mode != store.ModeExclusive && req.Mode != store.ModeShared {
+		return nil, fmt.Errorf("%w: kannukifile: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 	var deadline time.Time
 	if req.Wait > 0 {
@@ -163,11 +165,11 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	return &lease{key: key.String, mode: req.Mode, f: f, gate: gate}, nil
 }
 
-// Held implements kannuki.Backend. Where the kernel's lock table can be
+// Held implements store.Backend. Where the kernel's lock table can be
 // read (/proc/locks on Linux) Held only reads it. Elsewhere it takes and at
 // once drops a non-blocking exclusive lock on its own descriptor, so a try
 // racing it may find the key held for those microseconds.
-func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -195,7 +197,7 @@ func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
 }
 
 // ctxError is the error of a wait ended by its context.
-func ctxError(key kannuki.Key, start time.Time, err error) error {
+func ctxError(key store.Key, start time.Time, err error) error {
 	reason := kannuki.ReasonCanceled
 	if errors.Is(err, context.DeadlineExceeded) {
 		reason = kannuki.ReasonTimeout

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -30,7 +32,7 @@ type fileID struct{ dev, ino uint64 }
 
 // lockFile opens key's file and locks it as req says: the whole of Acquire
 // below the in-memory queue. On error nothing is locked or open.
-func (b *Backend) lockFile(ctx context.Context, key kannuki.Key, req kannuki.Request, start, deadline time.Time) (*lockedFile, error) {
+func (b *Backend) lockFile(ctx context.Context, key store.Key, req store.Request, start, deadline time.Time) (*lockedFile, error) {
 	path := b.Path(key)
 	for reopened := 0; ; reopened++ {
 		fd, writable, err := openLockFile(path, b.perm)
@@ -61,7 +63,7 @@ func (b *Backend) lockFile(ctx context.Context, key kannuki.Key, req kannuki.Req
 }
 
 // lockFD locks fd, waiting as req says.
-func (b *Backend) lockFD(ctx context.Context, key kannuki.Key, fd int, path string, req kannuki.Request, start, deadline time.Time) error {
+func (b *Backend) lockFD(ctx context.Context, key store.Key, fd int, path string, req store.Request, start, deadline time.Time) error {
 	ok, err := tryFlock(fd, req.Mode, path)
 	switch {
 	case err != nil || ok:
@@ -115,9 +117,9 @@ func openLockFile(path string, perm uint32) (fd int, writable bool, err error) {
 
 // tryFlock takes a non-blocking flock: (true, nil) when granted, (false,
 // nil) when someone holds a conflicting lock.
-func tryFlock(fd int, mode kannuki.Mode, path string) (bool, error) {
+func tryFlock(fd int, mode store.Mode, path string) (bool, error) {
 	how := syscall.LOCK_EX
-	if mode == kannuki.ModeShared {
+	if mode == store.ModeShared {
 		how = syscall.LOCK_SH
 	}
 	_, err := retryEINTR(func() (int, error) { return 0, syscall.Flock(fd, how|syscall.LOCK_NB) })
@@ -184,7 +186,7 @@ func probeHeld(path string) (bool, error) {
 		return false, fmt.Errorf("kannuki: open lock file: %w", &fs.PathError{Op: "open", Path: path, Err: err})
 	}
 	defer unlockClose(fd)
-	ok, err := tryFlock(fd, kannuki.ModeExclusive, path)
+	ok, err := tryFlock(fd, store.ModeExclusive, path)
 	return !ok, err
 }
 
@@ -205,7 +207,7 @@ func probeDir(dir string) (procLocks bool, err error) {
 		syscall.Unlink(name)
 		unlockClose(fd)
 	}()
-	if ok, err := tryFlock(fd, kannuki.ModeExclusive, name); err != nil || !ok {
+	if ok, err := tryFlock(fd, store.ModeExclusive, name); err != nil || !ok {
 		return false, fmt.Errorf("kannuki: lock directory %s does not support flock: %w", dir, err)
 	}
 	id, err := fdID(fd)
@@ -217,7 +219,7 @@ func probeDir(dir string) (procLocks bool, err error) {
 		return false, nil
 	}
 	for _, l := range locks[id] {
-		if l.granted && l.mode == kannuki.ModeExclusive {
+		if l.granted && l.mode == store.ModeExclusive {
 			return true, nil
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // readProcLocks reads the flock entries of /proc/locks by file identity.
@@ -35,9 +35,9 @@ func readProcLocks() (map[fileID][]procLock, error) {
 		if len(f) < 6 || f[1] != "FLOCK" {
 			continue
 		}
-		mode := kannuki.ModeExclusive
+		mode := store.ModeExclusive
 		if f[3] == "READ" {
-			mode = kannuki.ModeShared
+			mode = store.ModeShared
 		}
 		pid, _ := strconv.ParseInt(f[4], 10, 64)
 		id, ok := parseDevIno(f[5])

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -36,7 +38,7 @@ type waker interface {
 // waitFlock waits for the lock on fd until it is granted (nil), deadline
 // passes (zero: never) or ctx ends. It only ever tries non-blocking
 // locks, so giving up leaves nothing behind.
-func (b *Backend) waitFlock(ctx context.Context, key kannuki.Key, fd int, path string, mode kannuki.Mode, start, deadline time.Time) error {
+func (b *Backend) waitFlock(ctx context.Context, key store.Key, fd int, path string, mode store.Mode, start, deadline time.Time) error {
 	w := b.wakers.newWaker(ctx, path)
 	defer w.close()
 	// Try again now that the watch is in place: a release between the

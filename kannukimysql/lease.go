@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
@@ -18,7 +21,7 @@ import (
 // cannot be shown.
 type lease struct {
 	b    *Backend
-	key  kannuki.Key
+	key  store.Key
 	name string
 
 	mu   sync.Mutex
@@ -32,7 +35,7 @@ type lease struct {
 	// The socket watch (watch.go): listener is the Locker's, told of a
 	// loss once (told); w is armed while the lock is held for a listener
 	// and no statement runs on the connection.
-	listener kannuki.LossListener
+	listener store.LossListener
 	told     bool
 	w        sockwatch.Watch
 }
@@ -99,7 +102,7 @@ func (l *lease) try(ctx context.Context) (bool, error) {
 		err = errors.New("GET_LOCK returned NULL (the session was killed, or a server error)")
 	case isBadName(err):
 		l.putBack()
-		return false, fmt.Errorf("%w: %w", &kannuki.KeyError{Key: l.key.String, Reason: "the server rejected the lock name"}, err)
+		return false, fmt.Errorf("%w: %w", &keys.Error{Key: l.key.String, Reason: "the server rejected the lock name"}, err)
 	case l.sess == nil && errors.Is(err, driver.ErrBadConn):
 		// Nothing was sent on this connection.
 		l.destroy()
@@ -115,7 +118,7 @@ func (l *lease) try(ctx context.Context) (bool, error) {
 		return false, l.ctxErr(cerr, err)
 	}
 	if isDeadlock(err) {
-		return false, fmt.Errorf("kannuki: mysql: lock %q: %w: %w", l.key.String, kannuki.ErrDeadlock, err)
+		return false, fmt.Errorf("kannuki: mysql: lock %q: %w: %w", l.key.String, store.ErrDeadlock, err)
 	}
 	return false, fmt.Errorf("kannuki: mysql: try lock %q: %w", l.key.String, err)
 }
@@ -182,10 +185,10 @@ func (l *lease) abandon(ctx context.Context) error {
 	return l.b.endSession(ctx, l.sess.id)
 }
 
-// Release implements kannuki.Lease: RELEASE_LOCK on the pinned connection,
+// Release implements store.Lease: RELEASE_LOCK on the pinned connection,
 // which returns to the pool only when the answer is 1. It works with a
 // canceled ctx (bounded by Options.ReleaseTimeout). 0 or NULL mean the
-// session no longer held the lock: the error matches kannuki.ErrLockLost.
+// session no longer held the lock: the error matches store.ErrLockLost.
 func (l *lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -197,11 +200,11 @@ func (l *lease) Release(ctx context.Context) error {
 	return nil
 }
 
-// Relock implements kannuki.Relocker: the release of Release and, when it
+// Relock implements store.Relocker: the release of Release and, when it
 // said 1, GET_LOCK(name, 0) on the same session, in one statement
 // (prepRelock), bounded like Release. The new lease keeps the connection
 // pinned.
-func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
+func (l *lease) Relock(ctx context.Context) (store.Lease, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.listener = nil // never told once released
@@ -236,7 +239,7 @@ func (l *lease) giveBack(ctx context.Context, kind stmtKind) (int64, error) {
 		if l.lost != nil {
 			return 0, l.lost
 		}
-		return 0, kannuki.ErrReleased
+		return 0, store.ErrReleased
 	}
 	v, null, err := l.runGuarded(ctx, kind)
 	switch {
@@ -259,11 +262,11 @@ func (l *lease) giveBack(ctx context.Context, kind stmtKind) (int64, error) {
 	return 0, l.lost
 }
 
-// Check implements kannuki.Checker: one round trip on the pinned connection
+// Check implements store.Checker: one round trip on the pinned connection
 // asking whether this session still holds the lock. When it does not, or
 // the connection fails, the connection is destroyed, the Locker's
 // listener (WatchLoss) is told before Check returns, and the error matches
-// kannuki.ErrLockLost. A canceled ctx returns at once; otherwise the check
+// store.ErrLockLost. A canceled ctx returns at once; otherwise the check
 // runs to completion, bounded by Options.ReleaseTimeout (interrupting it
 // would close the connection and lose the lock it is checking).
 func (l *lease) Check(ctx context.Context) error {
@@ -284,7 +287,7 @@ func (l *lease) check(ctx context.Context) error {
 		if l.lost != nil {
 			return l.lost
 		}
-		return kannuki.ErrReleased
+		return store.ErrReleased
 	}
 	v, null, err := l.runGuarded(ctx, stmtCheck)
 	switch {

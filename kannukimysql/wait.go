@@ -9,7 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/due"
 )
 
@@ -99,13 +100,13 @@ func (l *lease) wait(ctx context.Context, end time.Time, wait time.Duration) err
 					return l.ctxErr(context.DeadlineExceeded, cerr)
 				}
 				if cerr != nil {
-					return fmt.Errorf("kannuki: mysql: lock %q not granted within %s: %w (clean-up: %w)", l.key.String, wait, kannuki.ErrNotAcquired, cerr)
+					return fmt.Errorf("kannuki: mysql: lock %q not granted within %s: %w (clean-up: %w)", l.key.String, wait, store.ErrNotAcquired, cerr)
 				}
 				return l.notGranted(wait)
 			}
 		}
 		if isDeadlock(err) {
-			return fmt.Errorf("kannuki: mysql: lock %q: %w: %w", l.key.String, kannuki.ErrDeadlock, err)
+			return fmt.Errorf("kannuki: mysql: lock %q: %w: %w", l.key.String, store.ErrDeadlock, err)
 		}
 		if c := ctxDone(ctx); c != nil {
 			return l.ctxErr(c, err)
@@ -180,7 +181,7 @@ func (l *lease) ctxErr(err, detail error) error {
 
 // notGranted is the error of a bounded wait that ran out.
 func (l *lease) notGranted(wait time.Duration) error {
-	return fmt.Errorf("kannuki: mysql: lock %q not granted within %s: %w", l.key.String, wait, kannuki.ErrNotAcquired)
+	return fmt.Errorf("kannuki: mysql: lock %q not granted within %s: %w", l.key.String, wait, store.ErrNotAcquired)
 }
 
 // watchdog ends a session whose statement does not answer in time. The

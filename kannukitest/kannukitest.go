@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
@@ -106,17 +108,17 @@ func (l *Locker) Mem() *kannukimem.Backend { return l.mem }
 // ends. It fails the test when key is already held or awaited.
 func (l *Locker) SimulateHeld(key string) (release func()) {
 	l.t.Helper()
-	return l.simulate(key, kannuki.ModeExclusive)
+	return l.simulate(key, store.ModeExclusive)
 }
 
 // SimulateHeldShared is SimulateHeld with a shared hold: shared requests
 // still succeed, exclusive ones do not.
 func (l *Locker) SimulateHeldShared(key string) (release func()) {
 	l.t.Helper()
-	return l.simulate(key, kannuki.ModeShared)
+	return l.simulate(key, store.ModeShared)
 }
 
-func (l *Locker) simulate(key string, mode kannuki.Mode) func() {
+func (l *Locker) simulate(key string, mode store.Mode) func() {
 	l.t.Helper()
 	k := l.key(key)
 	release, err := l.mem.SimulateHeld(k, mode)
@@ -193,7 +195,7 @@ func (l *Locker) held(key string) bool {
 }
 
 // key derives key as the Locker does (prefix and scheme).
-func (l *Locker) key(key string) kannuki.Key {
+func (l *Locker) key(key string) store.Key {
 	l.t.Helper()
 	k, err := l.Locker.Key(key)
 	if err != nil {

@@ -238,7 +238,7 @@ func TestPrefixApplies(t *testing.T) {
 	if ok, _ := l.TryLock(context.Background(), "job", func(context.Context) error { return nil }); ok {
 		t.Fatal("the simulated hold ignored the prefix")
 	}
-	if infos, _ := l.Locks(context.Background()); len(infos) != 1 || infos[0].Name != "myapp/job" {
+	if infos, _ := l.Mem().Locks(context.Background()); len(infos) != 1 || infos[0].Name != "myapp/job" {
 		t.Fatalf("Locks = %+v", infos)
 	}
 }

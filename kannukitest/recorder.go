@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
 
@@ -24,15 +25,15 @@ type recorder struct {
 }
 
 var (
-	_ kannuki.Backend = (*recorder)(nil)
-	_ kannuki.Lister  = (*recorder)(nil)
+	_ store.Backend = (*recorder)(nil)
+	_ store.Lister  = (*recorder)(nil)
 )
 
 func newRecorder(mem *kannukimem.Backend) *recorder {
 	return &recorder{mem: mem, grants: map[string]int{}, outstanding: map[*recordedLease]struct{}{}}
 }
 
-func (r *recorder) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (r *recorder) Acquire(ctx context.Context, key store.Key, req store.Request) (store.Lease, error) {
 	lease, err := r.mem.Acquire(ctx, key, req)
 	if err != nil {
 		return nil, err
@@ -45,11 +46,11 @@ func (r *recorder) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Req
 	return rl, nil
 }
 
-func (r *recorder) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+func (r *recorder) Held(ctx context.Context, key store.Key) (bool, error) {
 	return r.mem.Held(ctx, key)
 }
 
-func (r *recorder) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
+func (r *recorder) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	return r.mem.Locks(ctx)
 }
 
@@ -92,10 +93,10 @@ func (r *recorder) takeOutstanding() []*recordedLease {
 
 // recordedLease leaves the outstanding set on Release.
 type recordedLease struct {
-	kannuki.Lease
+	store.Lease
 	r     *recorder
 	key   string
-	mode  kannuki.Mode
+	mode  store.Mode
 	since time.Time
 }
 
@@ -108,7 +109,7 @@ func (rl *recordedLease) Release(ctx context.Context) error {
 
 // Check forwards the keepalive to the memory lease.
 func (rl *recordedLease) Check(ctx context.Context) error {
-	if c, ok := rl.Lease.(kannuki.Checker); ok {
+	if c, ok := rl.Lease.(store.Checker); ok {
 		return c.Check(ctx)
 	}
 	return nil
