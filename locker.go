@@ -105,6 +105,9 @@ func (l *Locker) Held(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if err := ctx.Err(); err != nil {
+		return false, sayf(err, "kannuki: held %q", k.String)
+	}
 	held, err := l.backend.Held(ctx, k)
 	if err != nil {
 		return false, sayf(err, "kannuki: held %q", k.String)

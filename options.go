@@ -154,18 +154,19 @@ func (l *Locker) config(opts []CallOption) (callConfig, error) {
 	case l.opts.DefaultTimeout > 0:
 		c.wait = l.opts.DefaultTimeout
 	}
-	switch s := c.strategy.(type) {
-	case nil:
+	if c.strategy == nil {
 		c.strategy = blocking{}
-	case Retry:
-		if err := s.check(); err != nil {
+	}
+	if len(opts) > 0 {
+		var err error
+		if c, err = applyOptions(c, opts); err != nil {
 			return c, err
 		}
 	}
-	if len(opts) == 0 {
-		return c, nil
+	if r, ok := c.strategy.(Retry); ok {
+		return c, r.check()
 	}
-	return applyOptions(c, opts)
+	return c, nil
 }
 
 // applyOptions applies opts to a copy of c; kept apart so that a call

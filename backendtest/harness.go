@@ -129,6 +129,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("LockLoss", s.testLockLoss)
 	t.Run("NoLeakedLocks", s.testNoLeakedLocks)
 	t.Run("Keys", s.testKeys)
+	t.Run("Messages", s.testMessages)
 	t.Run("Locker", s.testLocker)
 	t.Run("NoLeakedGoroutines", func(t *testing.T) { checkGoroutines(t, before) })
 }

@@ -165,7 +165,6 @@ func toldLatency(t *testing.T, kind string, noWatch bool) []time.Duration {
 	kl := newKiller(t, kind)
 	type holder struct {
 		key    string
-		mu     sync.Mutex
 		inside chan struct{} // closed when a holding began
 		told   chan time.Time
 	}

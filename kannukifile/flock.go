@@ -15,13 +15,11 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki/store"
-
-	"github.com/kannuki-go/kannuki"
 )
 
 // errReplaced: the lock file was removed or replaced while we locked or
 // waited on it, so locking our descriptor would protect nothing.
-var errReplaced = errors.New("kannukifile: lock file was removed or replaced")
+var errReplaced = errors.New("lock file was removed or replaced")
 
 // maxReopen bounds how often Acquire re-opens a lock file that someone
 // keeps replacing.
@@ -57,7 +55,7 @@ func (b *Backend) lockFile(ctx context.Context, key store.Key, req store.Request
 			return nil, err
 		}
 		if reopened == maxReopen {
-			return nil, fmt.Errorf("kannuki: lock file %s keeps being removed or replaced", path)
+			return nil, fmt.Errorf("lock file %s keeps being removed or replaced", path)
 		}
 	}
 }
@@ -69,10 +67,10 @@ func (b *Backend) lockFD(ctx context.Context, key store.Key, fd int, path string
 	case err != nil || ok:
 		return err
 	case req.Wait == 0:
-		return &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonHeld, Waited: time.Since(start)}
+		return store.ErrNotAcquired
 	case !deadline.IsZero() && !time.Now().Before(deadline):
 		// The in-memory queue used up the wait.
-		return &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonTimeout, Waited: time.Since(start)}
+		return store.ErrNotAcquired
 	}
 	if req.OnWait != nil {
 		req.OnWait.NotifyWait() // another process holds the file
@@ -95,22 +93,22 @@ func openLockFile(path string, perm uint32) (fd int, writable bool, err error) {
 		}
 	}
 	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EMLINK) { // EMLINK: O_NOFOLLOW on a symlink, BSD
-		return -1, false, fmt.Errorf("kannuki: lock file %s is a symlink; refusing to follow it", path)
+		return -1, false, fmt.Errorf("lock file %s is a symlink; refusing to follow it", path)
 	}
 	if err != nil && outOfFiles(err) {
 		return -1, false, capacityError(&fs.PathError{Op: "open", Path: path, Err: err})
 	}
 	if err != nil {
-		return -1, false, fmt.Errorf("kannuki: open lock file: %w", &fs.PathError{Op: "open", Path: path, Err: err})
+		return -1, false, fmt.Errorf("open lock file: %w", &fs.PathError{Op: "open", Path: path, Err: err})
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
 		syscall.Close(fd)
-		return -1, false, fmt.Errorf("kannuki: stat lock file: %w", &fs.PathError{Op: "fstat", Path: path, Err: err})
+		return -1, false, fmt.Errorf("stat lock file: %w", &fs.PathError{Op: "fstat", Path: path, Err: err})
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		syscall.Close(fd)
-		return -1, false, fmt.Errorf("kannuki: lock file %s is not a regular file", path)
+		return -1, false, fmt.Errorf("lock file %s is not a regular file", path)
 	}
 	return fd, writable, nil
 }
@@ -129,7 +127,7 @@ func tryFlock(fd int, mode store.Mode, path string) (bool, error) {
 	case errors.Is(err, syscall.EWOULDBLOCK):
 		return false, nil
 	}
-	return false, fmt.Errorf("kannuki: flock: %w", &fs.PathError{Op: "flock", Path: path, Err: err})
+	return false, fmt.Errorf("flock: %w", &fs.PathError{Op: "flock", Path: path, Err: err})
 }
 
 // unlockClose drops fd's lock, then closes it. Unlocking first matters:
@@ -143,14 +141,14 @@ func unlockClose(fd int) {
 func samePath(fd int, path string) (bool, error) {
 	var open, named syscall.Stat_t
 	if err := syscall.Fstat(fd, &open); err != nil {
-		return false, fmt.Errorf("kannuki: stat lock file: %w", &fs.PathError{Op: "fstat", Path: path, Err: err})
+		return false, fmt.Errorf("stat lock file: %w", &fs.PathError{Op: "fstat", Path: path, Err: err})
 	}
 	err := syscall.Lstat(path, &named)
 	if errors.Is(err, syscall.ENOENT) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("kannuki: stat lock file: %w", &fs.PathError{Op: "lstat", Path: path, Err: err})
+		return false, fmt.Errorf("stat lock file: %w", &fs.PathError{Op: "lstat", Path: path, Err: err})
 	}
 	return uint64(open.Dev) == uint64(named.Dev) && uint64(open.Ino) == uint64(named.Ino), nil
 }
@@ -183,7 +181,7 @@ func probeHeld(path string) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("kannuki: open lock file: %w", &fs.PathError{Op: "open", Path: path, Err: err})
+		return false, fmt.Errorf("open lock file: %w", &fs.PathError{Op: "open", Path: path, Err: err})
 	}
 	defer unlockClose(fd)
 	ok, err := tryFlock(fd, store.ModeExclusive, path)
@@ -201,14 +199,14 @@ func probeDir(dir string) (procLocks bool, err error) {
 		return syscall.Open(name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o600)
 	})
 	if err != nil {
-		return false, fmt.Errorf("kannuki: lock directory %s is not writable: %w", dir, &fs.PathError{Op: "create", Path: name, Err: err})
+		return false, fmt.Errorf("lock directory %s is not writable: %w", dir, &fs.PathError{Op: "create", Path: name, Err: err})
 	}
 	defer func() {
 		syscall.Unlink(name)
 		unlockClose(fd)
 	}()
 	if ok, err := tryFlock(fd, store.ModeExclusive, name); err != nil || !ok {
-		return false, fmt.Errorf("kannuki: lock directory %s does not support flock: %w", dir, err)
+		return false, fmt.Errorf("lock directory %s does not support flock: %w", dir, err)
 	}
 	id, err := fdID(fd)
 	if err != nil {

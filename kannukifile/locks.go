@@ -44,7 +44,7 @@ func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	}
 	entries, err := os.ReadDir(b.dir)
 	if err != nil {
-		return nil, fmt.Errorf("kannuki: list lock directory: %w", err)
+		return nil, fmt.Errorf("list lock directory: %w", err)
 	}
 	var out []store.LockInfo
 	for _, e := range entries {

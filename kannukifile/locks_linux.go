@@ -21,7 +21,7 @@ import (
 func readProcLocks() (map[fileID][]procLock, error) {
 	data, err := os.ReadFile("/proc/locks")
 	if err != nil {
-		return nil, fmt.Errorf("kannuki: read kernel lock table: %w", err)
+		return nil, fmt.Errorf("read kernel lock table: %w", err)
 	}
 	out := make(map[fileID][]procLock)
 	sc := bufio.NewScanner(bytes.NewReader(data))

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki/store"
-
-	"github.com/kannuki-go/kannuki"
 )
 
 // Re-check intervals of a waiter (see the package doc).
@@ -54,14 +52,14 @@ func (b *Backend) waitFlock(ctx context.Context, key store.Key, fd int, path str
 		}
 		changed, err := w.sleep(ctx, until)
 		if err != nil {
-			return ctxError(key, start, err)
+			return err
 		}
 		ok, err := tryFlock(fd, mode, path)
 		if err != nil || ok {
 			return err
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
-			return &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonTimeout, Waited: time.Since(start)}
+			return store.ErrNotAcquired
 		}
 		if changed {
 			delay = minRecheck

@@ -10,7 +10,7 @@ import (
 )
 
 // errLost is the cause reported for a lease taken away by Lose.
-var errLost = errors.New("kannukimem: lock taken away by Backend.Lose")
+var errLost = errors.New("lock taken away by Backend.Lose")
 
 // lease is one granted Acquire.
 type lease struct {

@@ -35,8 +35,6 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki/store"
-
-	"github.com/kannuki-go/kannuki"
 )
 
 // Backend is an in-process lock table. The zero value is not usable; call
@@ -87,10 +85,10 @@ type waiter struct {
 func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request) (store.Lease, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
-		return nil, ctxError(key, start, err)
+		return nil, err
 	}
 	if req.Mode != store.ModeExclusive && req.Mode != store.ModeShared {
-		return nil, fmt.Errorf("%w: kannukimem: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
+		return nil, fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 
 	b.mu.Lock()
@@ -103,7 +101,7 @@ func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request)
 	if req.Wait == 0 {
 		b.forget(e)
 		b.mu.Unlock()
-		return nil, &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonHeld}
+		return nil, store.ErrNotAcquired
 	}
 	w := &waiter{mode: req.Mode, since: start, ready: make(chan struct{})}
 	w.elem = e.waiters.PushBack(w)
@@ -123,9 +121,9 @@ func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request)
 	case <-w.ready:
 		return &lease{b: b, key: key.String, h: w.h}, nil
 	case <-ctx.Done():
-		giveUp = ctxError(key, start, ctx.Err())
+		giveUp = ctx.Err()
 	case <-expired:
-		giveUp = &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonTimeout, Waited: time.Since(start)}
+		giveUp = store.ErrNotAcquired
 	}
 
 	b.mu.Lock()
@@ -240,13 +238,4 @@ func (e *entry) dispatch() {
 		w.h = e.grant(w.mode, false)
 		close(w.ready)
 	}
-}
-
-// ctxError is the error of a wait ended by its context.
-func ctxError(key store.Key, start time.Time, err error) error {
-	reason := kannuki.ReasonCanceled
-	if err == context.DeadlineExceeded {
-		reason = kannuki.ReasonTimeout
-	}
-	return &kannuki.NotAcquiredError{Key: key.String, Reason: reason, Waited: time.Since(start), Err: err}
 }

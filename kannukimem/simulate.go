@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/kannuki-go/kannuki/store"
-
-	"github.com/kannuki-go/kannuki"
 )
 
 // SimulateHeld makes key held in mode by a simulated other holder, as if
@@ -18,15 +16,14 @@ import (
 // store.ErrNotAcquired, so a test cannot silently overlap a real holder.
 func (b *Backend) SimulateHeld(key store.Key, mode store.Mode) (release func(), err error) {
 	if mode != store.ModeExclusive && mode != store.ModeShared {
-		return nil, fmt.Errorf("%w: kannukimem: unknown lock mode %d", store.ErrInvalidArgument, mode)
+		return nil, fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, mode)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e := b.entry(key.String)
 	if e.waiters.Len() != 0 || !e.compatible(mode) {
 		b.forget(e)
-		return nil, &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonHeld,
-			Err: fmt.Errorf("kannukimem: cannot simulate a %s hold of %q: it is held or awaited", mode, key.String)}
+		return nil, fmt.Errorf("cannot simulate a %s hold: the key is held or awaited: %w", mode, store.ErrNotAcquired)
 	}
 	h := e.grant(mode, true)
 	return func() {

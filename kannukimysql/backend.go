@@ -198,7 +198,7 @@ func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request)
 	}
 	if req.Wait == 0 {
 		l.putBack()
-		return nil, fmt.Errorf("kannuki: mysql: lock %q is held: %w", key.String, store.ErrNotAcquired)
+		return nil, fmt.Errorf("held by another session: %w", store.ErrNotAcquired)
 	}
 	var end time.Time
 	if req.Wait > 0 {
@@ -244,7 +244,7 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 	if expired {
 		return nil, fmt.Errorf("%w within %s (each held or awaited lock pins a connection; is the pool's MaxOpenConns large enough?)", ErrNoConnection, bound)
 	}
-	return nil, fmt.Errorf("kannuki: mysql: get connection: %w", err)
+	return nil, fmt.Errorf("get connection: %w", err)
 }
 
 // ctxDone is ctx.Err(), or DeadlineExceeded once ctx's deadline has
@@ -273,7 +273,7 @@ func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 	}
 	var held bool
 	if err := b.db.QueryRowContext(ctx, heldStmt(name)).Scan(&held); err != nil {
-		return false, fmt.Errorf("kannuki: mysql: held %q: %w", key.String, err)
+		return false, err
 	}
 	return held, nil
 }

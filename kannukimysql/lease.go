@@ -58,7 +58,7 @@ func (l *lease) runGuarded(ctx context.Context, kind stmtKind) (v int64, null bo
 		var err error
 		v, null, err = l.sess.run(context.WithoutCancel(ctx), dc, kind, l.name)
 		if w.stop() {
-			return fmt.Errorf("kannuki: mysql: no answer within %s, session %d ended: %w", l.b.opts.ReleaseTimeout, l.sess.id, context.DeadlineExceeded)
+			return fmt.Errorf("no answer within %s, session %d ended: %w", l.b.opts.ReleaseTimeout, l.sess.id, context.DeadlineExceeded)
 		}
 		return err
 	})
@@ -109,7 +109,7 @@ func (l *lease) try(ctx context.Context) (bool, error) {
 		if cerr := ctxDone(ctx); cerr != nil {
 			return false, l.ctxErr(cerr, nil)
 		}
-		return false, fmt.Errorf("kannuki: mysql: try lock %q: %w: %w", l.key.String, errDeadOnArrival, err)
+		return false, fmt.Errorf("try: %w: %w", errDeadOnArrival, err)
 	}
 	if cerr := l.settle(ctx, err); cerr != nil {
 		err = fmt.Errorf("%w (clean-up: %w)", err, cerr)
@@ -118,9 +118,9 @@ func (l *lease) try(ctx context.Context) (bool, error) {
 		return false, l.ctxErr(cerr, err)
 	}
 	if isDeadlock(err) {
-		return false, fmt.Errorf("kannuki: mysql: lock %q: %w: %w", l.key.String, store.ErrDeadlock, err)
+		return false, fmt.Errorf("%w: %w", store.ErrDeadlock, err)
 	}
-	return false, fmt.Errorf("kannuki: mysql: try lock %q: %w", l.key.String, err)
+	return false, fmt.Errorf("try: %w", err)
 }
 
 // settle leaves nothing held after a lock statement failed with err: on a
@@ -233,7 +233,7 @@ func (l *lease) giveBack(ctx context.Context, kind stmtKind) (int64, error) {
 		if l.doubt {
 			l.doubt = false
 			if err := l.b.endSession(ctx, l.sess.id); err != nil {
-				return 0, fmt.Errorf("kannuki: mysql: release %q: %w (after: %w)", l.key.String, err, l.lost)
+				return 0, fmt.Errorf("%w (after: %w)", err, l.lost)
 			}
 		}
 		if l.lost != nil {
@@ -253,7 +253,7 @@ func (l *lease) giveBack(ctx context.Context, kind stmtKind) (int64, error) {
 	cerr := l.abandon(ctx)
 	if errors.Is(err, context.DeadlineExceeded) && cerr == nil {
 		// The server did not answer in time; its session is ended now.
-		return 0, fmt.Errorf("kannuki: mysql: release %q: %w (the session was ended instead)", l.key.String, err)
+		return 0, fmt.Errorf("%w (the session was ended instead)", err)
 	}
 	if cerr != nil {
 		err = fmt.Errorf("%w (and ending the session failed: %w)", err, cerr)

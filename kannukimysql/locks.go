@@ -37,31 +37,31 @@ func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	}
 	conn, err := b.db.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("kannuki: mysql: locks: %w", err)
+		return nil, fmt.Errorf("locks: %w", err)
 	}
 	defer conn.Close()
 
 	var infos []store.LockInfo
 	if ok, err := perfSchemaLocks(ctx, conn); err != nil {
-		return nil, fmt.Errorf("kannuki: mysql: locks: %w", err)
+		return nil, fmt.Errorf("locks: %w", err)
 	} else if ok {
 		infos, err = perfSchemaList(ctx, conn)
 		if err != nil {
-			return nil, fmt.Errorf("kannuki: mysql: locks from performance_schema: %w", err)
+			return nil, fmt.Errorf("locks from performance_schema: %w", err)
 		}
 		return sortLocks(infos), nil
 	}
 
 	waiters, err := processListWaiters(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("kannuki: mysql: locks from the process list: %w", err)
+		return nil, fmt.Errorf("locks from the process list: %w", err)
 	}
 	holders, pluginErr := lockInfoPlugin(ctx, conn)
 	if pluginErr != nil {
 		// No plugin: the holders of the awaited names.
 		holders, err = holdersOf(ctx, conn, waiters)
 		if err != nil {
-			return nil, fmt.Errorf("kannuki: mysql: locks: holders: %w", err)
+			return nil, fmt.Errorf("locks: holders: %w", err)
 		}
 	}
 	return sortLocks(append(holders, waiters...)), nil

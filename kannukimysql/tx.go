@@ -50,7 +50,7 @@ func (b *Backend) RunTx(ctx context.Context, key store.Key, req store.Request, f
 	release := func() error { return l.Release(context.WithoutCancel(ctx)) }
 	tx, err := l.conn.BeginTx(ctx, txOpts)
 	if err != nil {
-		return errors.Join(fmt.Errorf("kannuki: mysql: begin transaction: %w", err), release())
+		return errors.Join(fmt.Errorf("begin transaction: %w", err), release())
 	}
 	ended := false
 	defer func() {
@@ -70,7 +70,7 @@ func (b *Backend) RunTx(ctx context.Context, key store.Key, req store.Request, f
 	cerr := tx.Commit()
 	ended = true
 	if cerr != nil {
-		cerr = fmt.Errorf("kannuki: mysql: commit: %w", cerr)
+		cerr = fmt.Errorf("commit: %w", cerr)
 	}
 	return errors.Join(cerr, release())
 }
