@@ -117,7 +117,7 @@ func (s *suite) testKeys(t *testing.T) {
 	})
 
 	// Keys that an escaping or file-naming scheme could fold together
-	// (MySQL names are case-insensitive, so case is not among them). The
+	// (MySQL folds the case of names, so case is not among them). The
 	// keys of a group are held at once, and groups are small: a database
 	// backend pins a pooled connection per held lock.
 	t.Run("Distinct", func(t *testing.T) {

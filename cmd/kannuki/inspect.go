@@ -147,7 +147,7 @@ func (a *app) status(ctx context.Context, args []string) int {
 
 // sameLock reports whether a listed lock is key k: by advisory id on
 // PostgreSQL (a listing shows names only for some sessions), by lock name
-// on MySQL (case-insensitive there), by key on the file store.
+// on MySQL (which may fold case), by key on the file store.
 func sameLock(kind string, li kstore.LockInfo, k kstore.Key) bool {
 	switch kind {
 	case kindPostgres:
