@@ -3,7 +3,7 @@
 MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 GOTEST  ?= go test -race -count=1 -timeout 15m
 
-.PHONY: test vet lint bench bench-go bench-smoke chaos fuzz tidy tidy-check
+.PHONY: test vet lint bench bench-go bench-smoke chaos fuzz tidy tidy-check release outside
 
 ## test: vet and test every module with -race, then run every benchmark once
 ## (the README's test command; CI runs it)
@@ -49,3 +49,13 @@ tidy:
 tidy-check:
 	@set -e; for m in $(MODULES); do (cd $$m && go mod tidy -diff) || { echo "not tidy: $$m (run make tidy)"; exit 1; }; done
 	@echo "modules: all tidy"
+
+## release: tag every published module at VERSION (make release VERSION=v0.1.0);
+## DRY_RUN=1 shows what it would do and changes nothing
+release:
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=v0.1.0 [DRY_RUN=1]"; exit 1; }
+	bash scripts/release.sh $(VERSION) $(if $(DRY_RUN),--dry-run)
+
+## outside: build a module outside the tree as the README's install section says
+outside:
+	bash scripts/outside.sh
