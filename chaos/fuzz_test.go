@@ -15,6 +15,7 @@ import (
 
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
+	"github.com/kannuki-go/kannuki/internal/saidonce"
 	"github.com/kannuki-go/kannuki/kannukifile"
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
@@ -153,7 +154,7 @@ func FuzzLockerOptions(f *testing.F) {
 			t.Fatal("WithLock returned nil without running fn")
 		case err != nil && ran:
 			t.Fatalf("fn ran, then %v", err)
-		case err != nil && !strings.HasPrefix(err.Error(), "kannuki:"):
+		case err != nil && saidonce.Problem(err.Error()) != "":
 			t.Fatalf("unclear error %v", err)
 		case (timeout < 0 || defTimeout < 0) && !errors.Is(err, kannuki.ErrInvalidArgument) && !errors.Is(err, kannuki.ErrInvalidKey):
 			t.Fatalf("negative timeout %d / default %d: %v; want ErrInvalidArgument", timeout, defTimeout, err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/internal/saidonce"
 	"github.com/kannuki-go/kannuki/store"
 
 	"github.com/kannuki-go/kannuki"
@@ -138,7 +139,7 @@ func (r *restartResult) note(kind string, err error, d, bound time.Duration) {
 		if _, ok := r.samples[kind]; !ok {
 			r.samples[kind] = err.Error()
 		}
-		if !strings.HasPrefix(err.Error(), "kannuki:") {
+		if saidonce.Problem(err.Error()) != "" {
 			r.unclear = append(r.unclear, err.Error())
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/saidonce"
 	"github.com/kannuki-go/kannuki/store"
 )
 
@@ -105,7 +106,7 @@ func TestSecretsLibrary(t *testing.T) {
 					if leaks(err.Error(), secret) {
 						t.Errorf("call %d: the error shows the password: %v", i, err)
 					}
-					if !strings.HasPrefix(err.Error(), "kannuki:") {
+					if saidonce.Problem(err.Error()) != "" {
 						t.Errorf("call %d: unclear error: %v", i, err)
 					}
 				}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kannuki-go/kannuki/internal/saidonce"
 	"github.com/kannuki-go/kannuki/store"
 
 	"github.com/kannuki-go/kannuki"
@@ -169,7 +170,7 @@ func classify(entered, ran, try bool, err error) (string, bool) {
 			return outRelease, true
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			return outFnCtx, false
-		case !strings.HasPrefix(err.Error(), "kannuki:"):
+		case saidonce.Problem(err.Error()) != "":
 			return outUnclear, true
 		}
 		return outEntered, true
@@ -180,7 +181,7 @@ func classify(entered, ran, try bool, err error) (string, bool) {
 		}
 		return outUnclear, false // nil error, yet fn did not run
 	}
-	if !strings.HasPrefix(err.Error(), "kannuki:") {
+	if saidonce.Problem(err.Error()) != "" {
 		return outUnclear, true
 	}
 	var na *kannuki.NotAcquiredError
