@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/global"
 	"github.com/kannuki-go/kannuki/store"
 
 	"github.com/kannuki-go/kannuki"
@@ -61,6 +62,7 @@ type Option func(*config)
 type config struct {
 	opts      kannuki.Options
 	leakCheck bool
+	asDefault bool
 }
 
 // WithOptions sets the Locker's options (key prefix, key scheme, default
@@ -74,6 +76,14 @@ func WithOptions(o kannuki.Options) Option {
 // released (for a test that hands a lock to code outliving it).
 func WithoutLeakCheck() Option {
 	return func(c *config) { c.leakCheck = false }
+}
+
+// AsDefault makes the Locker the process-wide one (global.SetDefault) for
+// the test, and puts the previous one back when the test ends, for code
+// under test that uses the global package. The default is one per process:
+// tests that use AsDefault must not run in parallel with each other.
+func AsDefault() Option {
+	return func(c *config) { c.asDefault = true }
 }
 
 // New returns a Locker on a fresh in-process backend. When the test ends
@@ -95,6 +105,11 @@ func New(t testing.TB, opts ...Option) *Locker {
 	rec := newRecorder(mem)
 	l := &Locker{Locker: kannuki.New(rec, c.opts), t: t, mem: mem, rec: rec}
 	t.Cleanup(func() { l.cleanup(c.leakCheck) })
+	if c.asDefault {
+		prev := global.Default()
+		global.SetDefault(l.Locker)
+		t.Cleanup(func() { global.SetDefault(prev) })
+	}
 	return l
 }
 

@@ -3,7 +3,10 @@ package kannukitest
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,7 +41,7 @@ func (r *recorder) Acquire(ctx context.Context, key store.Key, req store.Request
 	if err != nil {
 		return nil, err
 	}
-	rl := &recordedLease{Lease: lease, r: r, key: key.String, mode: req.Mode, since: time.Now()}
+	rl := &recordedLease{Lease: lease, r: r, key: key.String, mode: req.Mode, since: time.Now(), at: callerOutside()}
 	r.mu.Lock()
 	r.grants[key.String]++
 	r.outstanding[rl] = struct{}{}
@@ -98,6 +101,7 @@ type recordedLease struct {
 	key   string
 	mode  store.Mode
 	since time.Time
+	at    string // file:line of the call that took it, for the leak report
 }
 
 func (rl *recordedLease) Release(ctx context.Context) error {
@@ -116,5 +120,26 @@ func (rl *recordedLease) Check(ctx context.Context) error {
 }
 
 func (rl *recordedLease) describe() string {
-	return fmt.Sprintf("%q (%s)", rl.key, rl.mode)
+	if rl.at == "" {
+		return fmt.Sprintf("%q (%s)", rl.key, rl.mode)
+	}
+	return fmt.Sprintf("%q (%s, taken at %s)", rl.key, rl.mode, rl.at)
+}
+
+// callerOutside returns file:line of the first caller outside Kannuki's
+// own packages (test files count as outside): the line of the test or the
+// code under test that took the lock. A leak reported at the end of the
+// test then points at it, not at the cleanup.
+func callerOutside() string {
+	var pcs [32]uintptr
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs[:])])
+	for {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "github.com/kannuki-go/kannuki") || strings.HasSuffix(f.File, "_test.go") {
+			return filepath.Base(f.File) + ":" + strconv.Itoa(f.Line)
+		}
+		if !more {
+			return ""
+		}
+	}
 }
