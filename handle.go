@@ -253,28 +253,34 @@ func (c *lockCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// heldLock is one lock held by a call chain.
+// heldLock is one lock held by a call chain (see reentry.go).
 type heldLock struct {
 	l    *Locker
 	key  string
 	mode store.Mode
+	h    *Handle // the lock's Handle: whether it still holds
 	next *heldLock
+
+	// turn admits the nested calls under this entry one at a time.
+	turnOnce sync.Once
+	turn     chan struct{}
 }
 
-// heldIn reports the mode in which the call chain of ctx holds key through l.
-func heldIn(ctx context.Context, l *Locker, key string) (store.Mode, bool) {
+// heldIn returns the innermost entry by which the call chain of ctx holds
+// key through l, or nil.
+func heldIn(ctx context.Context, l *Locker, key string) *heldLock {
 	for h, _ := ctx.Value(heldCtxKey{}).(*heldLock); h != nil; h = h.next {
 		if h.l == l && h.key == key {
-			return h.mode, true
+			return h
 		}
 	}
-	return 0, false
+	return nil
 }
 
 // run calls fn under the lock and releases it afterwards, also on panic.
 func (h *Handle) run(ctx context.Context, fn func(context.Context) error) (err error) {
 	outer, _ := ctx.Value(heldCtxKey{}).(*heldLock)
-	h.held = heldLock{l: h.l, key: h.key.String, mode: h.mode, next: outer}
+	h.held = heldLock{l: h.l, key: h.key.String, mode: h.mode, h: h, next: outer}
 	cctx, cancel := context.WithCancelCause(ctx)
 	h.fctx = lockCtx{Context: cctx, held: &h.held}
 	fctx := &h.fctx

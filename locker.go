@@ -160,8 +160,8 @@ func (l *Locker) run(ctx context.Context, key string, fn func(context.Context) e
 	if err != nil {
 		return false, err
 	}
-	if held, ok := heldIn(ctx, l, k.String); ok {
-		return l.reenter(ctx, k, held, cfg.mode, fn)
+	if held := heldIn(ctx, l, k.String); held != nil {
+		return l.reenter(ctx, held, cfg, fn)
 	}
 	h, err := l.acquireKey(ctx, k, cfg)
 	if err != nil {
@@ -170,16 +170,6 @@ func (l *Locker) run(ctx context.Context, key string, fn func(context.Context) e
 	return true, h.run(ctx, fn)
 }
 
-// reenter runs fn for a nested call on a key this call chain already holds.
-func (l *Locker) reenter(ctx context.Context, k store.Key, held, want store.Mode, fn func(context.Context) error) (bool, error) {
-	if held == store.ModeShared && want == store.ModeExclusive {
-		return false, fmt.Errorf("%w: lock %q is held shared by this call chain; upgrading it to exclusive would wait for itself", ErrDeadlock, k.String)
-	}
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	return true, fn(ctx)
-}
 
 func (l *Locker) acquire(ctx context.Context, key string, opts []CallOption, try bool) (*Handle, error) {
 	k, cfg, err := l.prepare(ctx, key, opts, tryKind(try))
