@@ -170,7 +170,6 @@ func (l *Locker) run(ctx context.Context, key string, fn func(context.Context) e
 	return true, h.run(ctx, fn)
 }
 
-
 func (l *Locker) acquire(ctx context.Context, key string, opts []CallOption, try bool) (*Handle, error) {
 	k, cfg, err := l.prepare(ctx, key, opts, tryKind(try))
 	if err != nil {
