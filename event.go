@@ -75,12 +75,6 @@ type Hook interface {
 	LockEvent(ctx context.Context, e Event)
 }
 
-// HookFunc adapts a function to Hook.
-type HookFunc func(ctx context.Context, e Event)
-
-// LockEvent implements Hook.
-func (f HookFunc) LockEvent(ctx context.Context, e Event) { f(ctx, e) }
-
 // Hooks fans events out to several hooks in order; nil entries are skipped.
 func Hooks(hs ...Hook) Hook {
 	var out multiHook

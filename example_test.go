@@ -109,3 +109,14 @@ func ExampleRetry() {
 	// got it
 	// <nil>
 }
+
+func ExampleWithLockValue() {
+	l := kannuki.New(kannukimem.New(), kannuki.Options{})
+	next := int64(41)
+	number, err := kannuki.WithLockValue(context.Background(), l, "invoices/company-7", func(ctx context.Context) (int64, error) {
+		next++ // read, increment and store the counter while no one else can
+		return next, nil
+	})
+	fmt.Println(number, err)
+	// Output: 42 <nil>
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/store"
 
 	"go.uber.org/goleak"
@@ -283,7 +284,7 @@ func (s *sharedOK) Acquire(ctx context.Context, k store.Key, req store.Request) 
 
 func TestLockLossCancelsFn(t *testing.T) {
 	var lost atomic.Int32
-	hook := kannuki.HookFunc(func(_ context.Context, e kannuki.Event) {
+	hook := hooktest.Func(func(_ context.Context, e kannuki.Event) {
 		if e.Kind == kannuki.EventLost {
 			lost.Add(1)
 		}
@@ -391,7 +392,7 @@ func TestEventsInOrder(t *testing.T) {
 	var mu sync.Mutex
 	var kinds []kannuki.EventKind
 	var acquired kannuki.Event
-	hook := kannuki.HookFunc(func(_ context.Context, e kannuki.Event) {
+	hook := hooktest.Func(func(_ context.Context, e kannuki.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		kinds = append(kinds, e.Kind)

@@ -134,3 +134,24 @@ func checkSaidOnce(t *testing.T, err error) {
 		t.Errorf("%q: %s", err, p)
 	}
 }
+
+func TestWithLockValue(t *testing.T) {
+	l := kannuki.New(kannukimem.New(), kannuki.Options{})
+	ctx := context.Background()
+	v, err := kannuki.WithLockValue(ctx, l, "k", func(ctx context.Context) (string, error) {
+		// Nested on the same key: the value form re-enters like WithLock.
+		return kannuki.WithLockValue(ctx, l, "k", func(context.Context) (string, error) { return "inner", nil })
+	})
+	if v != "inner" || err != nil {
+		t.Fatalf("WithLockValue = %q, %v", v, err)
+	}
+	h, _ := l.Acquire(ctx, "held")
+	defer h.Release(ctx)
+	v, err = kannuki.WithLockValue(ctx, l, "held", func(context.Context) (string, error) { return "ran", nil }, kannuki.Timeout(0))
+	if v != "" || !errors.Is(err, kannuki.ErrNotAcquired) {
+		t.Fatalf("WithLockValue on a held key = %q, %v; want zero value and ErrNotAcquired", v, err)
+	}
+	if _, err := kannuki.WithLockValue[int](ctx, l, "k", nil); !errors.Is(err, kannuki.ErrInvalidArgument) {
+		t.Fatalf("nil fn: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/internal/saidonce"
 	"github.com/kannuki-go/kannuki/store"
 )
@@ -68,7 +69,7 @@ func TestSecretsLibrary(t *testing.T) {
 				var logs bytes.Buffer
 				var events []string
 				var emu sync.Mutex
-				hook := kannuki.HookFunc(func(_ context.Context, e kannuki.Event) {
+				hook := hooktest.Func(func(_ context.Context, e kannuki.Event) {
 					if e.Err != nil {
 						emu.Lock()
 						events = append(events, e.Err.Error())

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/kannukijob"
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
@@ -103,7 +104,7 @@ func runWhileHeld(t *testing.T, g kannukijob.Guard) (kannukijob.Outcome, error, 
 
 func TestOnConflict(t *testing.T) {
 	var skipped atomic.Int32
-	hook := kannuki.HookFunc(func(_ context.Context, e kannuki.Event) {
+	hook := hooktest.Func(func(_ context.Context, e kannuki.Event) {
 		if e.Kind == kannuki.EventSkipped && e.Key == `jobs/sync:["user",1]` {
 			skipped.Add(1)
 		}

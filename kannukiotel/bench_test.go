@@ -61,7 +61,7 @@ func noopHook(tb testing.TB) kannuki.Hook {
 // goroutine once its buffer has grown.
 func TestEventPathAllocs(t *testing.T) {
 	var sink int64
-	reader := kannuki.HookFunc(func(_ context.Context, e kannuki.Event) {
+	reader := hooktest.Func(func(_ context.Context, e kannuki.Event) {
 		sink += int64(e.Wait+e.Hold) + int64(len(e.Key)) + int64(e.Kind)
 	})
 	// An hour's FlushDelay: no flush runs while allocations are counted.
@@ -178,7 +178,7 @@ func BenchmarkCyclePostgres(b *testing.B) {
 	all.SpanHold = true
 	hooktest.InterleavedCycles(b,
 		hooktest.Contender{Name: "nohook", Locker: with(nil)},
-		hooktest.Contender{Name: "emptyhook", Locker: with(kannuki.HookFunc(func(context.Context, kannuki.Event) {}))},
+		hooktest.Contender{Name: "emptyhook", Locker: with(hooktest.Func(func(context.Context, kannuki.Event) {}))},
 		hooktest.Contender{Name: "noop", Locker: with(noopHook(b))},
 		hooktest.Contender{Name: "metrics", Locker: with(sampledHook(b, opts, nil))},
 		hooktest.Contender{Name: "default", Locker: with(sdkHook(b, opts))},

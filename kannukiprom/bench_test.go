@@ -15,7 +15,7 @@ import (
 func TestNoAllocs(t *testing.T) {
 	none := testing.AllocsPerRun(200, hooktest.MemCycle(t, nil, uniqueKey(t)))
 	var sink time.Duration
-	reader := kannuki.HookFunc(func(_ context.Context, e kannuki.Event) { sink += e.Wait + e.Hold })
+	reader := hooktest.Func(func(_ context.Context, e kannuki.Event) { sink += e.Wait + e.Hold })
 	withReader := testing.AllocsPerRun(200, hooktest.MemCycle(t, reader, uniqueKey(t)))
 	withProm := testing.AllocsPerRun(200, hooktest.MemCycle(t, kannukiprom.New(kannukiprom.Options{}), uniqueKey(t)))
 	t.Logf("allocations per WithLock cycle on kannukimem: no hook %v, event-reading hook %v, kannukiprom %v", none, withReader, withProm)
@@ -52,7 +52,7 @@ func BenchmarkCyclePostgres(b *testing.B) {
 	with := func(h kannuki.Hook) *kannuki.Locker { return kannuki.New(backend, kannuki.Options{Hook: h}) }
 	hooktest.InterleavedCycles(b,
 		hooktest.Contender{Name: "nohook", Locker: with(nil)},
-		hooktest.Contender{Name: "emptyhook", Locker: with(kannuki.HookFunc(func(context.Context, kannuki.Event) {}))},
+		hooktest.Contender{Name: "emptyhook", Locker: with(hooktest.Func(func(context.Context, kannuki.Event) {}))},
 		hooktest.Contender{Name: "prom", Locker: with(kannukiprom.New(kannukiprom.Options{}))},
 	)
 }

@@ -58,7 +58,7 @@ func main() {
 
 	// Count the skip events the Locker reports, to show a skip is never silent.
 	var skipEvents atomic.Int64
-	hook := kannuki.HookFunc(func(_ context.Context, e kannuki.Event) {
+	hook := hookFunc(func(_ context.Context, e kannuki.Event) {
 		if e.Kind == kannuki.EventSkipped {
 			skipEvents.Add(1)
 		}
@@ -125,3 +125,8 @@ func dataSync(ctx context.Context, env *exampleenv.Env, gauge exampleenv.Gauge, 
 	_, err := env.Data.Exec(ctx, "INSERT INTO "+runsTable+" (run, job_key, pid) VALUES (?, ?, ?)", env.Run, key, env.Pid)
 	return err
 }
+
+// hookFunc adapts a function to kannuki.Hook.
+type hookFunc func(ctx context.Context, e kannuki.Event)
+
+func (f hookFunc) LockEvent(ctx context.Context, e kannuki.Event) { f(ctx, e) }

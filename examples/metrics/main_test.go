@@ -105,7 +105,7 @@ func BenchmarkCyclePostgres(b *testing.B) {
 	with := func(h kannuki.Hook) *kannuki.Locker { return kannuki.New(backend, kannuki.Options{Hook: h}) }
 	hooktest.InterleavedCycles(b,
 		hooktest.Contender{Name: "nohook", Locker: with(nil)},
-		hooktest.Contender{Name: "emptyhook", Locker: with(kannuki.HookFunc(func(context.Context, kannuki.Event) {}))},
+		hooktest.Contender{Name: "emptyhook", Locker: with(hooktest.Func(func(context.Context, kannuki.Event) {}))},
 		hooktest.Contender{Name: "default", Locker: with(hooks(kannukiotel.Options{}))},
 		hooktest.Contender{Name: "allspans", Locker: with(hooks(kannukiotel.Options{SpanHold: true}))},
 	)
