@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kannuki-go/kannuki/internal/due"
@@ -253,24 +254,21 @@ func (c *lockCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// heldLock is one lock held by a call chain (see reentry.go).
+// heldLock is one lock held by a call chain (see reentry.go): its Handle
+// (Locker, key, mode, and whether it still holds), the entry it nests in,
+// and the turn that admits the nested calls under it one at a time, made
+// by the first of them.
 type heldLock struct {
-	l    *Locker
-	key  string
-	mode store.Mode
-	h    *Handle // the lock's Handle: whether it still holds
+	h    *Handle
 	next *heldLock
-
-	// turn admits the nested calls under this entry one at a time.
-	turnOnce sync.Once
-	turn     chan struct{}
+	turn atomic.Pointer[chan struct{}]
 }
 
 // heldIn returns the innermost entry by which the call chain of ctx holds
 // key through l, or nil.
 func heldIn(ctx context.Context, l *Locker, key string) *heldLock {
 	for h, _ := ctx.Value(heldCtxKey{}).(*heldLock); h != nil; h = h.next {
-		if h.l == l && h.key == key {
+		if h.h.l == l && h.h.key.String == key {
 			return h
 		}
 	}
@@ -280,7 +278,7 @@ func heldIn(ctx context.Context, l *Locker, key string) *heldLock {
 // run calls fn under the lock and releases it afterwards, also on panic.
 func (h *Handle) run(ctx context.Context, fn func(context.Context) error) (err error) {
 	outer, _ := ctx.Value(heldCtxKey{}).(*heldLock)
-	h.held = heldLock{l: h.l, key: h.key.String, mode: h.mode, h: h, next: outer}
+	h.held.h, h.held.next = h, outer
 	cctx, cancel := context.WithCancelCause(ctx)
 	h.fctx = lockCtx{Context: cctx, held: &h.held}
 	fctx := &h.fctx

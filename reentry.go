@@ -30,16 +30,16 @@ var errLockEnded = errors.New("the lock of this context was already released")
 
 // reenter runs fn for a nested call on a key this call chain holds.
 func (l *Locker) reenter(ctx context.Context, held *heldLock, cfg callConfig, fn func(context.Context) error) (bool, error) {
-	start := time.Now()
+	start, key := time.Now(), held.h.key.String
 	notAcquired := func(r Reason, err error) error {
-		return &NotAcquiredError{Key: held.key, Reason: r, Waited: time.Since(start), Err: err}
+		return &NotAcquiredError{Key: key, Reason: r, Waited: time.Since(start), Err: err}
 	}
 	if err := held.h.endedErr(); err != nil {
 		return false, err
 	}
-	if held.mode == store.ModeShared {
+	if held.h.mode == store.ModeShared {
 		if cfg.mode == store.ModeExclusive {
-			return false, fmt.Errorf("%w: lock %q is held shared by this call chain; upgrading it to exclusive would wait for itself", ErrDeadlock, held.key)
+			return false, fmt.Errorf("%w: lock %q is held shared by this call chain; upgrading it to exclusive would wait for itself", ErrDeadlock, key)
 		}
 		if err := ctx.Err(); err != nil {
 			return false, notAcquired(reasonOf(err), err)
@@ -56,7 +56,7 @@ func (l *Locker) reenter(ctx context.Context, held *heldLock, cfg callConfig, fn
 	if err := held.h.endedErr(); err != nil { // ended while this call waited
 		return false, err
 	}
-	inner := &heldLock{l: l, key: held.key, mode: held.mode, h: held.h}
+	inner := &heldLock{h: held.h}
 	inner.next, _ = ctx.Value(heldCtxKey{}).(*heldLock)
 	return true, fn(&lockCtx{Context: ctx, held: inner})
 }
@@ -73,9 +73,16 @@ func reasonOf(err error) Reason {
 // (store.WaitForever, 0 for a try, or a bound) and ctx allow. A try that
 // finds the turn taken returns ErrNotAcquired.
 func (h *heldLock) takeTurn(ctx context.Context, wait time.Duration) error {
-	h.turnOnce.Do(func() { h.turn = make(chan struct{}, 1) })
+	turn := h.turn.Load()
+	if turn == nil {
+		c := make(chan struct{}, 1)
+		if !h.turn.CompareAndSwap(nil, &c) {
+			c = *h.turn.Load()
+		}
+		turn = &c
+	}
 	select {
-	case h.turn <- struct{}{}:
+	case *turn <- struct{}{}:
 		return nil
 	default:
 	}
@@ -89,7 +96,7 @@ func (h *heldLock) takeTurn(ctx context.Context, wait time.Duration) error {
 		expired = t.C
 	}
 	select {
-	case h.turn <- struct{}{}:
+	case *turn <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -98,7 +105,7 @@ func (h *heldLock) takeTurn(ctx context.Context, wait time.Duration) error {
 	}
 }
 
-func (h *heldLock) giveTurn() { <-h.turn }
+func (h *heldLock) giveTurn() { <-*h.turn.Load() }
 
 // endedErr is nil while the Handle holds its lock; after that it is the
 // error a nested call on the lock's context gets.
