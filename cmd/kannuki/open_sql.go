@@ -29,6 +29,9 @@ func (a *app) openPostgres(ctx context.Context, t *target) (*store, error) {
 // configuration goes to the driver as a Config, never as a DSN string, so a
 // password with any character in it arrives intact.
 func (a *app) openMySQL(ctx context.Context, t *target) (*store, error) {
+	// The driver logs some connection trouble itself, as "[mysql] date
+	// file.go:line ..."; kannuki reports the errors it returns instead.
+	t.my.Logger = mysql.Logger(quietLogger{})
 	conn, err := mysql.NewConnector(t.my)
 	if err != nil {
 		return nil, fmt.Errorf("kannuki: mysql DSN: %w", err)
@@ -71,3 +74,8 @@ func mysqlHolder(ctx context.Context, db *sql.DB, k kannuki.Key) (*kannuki.LockI
 	li.Client = host.String
 	return li, nil
 }
+
+// quietLogger drops the MySQL driver's own log lines.
+type quietLogger struct{}
+
+func (quietLogger) Print(...any) {}

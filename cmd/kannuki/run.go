@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -178,8 +179,8 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 	fail := func(code int, result string, err error) int {
 		res.Result = result
 		if err != nil {
-			res.Error = a.red.String(err.Error())
-			a.say(f, "%s", err)
+			res.Error = a.red.String(message(err))
+			a.say(f, "%s", message(err))
 		}
 		return code
 	}
@@ -231,7 +232,7 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 		if errors.As(err, &na) && na.Reason != kannuki.ReasonError {
 			res.Reason = na.Reason.String()
 			if f.quiet {
-				res.Result, res.Error = "not_acquired", a.red.String(err.Error())
+				res.Result, res.Error = "not_acquired", a.red.String(message(err))
 				return f.conflictCode
 			}
 			return fail(f.conflictCode, "not_acquired", err)
@@ -246,7 +247,7 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 	if lost {
 		// Reported when found (supervise); another process may have held
 		// the lock while the command was still running.
-		res.Result, res.Error = "lock_lost", a.red.String(h.Err().Error())
+		res.Result, res.Error = "lock_lost", a.red.String(message(h.Err()))
 		return exitLockLost
 	}
 	if errors.Is(rerr, kannuki.ErrLockLost) {
@@ -256,8 +257,8 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 		// The command ran under the lock and the store has dropped the lock
 		// (the backend discards a connection it cannot unlock on): report,
 		// but let the command's own status stand.
-		res.Error = a.red.String(rerr.Error())
-		a.say(f, "kannuki: warning: %v", rerr)
+		res.Error = a.red.String(message(rerr))
+		a.say(f, "kannuki: warning: %s", strings.TrimPrefix(message(rerr), "kannuki: "))
 	}
 	return code
 }
@@ -273,8 +274,9 @@ func (a *app) supervise(f *runFlags, h *kannuki.Handle, cmdline []string, sigs <
 	defer unlock()
 	if err := cmd.Start(); err != nil {
 		res.Result = "error"
-		res.Error = a.red.String(err.Error())
-		a.say(f, "kannuki: %v", err)
+		err = startError(cmdline[0], err)
+		res.Error = a.red.String(message(err))
+		a.say(f, "%s", message(err))
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			return exitNotFound, false
 		}
@@ -296,7 +298,7 @@ func (a *app) supervise(f *runFlags, h *kannuki.Handle, cmdline []string, sigs <
 			_ = cmd.Process.Signal(s)
 		case <-lostCh:
 			lostCh, lost = nil, true
-			a.say(f, "%v; sending SIGTERM to the command (SIGKILL after %s)", h.Err(), f.grace)
+			a.say(f, "%s; sending SIGTERM to the command (SIGKILL after %s)", message(h.Err()), f.grace)
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			t := time.NewTimer(f.grace)
 			defer t.Stop()
@@ -318,4 +320,18 @@ func (a *app) supervise(f *runFlags, h *kannuki.Handle, cmdline []string, sigs <
 	}
 	res.CommandExit = &code
 	return code, lost
+}
+
+// startError restates a failure to start the command without the Go
+// wording ("exec: ...", "fork/exec ..."): the command and the cause.
+func startError(name string, err error) error {
+	var ee *exec.Error
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &ee):
+		return fmt.Errorf("kannuki: command %q: %w", ee.Name, ee.Err)
+	case errors.As(err, &pe):
+		return fmt.Errorf("kannuki: command %q: %w", name, pe.Err)
+	}
+	return err
 }
