@@ -158,7 +158,7 @@ func sameLock(kind string, li kannuki.LockInfo, k kannuki.Key) bool {
 
 func (a *app) printStatus(k kannuki.Key, held bool, holders, waiters []kannuki.LockInfo, st *store) {
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "key\t%s\n", k.String)
+	fmt.Fprintf(w, "key\t%s\n", printable(k.String))
 	state := "free"
 	if held {
 		state = "held"
@@ -184,10 +184,10 @@ func describe(li kannuki.LockInfo) string {
 		parts = append(parts, "pid "+strconv.FormatInt(li.PID, 10))
 	}
 	if li.Application != "" {
-		parts = append(parts, li.Application)
+		parts = append(parts, printable(li.Application))
 	}
 	if li.Client != "" {
-		parts = append(parts, "client "+li.Client)
+		parts = append(parts, "client "+printable(li.Client))
 	}
 	parts = append(parts, li.Mode.String())
 	if !li.Since.IsZero() {
@@ -257,7 +257,7 @@ func (a *app) locks(ctx context.Context, args []string) int {
 		if name == "" && li.ID != 0 {
 			name = "(id " + strconv.FormatInt(li.ID, 10) + ")"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", state, li.Mode, dash(pidString(li.PID)), dash(li.Application), dash(li.Client), since, dash(name))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", state, li.Mode, dash(pidString(li.PID)), dash(printable(li.Application)), dash(printable(li.Client)), since, dash(printable(name)))
 	}
 	w.Flush()
 	return exitOK
