@@ -83,29 +83,43 @@ func (a *app) status(ctx context.Context, args []string) int {
 		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprintf(a.stderr, "kannuki status: want exactly one KEY, got %d arguments\nRun \"kannuki status --help\" for usage.\n", len(pos))
+		msg := fmt.Sprintf("kannuki status: want exactly one KEY, got %d arguments", len(pos))
+		if c.json {
+			return a.failJSON(nil, errors.New(msg))
+		}
+		fmt.Fprintf(a.stderr, "%s\nRun \"kannuki status --help\" for usage.\n", msg)
 		return exitError
+	}
+	key := pos[0]
+	if prefix != "" {
+		key = prefix + "/" + key
+	}
+	fail := func(err error) int {
+		if c.json {
+			return a.failJSON(&key, err)
+		}
+		return a.fail(err)
 	}
 	ctx, stop := inspectContext(ctx)
 	defer stop()
 	st, err := a.open(ctx, a.dsnOrEnv(&c))
 	if err != nil {
-		return a.fail(err)
+		return fail(err)
 	}
 	defer st.close()
 	l := kannuki.New(st.backend, kannuki.Options{KeyPrefix: prefix, Logger: a.logger(&c)})
 	k, err := l.Key(pos[0])
 	if err != nil {
-		return a.fail(err)
+		return fail(err)
 	}
 	held, err := l.Held(ctx, pos[0])
 	if err != nil {
-		return a.fail(err)
+		return fail(err)
 	}
 	out := statusJSON{Key: k.String, Held: held, Holders: []lockJSON{}, Waiters: []lockJSON{}, Store: st.where}
 	infos, err := l.Locks(ctx)
 	if err != nil && !errors.Is(err, kannuki.ErrUnsupported) {
-		return a.fail(err)
+		return fail(err)
 	}
 	var holders, waiters []kannuki.LockInfo
 	for _, li := range infos {
@@ -123,7 +137,7 @@ func (a *app) status(ctx context.Context, args []string) int {
 	if held && len(holders) == 0 && st.holder != nil {
 		li, err := st.holder(ctx, k)
 		if err != nil {
-			return a.fail(err)
+			return fail(err)
 		}
 		if li != nil {
 			holders = append(holders, *li)
@@ -204,15 +218,18 @@ func (a *app) locks(ctx context.Context, args []string) int {
 	if !ok {
 		return code
 	}
+	fail := a.fail
+	if c.json {
+		fail = func(err error) int { return a.failJSON(nil, err) }
+	}
 	if len(pos) != 0 {
-		fmt.Fprintf(a.stderr, "kannuki locks: unexpected argument %q (for one key: kannuki status KEY)\n", pos[0])
-		return exitError
+		return fail(fmt.Errorf("kannuki locks: unexpected argument %q (for one key: kannuki status KEY)", pos[0]))
 	}
 	ctx, stop := inspectContext(ctx)
 	defer stop()
 	st, err := a.open(ctx, a.dsnOrEnv(&c))
 	if err != nil {
-		return a.fail(err)
+		return fail(err)
 	}
 	defer st.close()
 	l := kannuki.New(st.backend, kannuki.Options{Logger: a.logger(&c)})

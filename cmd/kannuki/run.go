@@ -99,36 +99,50 @@ func (a *app) run(ctx context.Context, args []string) int {
 	if !ok {
 		return code
 	}
-	var bad string
-	switch {
-	case f.key == "":
-		bad = "--key is required"
-	case len(cmdline) == 0:
-		bad = "no command given (kannuki run --key KEY -- COMMAND [ARGS...])"
-	case f.try && f.wait.set && f.wait.d != 0:
-		bad = "--try and --timeout " + f.wait.d.String() + " contradict each other"
-	case f.keepalive < 0:
-		bad = "--keepalive must not be negative (0 turns it off)"
-	case f.grace < 0:
-		bad = "--grace must not be negative"
-	case f.conflictCode < 0 || f.conflictCode > 255:
-		bad = "--conflict-exit-code must be 0-255"
-	}
-	if bad != "" {
-		fmt.Fprintf(a.stderr, "kannuki run: %s\nRun \"kannuki run --help\" for usage.\n", bad)
-		return exitError
-	}
 	res := runResult{Key: f.key}
 	if f.prefix != "" {
 		res.Key = f.prefix + "/" + f.key
 	}
+	if bad := f.check(cmdline); bad != "" {
+		if f.json {
+			res.Result, res.ExitCode, res.Error = "error", exitError, "kannuki run: "+bad
+			a.writeResult(&res)
+			return exitError
+		}
+		fmt.Fprintf(a.stderr, "kannuki run: %s\nRun \"kannuki run --help\" for usage.\n", bad)
+		return exitError
+	}
 	code = a.runLocked(ctx, &f, cmdline, &res)
 	res.ExitCode = code
 	if f.json {
-		b, _ := json.Marshal(res)
-		fmt.Fprintf(a.stderr, "%s\n", b)
+		a.writeResult(&res)
 	}
 	return code
+}
+
+// check returns what is wrong with the flags and command line, or "".
+func (f *runFlags) check(cmdline []string) string {
+	switch {
+	case f.key == "":
+		return "--key is required"
+	case len(cmdline) == 0:
+		return "no command given (kannuki run --key KEY -- COMMAND [ARGS...])"
+	case f.try && f.wait.set && f.wait.d != 0:
+		return "--try and --timeout " + f.wait.d.String() + " contradict each other"
+	case f.keepalive < 0:
+		return "--keepalive must not be negative (0 turns it off)"
+	case f.grace < 0:
+		return "--grace must not be negative"
+	case f.conflictCode < 0 || f.conflictCode > 255:
+		return "--conflict-exit-code must be 0-255"
+	}
+	return ""
+}
+
+// writeResult prints the --json result line on stderr.
+func (a *app) writeResult(res *runResult) {
+	b, _ := json.Marshal(res)
+	fmt.Fprintf(a.stderr, "%s\n", b)
 }
 
 // say prints a diagnostic unless --json asked for the result line only.
