@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -103,7 +104,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	if f.prefix != "" {
 		res.Key = f.prefix + "/" + f.key
 	}
-	if bad := f.check(cmdline); bad != "" {
+	if bad := f.check(fs, cmdline); bad != "" {
 		if f.json {
 			res.Result, res.ExitCode, res.Error = "error", exitError, "kannuki run: "+bad
 			a.writeResult(&res)
@@ -121,8 +122,12 @@ func (a *app) run(ctx context.Context, args []string) int {
 }
 
 // check returns what is wrong with the flags and command line, or "".
-func (f *runFlags) check(cmdline []string) string {
+func (f *runFlags) check(fs *flag.FlagSet, cmdline []string) string {
 	switch {
+	case f.key == "" && len(cmdline) > 0 && flagAfterCommand(fs, cmdline) != "":
+		// "kannuki run ls --key x": parsing stopped at "ls", so --key went
+		// to the command; "--key is required" would be baffling.
+		return fmt.Sprintf("%s comes after the command %q: flags must come before the command (kannuki run [flags] --key KEY -- COMMAND [ARGS...])", flagAfterCommand(fs, cmdline), cmdline[0])
 	case f.key == "":
 		return "--key is required"
 	case len(cmdline) == 0:
@@ -135,6 +140,21 @@ func (f *runFlags) check(cmdline []string) string {
 		return "--grace must not be negative"
 	case f.conflictCode < 0 || f.conflictCode > 255:
 		return "--conflict-exit-code must be 0-255"
+	}
+	return ""
+}
+
+// flagAfterCommand returns the first argument after the command that is
+// one of run's own flags ("--key", "-key=x", ...), or "".
+func flagAfterCommand(fs *flag.FlagSet, cmdline []string) string {
+	for _, arg := range cmdline[1:] {
+		if arg == "--" || !strings.HasPrefix(arg, "-") {
+			continue
+		}
+		spelled, _, _ := strings.Cut(arg, "=")
+		if name := strings.TrimLeft(spelled, "-"); name != "" && fs.Lookup(name) != nil {
+			return spelled
+		}
 	}
 	return ""
 }
