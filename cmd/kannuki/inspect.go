@@ -58,6 +58,15 @@ func toJSON(li kannuki.LockInfo) lockJSON {
 	return j
 }
 
+// locksJSON is "kannuki locks --json".
+type locksJSON struct {
+	Locks []lockJSON `json:"locks"`
+	Store string     `json:"store"`
+	// Note says what the store cannot list (MySQL/MariaDB without the
+	// settings that show held locks), as the text output says on stderr.
+	Note string `json:"note,omitempty"`
+}
+
 // statusJSON is "kannuki status --json".
 type statusJSON struct {
 	Key     string     `json:"key"`
@@ -235,13 +244,14 @@ func (a *app) locks(ctx context.Context, args []string) int {
 	l := kannuki.New(st.backend, kannuki.Options{Logger: a.logger(&c)})
 	infos, err := l.Locks(ctx)
 	if err != nil {
-		return a.fail(err)
+		return fail(err)
+	}
+	var note string
+	if st.locksNote != nil {
+		note = st.locksNote(ctx)
 	}
 	if c.json {
-		out := struct {
-			Locks []lockJSON `json:"locks"`
-			Store string     `json:"store"`
-		}{Locks: []lockJSON{}, Store: st.where}
+		out := locksJSON{Locks: []lockJSON{}, Store: st.where, Note: note}
 		for _, li := range infos {
 			out.Locks = append(out.Locks, toJSON(li))
 		}
@@ -250,13 +260,17 @@ func (a *app) locks(ctx context.Context, args []string) int {
 		}
 		return exitOK
 	}
-	if st.locksNote != nil {
-		if note := st.locksNote(ctx); note != "" {
-			defer fmt.Fprintln(a.stderr, note)
-		}
+	if note != "" {
+		defer fmt.Fprintln(a.stderr, note)
 	}
 	if len(infos) == 0 {
-		fmt.Fprintf(a.stdout, "no locks held or awaited in %s\n", st.where)
+		if note != "" {
+			// Saying "no locks held" would be wrong: held ones may just
+			// be invisible here.
+			fmt.Fprintf(a.stdout, "no locks awaited in %s (held locks may be invisible: see the note)\n", st.where)
+		} else {
+			fmt.Fprintf(a.stdout, "no locks held or awaited in %s\n", st.where)
+		}
 		return exitOK
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)

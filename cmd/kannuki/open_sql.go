@@ -42,13 +42,7 @@ func (a *app) openMySQL(ctx context.Context, t *target) (*store, error) {
 		return nil, err
 	}
 	st.holder = func(ctx context.Context, k kannuki.Key) (*kannuki.LockInfo, error) { return mysqlHolder(ctx, db, k) }
-	st.locksNote = func(ctx context.Context) string {
-		var on sql.NullInt64
-		if db.QueryRowContext(ctx, "SELECT @@performance_schema").Scan(&on) == nil && on.Int64 == 0 {
-			return "note: without performance_schema, MySQL/MariaDB show a held lock only while someone waits for it; kannuki status KEY shows any key's holder"
-		}
-		return ""
-	}
+	st.locksNote = func(ctx context.Context) string { return mysqlLocksNote(ctx, db) }
 	return st, nil
 }
 
