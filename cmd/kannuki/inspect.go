@@ -33,8 +33,9 @@ const usageLocks = `Usage: kannuki locks [flags]
 Lists the locks held and awaited in the store: state, mode, the holder's
 pid (database session or OS process), application, client, since when,
 and the lock's name where the store knows it (PostgreSQL shows the key of
-a session whose last statement was a kannuki lock statement, else the
-numeric id; MySQL/MariaDB lock names are the keys).
+the locks kannuki run holds and of sessions whose last statement was a
+Kannuki lock statement, else the numeric id; MySQL/MariaDB lock names are
+the keys). Control characters in names are shown escaped (\n, \x1b).
 `
 
 // lockJSON is one lock in --json output.

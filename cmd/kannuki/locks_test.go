@@ -9,6 +9,32 @@ import (
 	"github.com/kannuki-go/kannuki/internal/testdb"
 )
 
+// The CLI's own PostgreSQL locks show their key in "kannuki locks", not
+// only their number, even with no keepalive statement to carry it.
+func TestPostgresLockNames(t *testing.T) {
+	s := postgresStore(t)
+	key, f := uniqueKey(t), newFiles(t)
+	holder := hold(t, s, f, key, "--keepalive", "0")
+	code, out, stderr := invoke(t, nil, append([]string{"locks"}, s.args()...)...)
+	if code != 0 || !strings.Contains(out, key) {
+		t.Errorf("locks does not name %q: exit %d\nstdout: %s\nstderr: %s", key, code, out, stderr)
+	}
+	code, out, _ = invoke(t, nil, append([]string{"locks"}, s.args("--json")...)...)
+	var ls locksJSON
+	if err := json.Unmarshal([]byte(out), &ls); err != nil || code != 0 {
+		t.Fatalf("locks --json: exit %d, %v: %s", code, err, out)
+	}
+	named := false
+	for _, l := range ls.Locks {
+		named = named || l.Name == key && l.Granted
+	}
+	if !named {
+		t.Errorf("locks --json has no held lock named %q: %s", key, out)
+	}
+	touch(t, f.gof)
+	holder.wait()
+}
+
 // On MySQL/MariaDB, "kannuki locks" lists a held lock nobody waits for
 // where the server can tell, and otherwise says so and names the setting
 // that would show it, instead of "no locks held".

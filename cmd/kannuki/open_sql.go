@@ -22,7 +22,12 @@ func (a *app) openPostgres(ctx context.Context, t *target) (*store, error) {
 		return nil, fmt.Errorf("kannuki: postgres DSN: %w", err)
 	}
 	db := stdlib.OpenDB(*cfg)
-	return a.openSQL(ctx, t, db, kannukipg.New(db, kannukipg.Options{}))
+	// The literal form puts the key, in a comment, into the lock statement
+	// itself, so pg_stat_activity (and "kannuki locks" on any host) shows
+	// the key of a lock kannuki holds, not only its number; the default
+	// form for pgx would show it only after the first keepalive, or never
+	// with --keepalive 0. One lock per process makes the extra parsing free.
+	return a.openSQL(ctx, t, db, kannukipg.New(db, kannukipg.Options{Form: kannukipg.FormLiteral}))
 }
 
 // openMySQL opens MySQL/MariaDB through go-sql-driver/mysql. The
