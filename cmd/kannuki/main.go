@@ -97,6 +97,9 @@ type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	red            *redactor
+	// terminal reports whether stderr is a terminal, and its width, for
+	// the in-place waiting line; nil means never.
+	terminal func() (width int, ok bool)
 }
 
 func main() {
@@ -107,6 +110,7 @@ func main() {
 		getenv: os.Getenv,
 		red:    red,
 	}
+	a.terminal = func() (int, bool) { return terminal(os.Stderr, a.getenv) }
 	os.Exit(a.main(context.Background(), os.Args[1:]))
 }
 

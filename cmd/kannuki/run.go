@@ -36,6 +36,13 @@ Waiting: by default kannuki waits for the lock as long as it takes;
 --timeout 30s waits up to 30 s (a plain number means seconds); --try or
 --timeout 0 tries once. Not acquired: exit 75, COMMAND is not run.
 
+A wait that lasts more than a second is shown on stderr: the key, who
+holds it (pid, application, client and since when, where the store tells)
+and the time waited. On a terminal that is one line updated in place and
+erased when the wait ends; otherwise (a pipe, a log, cron, TERM=dumb, or
+with -v) a plain line when the wait starts and one a minute after that.
+-q and --json show nothing of it.
+
 Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are
 forwarded to COMMAND (a Ctrl-C at a terminal reaches COMMAND directly too,
 as it shares kannuki's process group); while still waiting, they abandon
@@ -92,7 +99,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	fs.Var(&f.wait, "timeout", "wait up to `D` for the lock (30s, 1m, or seconds); 0 tries once (default: wait forever)")
 	fs.BoolVar(&f.try, "try", false, "try once, do not wait (same as --timeout 0)")
 	fs.BoolVar(&f.shared, "shared", false, "take a shared lock (file store and PostgreSQL only)")
-	fs.BoolVar(&f.quiet, "q", false, "say nothing when the lock is not acquired (exit code only)")
+	fs.BoolVar(&f.quiet, "q", false, "say nothing about the lock: no waiting line, no message when it is not acquired (exit code only)")
 	fs.DurationVar(&f.keepalive, "keepalive", kannuki.DefaultKeepaliveInterval, "check the lock every `D` while the command runs; 0 turns it off")
 	fs.DurationVar(&f.grace, "grace", 10*time.Second, "after a lost lock, wait `D` between SIGTERM and SIGKILL")
 	fs.IntVar(&f.conflictCode, "conflict-exit-code", exitNotAcquired, "exit `CODE` when the lock is not acquired")
@@ -238,21 +245,38 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 	if keepalive == 0 {
 		keepalive = -1 // the Locker's "off"
 	}
-	l := kannuki.New(st.backend, kannuki.Options{KeyPrefix: f.prefix, KeepaliveInterval: keepalive, Logger: a.logger(&f.common)})
+	try := f.try || (f.wait.set && f.wait.d == 0)
+	start := time.Now()
+	var display *waitDisplay
+	if !try && !f.quiet && !f.json {
+		width := a.terminal
+		if f.verbose {
+			width = nil // log lines would break into an in-place line
+		}
+		display = newWaitDisplay(a.stderr, width, res.Key, start)
+	}
+	o := kannuki.Options{KeyPrefix: f.prefix, KeepaliveInterval: keepalive, Logger: a.logger(&f.common)}
+	if display != nil {
+		o.Hook = display.hook()
+	}
+	l := kannuki.New(st.backend, o)
+	if display != nil {
+		display.launch(wctx, holderOf(l, st, f.key))
+	}
 	var opts []kannuki.CallOption
 	if f.shared {
 		opts = append(opts, kannuki.Shared())
 	}
-	start := time.Now()
 	var h *kannuki.Handle
 	switch {
-	case f.try || (f.wait.set && f.wait.d == 0):
+	case try:
 		h, err = l.TryAcquire(wctx, f.key, opts...)
 	case f.wait.set:
 		h, err = l.Acquire(wctx, f.key, append(opts, kannuki.Timeout(f.wait.d))...)
 	default:
 		h, err = l.Acquire(wctx, f.key, append(opts, kannuki.NoTimeout())...)
 	}
+	display.stop() // erases the line before anything else is said
 	endWait()
 	res.WaitedSeconds = seconds(time.Since(start))
 	if interrupted != nil {
