@@ -3,7 +3,7 @@
 MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 GOTEST  ?= go test -race -count=1 -timeout 15m
 
-.PHONY: test vet lint bench bench-go bench-smoke chaos fuzz tidy
+.PHONY: test vet lint bench bench-go bench-smoke chaos fuzz tidy tidy-check release outside
 
 ## test: vet and test every module with -race, then run every benchmark once
 ## (the README's test command; CI runs it)
@@ -39,7 +39,23 @@ chaos:
 
 ## fuzz: a short fuzz run of key derivation
 fuzz:
-	go test -run '^$$' -fuzz FuzzRubyKeys -fuzztime 30s .
+	go test -run '^$$' -fuzz FuzzRubyKeys -fuzztime 30s ./keys
 
+## tidy: go mod tidy every module
 tidy:
 	@set -e; for m in $(MODULES); do (cd $$m && go mod tidy); done
+
+## tidy-check: fail if any module's go.mod or go.sum is not tidy (CI runs it)
+tidy-check:
+	@set -e; for m in $(MODULES); do (cd $$m && go mod tidy -diff) || { echo "not tidy: $$m (run make tidy)"; exit 1; }; done
+	@echo "modules: all tidy"
+
+## release: tag every published module at VERSION (make release VERSION=v0.1.0);
+## DRY_RUN=1 shows what it would do and changes nothing
+release:
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=v0.1.0 [DRY_RUN=1]"; exit 1; }
+	bash scripts/release.sh $(VERSION) $(if $(DRY_RUN),--dry-run)
+
+## outside: build a module outside the tree as the README's install section says
+outside:
+	bash scripts/outside.sh

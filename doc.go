@@ -2,8 +2,9 @@
 // databases already have: PostgreSQL pg_advisory_*, MySQL/MariaDB GET_LOCK,
 // OS file locks on one host, and an in-process backend for tests.
 //
-// A Locker combines a Backend with options (key prefix, default timeout,
-// strategy, keepalive, events):
+// A Locker combines a lock store (a store.Backend: kannukipg, kannukipgxv5,
+// kannukimysql, kannukifile, kannukimem) with options (key prefix, default
+// timeout, strategy, keepalive, events):
 //
 //	l := kannuki.New(kannukipg.New(db, kannukipg.Options{}), kannuki.Options{KeyPrefix: "myapp"})
 //	err := l.WithLock(ctx, "order_processing/123", func(ctx context.Context) error {
@@ -12,10 +13,13 @@
 //
 // # Entry points
 //
-// WithLock (and its alias Lock) waits as the strategy and timeout say and
-// returns a *NotAcquiredError when the lock is not granted. TryLock tries
-// once and returns (false, nil) when the key is held elsewhere. Acquire and
-// TryAcquire return a Handle for code that cannot use a callback.
+// WithLock waits as the timeout and strategy say and returns a
+// *NotAcquiredError when the lock is not granted (the Ruby gem's with_lock
+// and lock!). TryLock tries once and returns (false, nil) when the key is
+// held elsewhere. Acquire returns a Handle for code that cannot use a
+// callback (with Timeout(0), one try). InTx and LockTx take locks that end
+// with a transaction. The package global holds an optional process-wide
+// Locker for code that wants the Ruby module functions.
 //
 // # Timeouts
 //
@@ -36,7 +40,7 @@
 //
 // # Re-entrancy
 //
-// A nested WithLock, TryLock or Lock on the same Locker and key, given the
+// A nested WithLock or TryLock on the same Locker and key, given the
 // context fn received, runs at once without asking the database (upgrading a
 // shared lock to exclusive that way fails with ErrDeadlock). Another
 // goroutine, or a call with an unrelated context, waits like for a mutex.
@@ -44,9 +48,16 @@
 // # Keys
 //
 // Keys derive to database locks exactly as the Ruby kannuki gem does
-// (RubyKeys), so Go and Rails code exclude each other on the same key. The
-// empty key is rejected with ErrInvalidKey (in Ruby it is accepted; in Go it
-// is almost always a bug), as are keys over MaxKeyLen bytes, invalid UTF-8
-// and NUL bytes. Other schemes: AdvisoryLockKeys (the with_advisory_lock
-// gem) and RawKeys (caller-chosen ids).
+// (keys.Ruby, the default), so Go and Rails code exclude each other on the
+// same key; KEYS.md in the repository is the specification. The empty key
+// is rejected with ErrInvalidKey (in Ruby it is accepted; in Go it is almost
+// always a bug), as are keys over keys.MaxKeyLen bytes, invalid UTF-8 and NUL
+// bytes. Other schemes: keys.Advisory (the with_advisory_lock gem) and
+// keys.Raw (caller-chosen ids).
+//
+// # Errors
+//
+// Errors match the sentinels with errors.Is and the typed errors
+// (*NotAcquiredError, *LockLostError) with errors.As. Every error the Locker
+// returns starts with "kannuki:" and says the key and the cause once.
 package kannuki

@@ -1,41 +1,41 @@
 package kannuki
 
 import (
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/kannuki-go/kannuki/store"
 )
 
-// Sentinel errors. Match them with errors.Is; every error Kannuki returns
-// starts with "kannuki:".
+// Sentinel errors, to match with errors.Is. They are the values of the
+// package store, which backends return, so a backend's error matches them
+// too. Every error the Locker returns starts with "kannuki:", once.
 var (
 	// ErrNotAcquired: the lock was not granted (held elsewhere, timed out,
 	// or the context ended while waiting). See NotAcquiredError.
-	ErrNotAcquired = errors.New("kannuki: lock not acquired")
+	ErrNotAcquired = store.ErrNotAcquired
 	// ErrLockLost: a held lock was lost (connection killed, database
 	// restarted, session ended). The work done under it may have overlapped
-	// with another holder.
-	ErrLockLost = errors.New("kannuki: lock lost")
+	// with another holder. See LockLostError.
+	ErrLockLost = store.ErrLockLost
 	// ErrDeadlock: the database detected a deadlock, or the call would
 	// deadlock (upgrading a shared lock this goroutine holds to exclusive).
-	ErrDeadlock = errors.New("kannuki: deadlock")
+	ErrDeadlock = store.ErrDeadlock
 	// ErrUnsupported: the backend cannot do what was asked (shared locks on
 	// MySQL, for example).
-	ErrUnsupported = errors.New("kannuki: unsupported by backend")
+	ErrUnsupported = store.ErrUnsupported
 	// ErrInvalidKey: the key is empty, too long, not UTF-8, contains NUL, or
-	// does not fit the key scheme. See KeyError.
-	ErrInvalidKey = errors.New("kannuki: invalid key")
+	// does not fit the key scheme. See keys.Error.
+	ErrInvalidKey = store.ErrInvalidKey
 	// ErrInvalidArgument: a nil function, a negative timeout, a nil backend
 	// or another unusable argument.
-	ErrInvalidArgument = errors.New("kannuki: invalid argument")
-	// ErrReleased: the lease was already released.
-	ErrReleased = errors.New("kannuki: lock already released")
+	ErrInvalidArgument = store.ErrInvalidArgument
 	// ErrPoolExhausted: every connection of the backend's pool was in use
 	// (each held lock pins one) and none came free in time. It says nothing
 	// about whether the key is held, so TryLock reports it as an error, not
-	// as false. Backends wrap it; the Locker returns it inside a
-	// *NotAcquiredError with Reason ReasonPoolExhausted.
-	ErrPoolExhausted = errors.New("kannuki: connection pool exhausted")
+	// as false. The Locker returns it inside a *NotAcquiredError with
+	// Reason ReasonPoolExhausted.
+	ErrPoolExhausted = store.ErrPoolExhausted
 	// ErrCapacity: no more locks can be held: the server's lock table is
 	// full (PostgreSQL's shared lock table, sized by
 	// max_locks_per_transaction), the process ran out of file descriptors
@@ -43,9 +43,7 @@ var (
 	// Nothing was granted, and no lock already held was lost for it. The
 	// Locker returns it inside a *NotAcquiredError with Reason
 	// ReasonCapacity.
-	ErrCapacity = errors.New("kannuki: lock capacity reached")
-	// ErrNoDefault: a package-level function was called before SetDefault.
-	ErrNoDefault = errors.New("kannuki: no default Locker (call SetDefault)")
+	ErrCapacity = store.ErrCapacity
 )
 
 // Reason says why a lock was not acquired.
@@ -103,11 +101,8 @@ type NotAcquiredError struct {
 }
 
 func (e *NotAcquiredError) Error() string {
-	msg := fmt.Sprintf("kannuki: lock %q not acquired (%s after %s)", e.Key, e.Reason, e.Waited.Round(time.Microsecond))
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
+	head := fmt.Sprintf("kannuki: lock %q not acquired (%s after %s)", e.Key, e.Reason, human(e.Waited))
+	return head + cause(e.Err, head, ErrNotAcquired)
 }
 
 // Unwrap lets errors.Is match ErrNotAcquired and the cause.
@@ -118,23 +113,6 @@ func (e *NotAcquiredError) Unwrap() []error {
 	return []error{ErrNotAcquired, e.Err}
 }
 
-// KeyError reports an unusable key. It matches ErrInvalidKey.
-type KeyError struct {
-	Key    string
-	Reason string
-}
-
-func (e *KeyError) Error() string {
-	k := e.Key
-	if len(k) > 64 {
-		k = k[:64] + "..."
-	}
-	return fmt.Sprintf("kannuki: invalid key %q: %s", k, e.Reason)
-}
-
-// Unwrap makes errors.Is(err, ErrInvalidKey) true.
-func (e *KeyError) Unwrap() error { return ErrInvalidKey }
-
 // LockLostError reports that a held lock was lost while fn ran. It matches
 // ErrLockLost and the cause (typically a driver error).
 type LockLostError struct {
@@ -143,13 +121,8 @@ type LockLostError struct {
 }
 
 func (e *LockLostError) Error() string {
-	if e.Err == nil {
-		return fmt.Sprintf("kannuki: lock %q lost", e.Key)
-	}
-	if errors.Is(e.Err, ErrLockLost) {
-		return e.Err.Error() // the cause already says the lock was lost
-	}
-	return fmt.Sprintf("kannuki: lock %q lost: %v", e.Key, e.Err)
+	head := fmt.Sprintf("kannuki: lock %q lost", e.Key)
+	return head + cause(e.Err, head, ErrLockLost)
 }
 
 // Unwrap lets errors.Is match ErrLockLost and the cause.

@@ -3,6 +3,8 @@ package kannuki
 import (
 	"context"
 	"time"
+
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // EventKind names what happened to a lock.
@@ -54,7 +56,7 @@ func (k EventKind) String() string {
 type Event struct {
 	Kind EventKind
 	Key  string        // the full key, prefix included
-	Mode Mode          // exclusive or shared
+	Mode store.Mode    // exclusive or shared
 	Wait time.Duration // EventWaiting, EventAcquired, EventNotAcquired: time spent acquiring
 	Hold time.Duration // EventReleased, EventLost: time the lock was held
 	// WaitBegan, on EventAcquired and EventNotAcquired, is when (after the

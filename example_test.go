@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
@@ -50,7 +52,7 @@ func ExampleLocker_Lock() {
 	other, _ := l.Acquire(ctx, "inventory/42")
 	defer other.Release(ctx)
 
-	err := l.Lock(ctx, "inventory/42", func(ctx context.Context) error {
+	err := l.WithLock(ctx, "inventory/42", func(ctx context.Context) error {
 		return nil // decrement stock, create the order
 	}, kannuki.Timeout(10*time.Millisecond))
 
@@ -81,13 +83,13 @@ func ExampleLocker_Acquire() {
 	// Output: running migrations while holding migration
 }
 
-func ExampleDefine() {
+func Example_definedKeys() {
 	// Declared once, like the Ruby model macro `kannuki :number_generation, scope: :company_id`.
-	var numberGeneration = kannuki.Define[int64]("number_generation")
+	var numberGeneration = keys.Define[int64]("number_generation")
 
 	l := kannuki.New(kannukimem.New(), kannuki.Options{})
 	companyID := int64(7)
-	_ = numberGeneration.WithLock(context.Background(), l, companyID, func(ctx context.Context) error {
+	_ = l.WithLock(context.Background(), numberGeneration.Key(companyID), func(ctx context.Context) error {
 		fmt.Println("next invoice number for company", companyID, "under", numberGeneration.Key(companyID))
 		return nil
 	})
@@ -96,7 +98,7 @@ func ExampleDefine() {
 
 func ExampleRetry() {
 	l := kannuki.New(kannukimem.New(), kannuki.Options{
-		Strategy: kannuki.Retry{Attempts: 5, Interval: time.Millisecond, Backoff: kannuki.Exponential, Jitter: 0.2},
+		Strategy: kannuki.Retry{Attempts: 5, Interval: time.Millisecond, Multiplier: 2, Jitter: 0.2},
 	})
 	err := l.WithLock(context.Background(), "op", func(ctx context.Context) error {
 		fmt.Println("got it")

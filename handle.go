@@ -3,11 +3,11 @@ package kannuki
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/kannuki-go/kannuki/internal/due"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // Handle is a held lock, returned by Acquire. Release it exactly when done;
@@ -15,9 +15,9 @@ import (
 // `defer h.Release(ctx)` is always right.
 type Handle struct {
 	l       *Locker
-	key     Key
-	mode    Mode
-	lease   Lease
+	key     store.Key
+	mode    store.Mode
+	lease   store.Lease
 	ctx     context.Context // the acquiring call's values, never canceled: for events and checks
 	granted time.Time
 	queued  bool      // holds the key's place in the Locker's local queue
@@ -43,16 +43,13 @@ type Handle struct {
 	// timer for all held locks, no goroutine per lock) and goes back there
 	// after each check. kmu is held during a check, so stopping waits for it.
 	kmu      sync.Mutex
-	checker  Checker
+	checker  store.Checker
 	knode    due.Node
 	kstopped bool
 }
 
 // Key returns the full key, prefix included.
 func (h *Handle) Key() string { return h.key.String }
-
-// Mode returns the lock's mode.
-func (h *Handle) Mode() Mode { return h.mode }
 
 // Lost returns a channel that is closed when the lock is found lost (the
 // keepalive failed, or the release showed it was no longer held).
@@ -96,11 +93,11 @@ func (w *lossListener) LockLost(cause error) {
 // tell of a loss itself, and checks the lease every interval, if it can be
 // checked.
 func (h *Handle) startKeepalive() {
-	if w, ok := h.lease.(LossWatcher); ok {
+	if w, ok := h.lease.(store.LossWatcher); ok {
 		h.loss.h = h
 		w.WatchLoss(&h.loss)
 	}
-	c, ok := h.lease.(Checker)
+	c, ok := h.lease.(store.Checker)
 	every := h.l.opts.keepalive()
 	if !ok || every < 0 {
 		return
@@ -200,7 +197,7 @@ func (h *Handle) Release(ctx context.Context) error {
 		return h.markLost(err)
 	}
 	if err != nil {
-		err = fmt.Errorf("kannuki: release %q: %w", h.key.String, err)
+		err = sayf(err, "kannuki: release %q", h.key.String)
 	}
 	h.mu.Lock()
 	h.freeSlotLocked()
@@ -224,7 +221,7 @@ func (h *Handle) freeSlotLocked() {
 // try got it) handed over with the place.
 func (h *Handle) releaseQueued(ctx context.Context) error {
 	q := &h.l.queue
-	r, ok := h.lease.(Relocker)
+	r, ok := h.lease.(store.Relocker)
 	if !ok || h.Err() != nil || !q.waited(h.key.String) {
 		err := h.lease.Release(ctx)
 		q.leave(h.key.String, nil) // after the database lock is given back
@@ -256,28 +253,34 @@ func (c *lockCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// heldLock is one lock held by a call chain.
+// heldLock is one lock held by a call chain (see reentry.go).
 type heldLock struct {
 	l    *Locker
 	key  string
-	mode Mode
+	mode store.Mode
+	h    *Handle // the lock's Handle: whether it still holds
 	next *heldLock
+
+	// turn admits the nested calls under this entry one at a time.
+	turnOnce sync.Once
+	turn     chan struct{}
 }
 
-// heldIn reports the mode in which the call chain of ctx holds key through l.
-func heldIn(ctx context.Context, l *Locker, key string) (Mode, bool) {
+// heldIn returns the innermost entry by which the call chain of ctx holds
+// key through l, or nil.
+func heldIn(ctx context.Context, l *Locker, key string) *heldLock {
 	for h, _ := ctx.Value(heldCtxKey{}).(*heldLock); h != nil; h = h.next {
 		if h.l == l && h.key == key {
-			return h.mode, true
+			return h
 		}
 	}
-	return 0, false
+	return nil
 }
 
 // run calls fn under the lock and releases it afterwards, also on panic.
 func (h *Handle) run(ctx context.Context, fn func(context.Context) error) (err error) {
 	outer, _ := ctx.Value(heldCtxKey{}).(*heldLock)
-	h.held = heldLock{l: h.l, key: h.key.String, mode: h.mode, next: outer}
+	h.held = heldLock{l: h.l, key: h.key.String, mode: h.mode, h: h, next: outer}
 	cctx, cancel := context.WithCancelCause(ctx)
 	h.fctx = lockCtx{Context: cctx, held: &h.held}
 	fctx := &h.fctx

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -22,13 +24,13 @@ type checkCountingBackend struct {
 }
 
 type checkCountingLease struct {
-	kannuki.Lease
+	store.Lease
 	b        *checkCountingBackend
 	key      string
 	released atomic.Bool
 }
 
-func (b *checkCountingBackend) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *checkCountingBackend) Acquire(ctx context.Context, k store.Key, req store.Request) (store.Lease, error) {
 	l, err := b.chanBackend.Acquire(ctx, k, req)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,11 @@
 package kannuki
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+)
 
 // keyCache remembers the Keys a Locker derived lately, so that a key used
 // over and over (one order, the hourly scheduler) is hashed once: the
@@ -20,14 +25,14 @@ const keyCacheSlots = 16
 type keySlot struct {
 	mu  sync.Mutex
 	in  string // the key as given to the Locker; "" while empty
-	key Key
+	key store.Key
 }
 
 // cachable reports whether s derives the same Key from the same input
 // every time.
-func cachable(s KeyScheme) bool {
+func cachable(s keys.Scheme) bool {
 	switch s.(type) {
-	case RubyKeys, AdvisoryLockKeys, RawKeys:
+	case keys.Ruby, keys.Advisory, keys.Raw:
 		return true
 	}
 	return false
@@ -44,7 +49,7 @@ func (c *keyCache) slotOf(key string) *keySlot {
 }
 
 // get returns the Key derived from key, if remembered.
-func (c *keyCache) get(key string) (Key, bool) {
+func (c *keyCache) get(key string) (store.Key, bool) {
 	s := c.slotOf(key)
 	s.mu.Lock()
 	k, ok := s.key, s.in == key && key != ""
@@ -53,7 +58,7 @@ func (c *keyCache) get(key string) (Key, bool) {
 }
 
 // put remembers that key derives k.
-func (c *keyCache) put(key string, k Key) {
+func (c *keyCache) put(key string, k store.Key) {
 	s := c.slotOf(key)
 	s.mu.Lock()
 	s.in, s.key = key, k

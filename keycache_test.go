@@ -5,21 +5,24 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // countingKeys is a user's scheme that counts its calls.
 type countingKeys struct{ n *atomic.Int64 }
 
-func (c countingKeys) Derive(prefix, key string) (Key, error) {
+func (c countingKeys) Derive(prefix, key string) (store.Key, error) {
 	c.n.Add(1)
-	return RubyKeys{}.Derive(prefix, key)
+	return keys.Ruby{}.Derive(prefix, key)
 }
 
 // TestKeyCacheMatchesScheme: with the cache, every key (many sharing a
 // slot, repeated, from many goroutines) derives exactly what the scheme
 // derives, bad keys still fail, and only the built-in schemes are cached.
 func TestKeyCacheMatchesScheme(t *testing.T) {
-	for _, scheme := range []KeyScheme{RubyKeys{}, AdvisoryLockKeys{Namespace: 7}} {
+	for _, scheme := range []keys.Scheme{keys.Ruby{}, keys.Advisory{Namespace: 7}} {
 		l := New(nil, Options{KeyPrefix: "app", Keys: scheme})
 		if l.kcache == nil {
 			t.Fatalf("%T: not cached", scheme)

@@ -8,14 +8,16 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki/internal/due"
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // Locker takes locks on a Backend. It is safe for concurrent use and holds
 // no resources of its own: closing the database pool is the caller's job.
 type Locker struct {
-	backend Backend
+	backend store.Backend
 	opts    Options
-	keys    KeyScheme
+	keys    keys.Scheme
 	kcache  *keyCache // nil when keys is not cachable
 	hook    Hook
 	stats   counters
@@ -27,26 +29,23 @@ type Locker struct {
 
 // New returns a Locker on b. A nil b yields a Locker whose calls all fail
 // with ErrInvalidArgument (never one that "succeeds" without locking).
-func New(b Backend, opts Options) *Locker {
+func New(b store.Backend, opts Options) *Locker {
 	l := &Locker{backend: b, opts: opts, keys: opts.Keys}
 	l.queue.opts = &l.opts
 	l.waits.Fire = waitDue
 	l.checks.Fire = checkDue
 	if l.keys == nil {
-		l.keys = RubyKeys{}
+		l.keys = keys.Ruby{}
 	}
 	if cachable(l.keys) {
 		l.kcache = new(keyCache)
 	}
-	l.hook = Hooks(opts.Hook, SlogHook(opts.Logger))
+	l.hook = Hooks(opts.Hook, slogHookOf(opts.Logger))
 	return l
 }
 
-// Backend returns the Locker's backend.
-func (l *Locker) Backend() Backend { return l.backend }
-
 // Key derives the Key a string locks, with the Locker's prefix and scheme.
-func (l *Locker) Key(key string) (Key, error) {
+func (l *Locker) Key(key string) (store.Key, error) {
 	if l.kcache == nil {
 		return l.keys.Derive(l.opts.KeyPrefix, key)
 	}
@@ -77,13 +76,6 @@ func (l *Locker) WithLock(ctx context.Context, key string, fn func(ctx context.C
 	return err
 }
 
-// Lock is WithLock under the name of the Ruby gem's lock!: it waits as
-// configured and returns a *NotAcquiredError carrying the key, the reason
-// and the time waited when the lock is not granted.
-func (l *Locker) Lock(ctx context.Context, key string, fn func(ctx context.Context) error, opts ...CallOption) error {
-	return l.WithLock(ctx, key, fn, opts...)
-}
-
 // TryLock tries once. If key is held elsewhere it returns (false, nil)
 // without running fn; otherwise it runs fn and returns (true, fn's error).
 // Any other failure is (false, err). Timeout and strategy options are
@@ -103,12 +95,6 @@ func (l *Locker) Acquire(ctx context.Context, key string, opts ...CallOption) (*
 	return l.acquire(ctx, key, opts, false)
 }
 
-// TryAcquire is Acquire with one try: a held key gives a *NotAcquiredError
-// with Reason ReasonHeld.
-func (l *Locker) TryAcquire(ctx context.Context, key string, opts ...CallOption) (*Handle, error) {
-	return l.acquire(ctx, key, opts, true)
-}
-
 // Held reports whether anyone holds key now, as the backend sees it
 // (for databases: this database only).
 func (l *Locker) Held(ctx context.Context, key string) (bool, error) {
@@ -119,24 +105,14 @@ func (l *Locker) Held(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if err := ctx.Err(); err != nil {
+		return false, sayf(err, "kannuki: held %q", k.String)
+	}
 	held, err := l.backend.Held(ctx, k)
 	if err != nil {
-		return false, fmt.Errorf("kannuki: held %q: %w", k.String, err)
+		return false, sayf(err, "kannuki: held %q", k.String)
 	}
 	return held, nil
-}
-
-// Locks lists held and awaited locks if the backend can (Lister), else it
-// returns an error matching ErrUnsupported.
-func (l *Locker) Locks(ctx context.Context) ([]LockInfo, error) {
-	if err := l.usable(ctx); err != nil {
-		return nil, err
-	}
-	li, ok := l.backend.(Lister)
-	if !ok {
-		return nil, fmt.Errorf("%w: %T cannot list locks", ErrUnsupported, l.backend)
-	}
-	return li.Locks(ctx)
 }
 
 func (l *Locker) usable(ctx context.Context) error {
@@ -150,19 +126,19 @@ func (l *Locker) usable(ctx context.Context) error {
 }
 
 // prepare validates a call and derives its key and configuration.
-func (l *Locker) prepare(ctx context.Context, key string, opts []CallOption, kind callKind) (Key, callConfig, error) {
+func (l *Locker) prepare(ctx context.Context, key string, opts []CallOption, kind callKind) (store.Key, callConfig, error) {
 	if err := l.usable(ctx); err != nil {
-		return Key{}, callConfig{}, err
+		return store.Key{}, callConfig{}, err
 	}
 	cfg, err := l.config(opts)
 	if err != nil {
-		return Key{}, cfg, err
+		return store.Key{}, cfg, err
 	}
 	if cfg.txOptions != nil && kind != callInTx {
-		return Key{}, cfg, fmt.Errorf("%w: TxOptions apply to InTx only, which opens the transaction", ErrInvalidArgument)
+		return store.Key{}, cfg, fmt.Errorf("%w: TxOptions apply to InTx only, which opens the transaction", ErrInvalidArgument)
 	}
 	if kind == callTry {
-		cfg.strategy, cfg.wait = NonBlocking{}, 0
+		cfg.strategy, cfg.wait = nonBlocking{}, 0
 	}
 	k, err := l.Key(key)
 	return k, cfg, err
@@ -184,25 +160,14 @@ func (l *Locker) run(ctx context.Context, key string, fn func(context.Context) e
 	if err != nil {
 		return false, err
 	}
-	if held, ok := heldIn(ctx, l, k.String); ok {
-		return l.reenter(ctx, k, held, cfg.mode, fn)
+	if held := heldIn(ctx, l, k.String); held != nil {
+		return l.reenter(ctx, held, cfg, fn)
 	}
 	h, err := l.acquireKey(ctx, k, cfg)
 	if err != nil {
 		return false, err
 	}
 	return true, h.run(ctx, fn)
-}
-
-// reenter runs fn for a nested call on a key this call chain already holds.
-func (l *Locker) reenter(ctx context.Context, k Key, held, want Mode, fn func(context.Context) error) (bool, error) {
-	if held == ModeShared && want == ModeExclusive {
-		return false, fmt.Errorf("%w: lock %q is held shared by this call chain; upgrading it to exclusive would wait for itself", ErrDeadlock, k.String)
-	}
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	return true, fn(ctx)
 }
 
 func (l *Locker) acquire(ctx context.Context, key string, opts []CallOption, try bool) (*Handle, error) {
@@ -221,10 +186,10 @@ func (l *Locker) acquire(ctx context.Context, key string, opts []CallOption, try
 // acquireKey runs the strategy against the backend and reports the outcome.
 // The Handle is made first: it is the attempt obtain's strategy calls, so
 // the common path needs no closure.
-func (l *Locker) acquireKey(ctx context.Context, k Key, cfg callConfig) (*Handle, error) {
+func (l *Locker) acquireKey(ctx context.Context, k store.Key, cfg callConfig) (*Handle, error) {
 	h := &Handle{
 		l: l, key: k, mode: cfg.mode,
-		queued: cfg.mode == ModeExclusive && !l.opts.NoLocalQueue,
+		queued: cfg.mode == store.ModeExclusive && !l.opts.NoLocalQueue,
 	}
 	if l.opts.MaxHeld > 0 {
 		if err := l.takeSlot(ctx, k, cfg); err != nil {
@@ -256,7 +221,7 @@ func (l *Locker) capacityCount(err error) error {
 // takeSlot counts a Handle against Options.MaxHeld, or refuses the call
 // with ErrCapacity, without asking the backend, when the Locker already
 // holds that many locks (or is acquiring them).
-func (l *Locker) takeSlot(ctx context.Context, k Key, cfg callConfig) error {
+func (l *Locker) takeSlot(ctx context.Context, k store.Key, cfg callConfig) error {
 	n := l.slots.Add(1)
 	if n <= int64(l.opts.MaxHeld) {
 		return nil
@@ -269,7 +234,7 @@ func (l *Locker) takeSlot(ctx context.Context, k Key, cfg callConfig) error {
 
 // attempt asks for the Handle's lock once: through the local queue when
 // the Handle takes part in it, else straight from the backend.
-func (h *Handle) attempt(ctx context.Context, req Request) (Lease, error) {
+func (h *Handle) attempt(ctx context.Context, req store.Request) (store.Lease, error) {
 	if !h.queued {
 		return h.l.backend.Acquire(ctx, h.key, req)
 	}
@@ -279,7 +244,7 @@ func (h *Handle) attempt(ctx context.Context, req Request) (Lease, error) {
 // acquireQueued waits for key's place in the process first, then asks the
 // backend with what is left of the wait. The place is kept while the lock
 // is held and given up by Handle.Release.
-func (l *Locker) acquireQueued(ctx context.Context, k Key, req Request) (Lease, error) {
+func (l *Locker) acquireQueued(ctx context.Context, k store.Key, req store.Request) (store.Lease, error) {
 	var start time.Time
 	if req.Wait > 0 {
 		start = time.Now()
@@ -319,18 +284,20 @@ const (
 
 // attempter makes one attempt at a lock for obtain's strategy.
 type attempter interface {
-	attempt(ctx context.Context, req Request) (Lease, error)
+	attempt(ctx context.Context, req store.Request) (store.Lease, error)
 }
 
 // attemptFunc adapts a function to attempter.
-type attemptFunc func(ctx context.Context, req Request) (Lease, error)
+type attemptFunc func(ctx context.Context, req store.Request) (store.Lease, error)
 
-func (f attemptFunc) attempt(ctx context.Context, req Request) (Lease, error) { return f(ctx, req) }
+func (f attemptFunc) attempt(ctx context.Context, req store.Request) (store.Lease, error) {
+	return f(ctx, req)
+}
 
 // obtain runs cfg's strategy with a as the single attempt, and reports the
 // attempt and its outcome (events, stats). ws is where the call's wait is
 // watched while a hook is set. It returns when the lock was granted.
-func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grantReport, a attempter, ws *waitWatch) (Lease, time.Time, error) {
+func (l *Locker) obtain(ctx context.Context, k store.Key, cfg callConfig, report grantReport, a attempter, ws *waitWatch) (store.Lease, time.Time, error) {
 	l.emit(ctx, Event{Kind: EventAttempt, Key: k.String, Mode: cfg.mode})
 	l.stats.waiting.Add(1)
 	start := time.Now()
@@ -338,15 +305,15 @@ func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grant
 		return nil, start, l.failed(ctx, k, cfg, 0, 0, 0, err)
 	}
 	w := l.watchWait(ctx, k, cfg, start, ws)
-	var lease Lease
+	var lease store.Lease
 	var err error
 	lastWait := cfg.wait
 	switch cfg.strategy.(type) {
-	case Blocking: // the common strategies need no TryFunc
-		lease, err = a.attempt(ctx, Request{Mode: cfg.mode, Wait: cfg.wait, OnWait: w.notifier()})
-	case NonBlocking:
+	case blocking: // the common strategies need no try function
+		lease, err = a.attempt(ctx, store.Request{Mode: cfg.mode, Wait: cfg.wait, OnWait: w.notifier()})
+	case nonBlocking:
 		lastWait = 0
-		lease, err = a.attempt(ctx, Request{Mode: cfg.mode})
+		lease, err = a.attempt(ctx, store.Request{Mode: cfg.mode})
 	default:
 		lease, lastWait, err = l.viaStrategy(ctx, cfg, a, w)
 	}
@@ -363,15 +330,15 @@ func (l *Locker) obtain(ctx context.Context, k Key, cfg callConfig, report grant
 
 // viaStrategy runs a strategy other than the two common ones. It returns
 // the wait of the last try, which tells a held lock from a timeout.
-func (l *Locker) viaStrategy(ctx context.Context, cfg callConfig, a attempter, w *waitWatch) (Lease, time.Duration, error) {
+func (l *Locker) viaStrategy(ctx context.Context, cfg callConfig, a attempter, w *waitWatch) (store.Lease, time.Duration, error) {
 	tries := 0
 	lastWait := cfg.wait
-	lease, err := cfg.strategy.Acquire(ctx, func(ctx context.Context, wait time.Duration) (Lease, error) {
+	lease, err := cfg.strategy.Acquire(ctx, func(ctx context.Context, wait time.Duration) (store.Lease, error) {
 		if tries++; tries > 1 {
 			w.NotifyWait() // an earlier try failed: the call is waiting
 		}
 		lastWait = wait
-		req := Request{Mode: cfg.mode, Wait: wait}
+		req := store.Request{Mode: cfg.mode, Wait: wait}
 		if wait != 0 {
 			req.OnWait = w.notifier()
 		}
@@ -385,7 +352,7 @@ func (l *Locker) viaStrategy(ctx context.Context, cfg callConfig, a attempter, w
 
 // released reports a lock given back (err: a failed release) after being
 // held since granted.
-func (l *Locker) released(ctx context.Context, k Key, m Mode, granted time.Time, err error) {
+func (l *Locker) released(ctx context.Context, k store.Key, m store.Mode, granted time.Time, err error) {
 	hold := time.Since(granted)
 	l.stats.ended(hold, false)
 	l.emit(ctx, Event{Kind: EventReleased, Key: k.String, Mode: m, Hold: hold, Err: err})
@@ -393,14 +360,15 @@ func (l *Locker) released(ctx context.Context, k Key, m Mode, granted time.Time,
 
 // granted reports a grant after acquiring for wait; began is when the call
 // reported waiting (0: it did not).
-func (l *Locker) granted(ctx context.Context, k Key, m Mode, wait, began time.Duration, counted bool) {
+func (l *Locker) granted(ctx context.Context, k store.Key, m store.Mode, wait, began time.Duration, counted bool) {
 	l.stats.granted(wait, counted)
 	l.emit(ctx, Event{Kind: EventAcquired, Key: k.String, Mode: m, Wait: wait, WaitBegan: began})
 }
 
 // failed turns a strategy or backend error into the error the caller sees
 // and emits EventNotAcquired.
-func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, waited, began time.Duration, err error) error {
+func (l *Locker) failed(ctx context.Context, k store.Key, cfg callConfig, lastWait, waited, began time.Duration, err error) error {
+	err = innermost(err)
 	reason := ReasonError
 	switch {
 	case errors.Is(err, ErrPoolExhausted):
@@ -429,5 +397,5 @@ func (l *Locker) failed(ctx context.Context, k Key, cfg callConfig, lastWait, wa
 	case errors.Is(err, ErrInvalidKey), errors.Is(err, ErrUnsupported), errors.Is(err, ErrInvalidArgument):
 		return err
 	}
-	return fmt.Errorf("kannuki: acquire %q: %w", k.String, err)
+	return sayf(err, "kannuki: acquire %q", k.String)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
@@ -20,7 +22,7 @@ func BenchmarkMemBackend(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		ls, err := be.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+		ls, err := be.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"go.uber.org/goleak"
 
 	"github.com/kannuki-go/kannuki"
@@ -31,7 +33,7 @@ type chanBackend struct {
 
 func newChanBackend() *chanBackend { return &chanBackend{locks: map[string]chan struct{}{}} }
 
-func (b *chanBackend) ch(k kannuki.Key) chan struct{} {
+func (b *chanBackend) ch(k store.Key) chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	c, ok := b.locks[k.String]
@@ -42,9 +44,9 @@ func (b *chanBackend) ch(k kannuki.Key) chan struct{} {
 	return c
 }
 
-func (b *chanBackend) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *chanBackend) Acquire(ctx context.Context, k store.Key, req store.Request) (store.Lease, error) {
 	b.tries.Add(1)
-	if req.Mode == kannuki.ModeShared {
+	if req.Mode == store.ModeShared {
 		return nil, kannuki.ErrUnsupported
 	}
 	c := b.ch(k)
@@ -72,7 +74,7 @@ func (b *chanBackend) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Re
 	}
 }
 
-func (b *chanBackend) Held(_ context.Context, k kannuki.Key) (bool, error) {
+func (b *chanBackend) Held(_ context.Context, k store.Key) (bool, error) {
 	return len(b.ch(k)) == 1, nil
 }
 
@@ -104,7 +106,7 @@ func TestWithLockRunsFnAndReturnsItsError(t *testing.T) {
 	ctx := context.Background()
 	want := errors.New("boom")
 	err := l.WithLock(ctx, "k", func(ctx context.Context) error {
-		if held, _ := b.Held(ctx, kannuki.Key{String: "app/k"}); !held {
+		if held, _ := b.Held(ctx, store.Key{String: "app/k"}); !held {
 			t.Error("lock not held inside fn")
 		}
 		return want
@@ -129,7 +131,7 @@ func TestTryLockHeldIsFalseNil(t *testing.T) {
 	if ok || err != nil || ran {
 		t.Fatalf("TryLock on a held key = %v, %v (ran %v); want false, nil", ok, err, ran)
 	}
-	if _, err := l.TryAcquire(ctx, "k"); !isReason(err, kannuki.ReasonHeld) {
+	if _, err := l.Acquire(ctx, "k", kannuki.Timeout(0)); !isReason(err, kannuki.ReasonHeld) {
 		t.Fatalf("TryAcquire = %v, want reason held", err)
 	}
 	if err := h.Release(ctx); err != nil {
@@ -155,7 +157,7 @@ func TestTimeoutStates(t *testing.T) {
 
 	const d = 50 * time.Millisecond
 	start := time.Now()
-	err := l.Lock(ctx, "k", noop, kannuki.Timeout(d))
+	err := l.WithLock(ctx, "k", noop, kannuki.Timeout(d))
 	if !isReason(err, kannuki.ReasonTimeout) || time.Since(start) < d {
 		t.Fatalf("wait up to d: %v after %s", err, time.Since(start))
 	}
@@ -274,8 +276,8 @@ func TestReentrantUpgradeFails(t *testing.T) {
 // sharedOK treats shared requests as exclusive, enough for the upgrade test.
 type sharedOK struct{ *chanBackend }
 
-func (s *sharedOK) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
-	req.Mode = kannuki.ModeExclusive
+func (s *sharedOK) Acquire(ctx context.Context, k store.Key, req store.Request) (store.Lease, error) {
+	req.Mode = store.ModeExclusive
 	return s.chanBackend.Acquire(ctx, k, req)
 }
 
@@ -349,14 +351,14 @@ func TestRetryStrategy(t *testing.T) {
 	h, _ := l.Acquire(ctx, "k")
 	defer h.Release(ctx)
 	b.tries.Store(0)
-	s := kannuki.Retry{Attempts: 4, Interval: time.Millisecond, Backoff: kannuki.Linear, Jitter: 0.5}
+	s := kannuki.Retry{Attempts: 4, Interval: time.Millisecond, Multiplier: 1.5, Jitter: 0.5}
 	err := l.WithLock(ctx, "k", func(context.Context) error { return nil }, kannuki.WithStrategy(s))
 	if !isReason(err, kannuki.ReasonRetriesExhausted) || b.tries.Load() != 4 {
 		t.Fatalf("got %v after %d tries", err, b.tries.Load())
 	}
 	// The call's timeout bounds the retries.
 	b.tries.Store(0)
-	slow := kannuki.Retry{Attempts: -1, Interval: 20 * time.Millisecond, Backoff: kannuki.Constant}
+	slow := kannuki.Retry{Attempts: -1, Interval: 20 * time.Millisecond, Multiplier: 1}
 	err = l.WithLock(ctx, "k", func(context.Context) error { return nil }, kannuki.WithStrategy(slow), kannuki.Timeout(70*time.Millisecond))
 	if !errors.Is(err, kannuki.ErrNotAcquired) || b.tries.Load() < 2 {
 		t.Fatalf("bounded retry: %v after %d tries", err, b.tries.Load())
@@ -412,7 +414,7 @@ func TestEventsInOrder(t *testing.T) {
 			t.Fatalf("events %v, want %v", kinds, want)
 		}
 	}
-	if acquired.Key != "p/k" || acquired.Mode != kannuki.ModeExclusive {
+	if acquired.Key != "p/k" || acquired.Mode != store.ModeExclusive {
 		t.Fatalf("acquired event %+v", acquired)
 	}
 }
@@ -432,44 +434,12 @@ func TestSlogHook(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
 	}
-	if kannuki.SlogHook(nil) != nil {
-		t.Error("nil logger must give no hook")
-	}
-}
-
-func TestDefaultLocker(t *testing.T) {
-	ctx := context.Background()
-	noop := func(context.Context) error { return nil }
-	kannuki.SetDefault(nil)
-	if err := kannuki.WithLock(ctx, "k", noop); !errors.Is(err, kannuki.ErrNoDefault) {
-		t.Fatalf("no default: %v", err)
-	}
-	l, _ := newLocker(kannuki.Options{})
-	kannuki.SetDefault(l)
-	defer kannuki.SetDefault(nil)
-	if err := kannuki.WithLock(ctx, "k", noop); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := kannuki.TryLock(ctx, "k", noop); !ok || err != nil {
-		t.Fatal(ok, err)
-	}
-	if err := kannuki.Lock(ctx, "k", noop); err != nil {
-		t.Fatal(err)
-	}
-	h, err := kannuki.Acquire(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if held, err := kannuki.Held(ctx, "k"); !held || err != nil {
-		t.Fatal(held, err)
-	}
-	h.Release(ctx)
 }
 
 // exhausted is a backend whose pool has no free connection.
 type exhausted struct{ *chanBackend }
 
-func (exhausted) Acquire(context.Context, kannuki.Key, kannuki.Request) (kannuki.Lease, error) {
+func (exhausted) Acquire(context.Context, store.Key, store.Request) (store.Lease, error) {
 	return nil, kannuki.ErrPoolExhausted
 }
 

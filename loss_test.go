@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -21,12 +23,12 @@ type watchBackend struct {
 type watchLease struct {
 	*chanLease
 	mu       sync.Mutex
-	listener kannuki.LossListener
+	listener store.LossListener
 	lost     error
 	released bool
 }
 
-func (b *watchBackend) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *watchBackend) Acquire(ctx context.Context, k store.Key, req store.Request) (store.Lease, error) {
 	l, err := b.chanBackend.Acquire(ctx, k, req)
 	if err != nil {
 		return nil, err
@@ -38,7 +40,7 @@ func (b *watchBackend) Acquire(ctx context.Context, k kannuki.Key, req kannuki.R
 	return wl, nil
 }
 
-func (l *watchLease) WatchLoss(ll kannuki.LossListener) {
+func (l *watchLease) WatchLoss(ll store.LossListener) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.listener = ll
@@ -146,14 +148,14 @@ func TestLossBeforeWatch(t *testing.T) {
 	if s := l.Stats(); s.Lost != 1 || s.Held != 0 {
 		t.Fatalf("Stats %+v", s)
 	}
-	if held, _ := b.Held(context.Background(), kannuki.Key{String: "k"}); held {
+	if held, _ := b.Held(context.Background(), store.Key{String: "k"}); held {
 		t.Fatal("the lost lease was not released")
 	}
 }
 
 type lostFirstBackend struct{ *chanBackend }
 
-func (b *lostFirstBackend) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *lostFirstBackend) Acquire(ctx context.Context, k store.Key, req store.Request) (store.Lease, error) {
 	l, err := b.chanBackend.Acquire(ctx, k, req)
 	if err != nil {
 		return nil, err

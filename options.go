@@ -5,41 +5,45 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
 )
 
-// Default values used when the corresponding Options field is zero.
-const (
-	DefaultKeepaliveInterval = 5 * time.Second
-	DefaultReleaseTimeout    = 5 * time.Second // what Kannuki's backends bound a release with
-)
+// defaultKeepaliveInterval is Options.KeepaliveInterval's zero value.
+const defaultKeepaliveInterval = 5 * time.Second
 
 // Options configure a Locker. The zero value is ready to use: Ruby-compatible
-// keys, no prefix, the Blocking strategy waiting as long as the context
+// keys, no prefix, waiting on the server as long as the context
 // allows, a keepalive every 5 s, no events.
 type Options struct {
 	// KeyPrefix is joined to every key as "prefix/key". Empty means none.
 	KeyPrefix string
 	// Keys derives database ids from keys. nil means RubyKeys{}.
-	Keys KeyScheme
+	Keys keys.Scheme
 	// DefaultTimeout bounds the wait of calls that set no Timeout:
 	// 0 waits as long as the context allows, > 0 waits up to that long.
 	// Negative values are invalid: calls then fail with ErrInvalidArgument.
 	DefaultTimeout time.Duration
-	// Strategy is the default strategy. nil means Blocking{}.
+	// Strategy is the default strategy. nil waits on the server (the
+	// database queues the caller; no polling); see Retry for the other.
 	Strategy Strategy
 	// KeepaliveInterval is how often a held lock's connection is checked,
 	// which bounds how long a lost lock goes unnoticed. 0 means
-	// DefaultKeepaliveInterval; negative disables the keepalive.
+	// 5 s; negative disables the keepalive.
 	KeepaliveInterval time.Duration
 	// ReleaseTimeout bounds a release, which runs even when the caller's
 	// context is already canceled, with a context deadline. 0 leaves the
 	// bound to the backend: every Kannuki backend bounds its own release
-	// (DefaultReleaseTimeout unless configured) and runs fastest with a
+	// (store.DefaultReleaseTimeout, 5 s, unless configured) and runs fastest with a
 	// context that cannot be canceled.
 	ReleaseTimeout time.Duration
 	// Hook receives lock events. nil costs nothing.
 	Hook Hook
-	// Logger, when set, logs events through slog (see SlogHook). nil is silent.
+	// Logger, when set, logs events through slog: debug for attempts,
+	// waits, grants and releases, info for locks not acquired, warn for
+	// lost locks and deadlocks, with the key as the "key" attribute. nil is
+	// silent.
 	Logger *slog.Logger
 	// NoLocalQueue turns off in-process queueing. By default, goroutines of
 	// one Locker that want the same key exclusively queue in the process,
@@ -64,7 +68,7 @@ type Options struct {
 	// one database statement and so cannot say when a wait begins (the
 	// PostgreSQL and MySQL backends). Backends that can tell (memory, file)
 	// and the local queue report a wait as it begins. 0 means
-	// DefaultWaitingAfter; negative reports only the waits that are told.
+	// 5 ms; negative reports only the waits that are told.
 	// It matters only when a Hook or Logger is set.
 	WaitingAfter time.Duration
 }
@@ -73,7 +77,7 @@ type Options struct {
 type callConfig struct {
 	wait      time.Duration // WaitForever, 0 or > 0
 	strategy  Strategy
-	mode      Mode
+	mode      store.Mode
 	txOptions any // InTx only
 	err       error
 }
@@ -107,14 +111,14 @@ func Timeout(d time.Duration) CallOption {
 // NoTimeout makes this call wait until the lock is granted or its context
 // ends, whatever Options.DefaultTimeout says.
 func NoTimeout() CallOption {
-	return func(c *callConfig) { c.wait = WaitForever }
+	return func(c *callConfig) { c.wait = store.WaitForever }
 }
 
 // Shared asks for a shared (reader) lock: many shared holders at once,
 // excluding exclusive holders. Backends without shared locks return an error
 // matching ErrUnsupported.
 func Shared() CallOption {
-	return func(c *callConfig) { c.mode = ModeShared }
+	return func(c *callConfig) { c.mode = store.ModeShared }
 }
 
 // TxOptions sets the options of the transaction that InTx opens, such as
@@ -141,7 +145,7 @@ func WithStrategy(s Strategy) CallOption {
 
 // config resolves the defaults and the call's options.
 func (l *Locker) config(opts []CallOption) (callConfig, error) {
-	c := callConfig{wait: WaitForever, strategy: l.opts.Strategy}
+	c := callConfig{wait: store.WaitForever, strategy: l.opts.Strategy}
 	switch {
 	case l.opts.DefaultTimeout < 0:
 		return c, fmt.Errorf("%w: negative Options.DefaultTimeout %s", ErrInvalidArgument, l.opts.DefaultTimeout)
@@ -151,12 +155,18 @@ func (l *Locker) config(opts []CallOption) (callConfig, error) {
 		c.wait = l.opts.DefaultTimeout
 	}
 	if c.strategy == nil {
-		c.strategy = Blocking{}
+		c.strategy = blocking{}
 	}
-	if len(opts) == 0 {
-		return c, nil
+	if len(opts) > 0 {
+		var err error
+		if c, err = applyOptions(c, opts); err != nil {
+			return c, err
+		}
 	}
-	return applyOptions(c, opts)
+	if r, ok := c.strategy.(Retry); ok {
+		return c, r.check()
+	}
+	return c, nil
 }
 
 // applyOptions applies opts to a copy of c; kept apart so that a call
@@ -173,14 +183,14 @@ func applyOptions(c callConfig, opts []CallOption) (callConfig, error) {
 
 func (o Options) waitingAfter() time.Duration {
 	if o.WaitingAfter == 0 {
-		return DefaultWaitingAfter
+		return defaultWaitingAfter
 	}
 	return o.WaitingAfter
 }
 
 func (o Options) keepalive() time.Duration {
 	if o.KeepaliveInterval == 0 {
-		return DefaultKeepaliveInterval
+		return defaultKeepaliveInterval
 	}
 	return o.KeepaliveInterval
 }

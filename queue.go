@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // localQueue makes goroutines of one Locker that want the same key
@@ -38,7 +40,7 @@ type waiter struct {
 	// lease, set before ready is closed, is the key's lock already taken
 	// for the waiter by the goroutine that left (Relocker), or nil: the
 	// waiter then asks the backend itself.
-	lease Lease
+	lease store.Lease
 }
 
 // enter takes key's gate, waiting as wait says (WaitForever, 0 for a try,
@@ -47,7 +49,7 @@ type waiter struct {
 // onWait, if not nil, is told when the wait begins. With the gate may come
 // the lock itself, taken for this caller by the goroutine that left; the
 // caller then holds it and need not ask the backend.
-func (q *localQueue) enter(ctx context.Context, key string, wait time.Duration, onWait WaitNotifier) (Lease, error) {
+func (q *localQueue) enter(ctx context.Context, key string, wait time.Duration, onWait store.WaitNotifier) (store.Lease, error) {
 	q.mu.Lock()
 	if q.gates == nil {
 		q.gates = make(map[string]*gate)
@@ -112,7 +114,7 @@ func (q *localQueue) waited(key string) bool {
 // leave gives key's gate to the next waiter, with next (the lock already
 // taken for it, or nil), or frees the gate. When nobody waits any more,
 // next is released.
-func (q *localQueue) leave(key string, next Lease) {
+func (q *localQueue) leave(key string, next store.Lease) {
 	q.mu.Lock()
 	unwanted := next
 	if g := q.gates[key]; g != nil {
@@ -124,7 +126,7 @@ func (q *localQueue) leave(key string, next Lease) {
 
 // passLocked gives g to its next waiter with lease, or frees it. It
 // returns lease when there was nobody to give it to.
-func (q *localQueue) passLocked(key string, g *gate, lease Lease) (unwanted Lease) {
+func (q *localQueue) passLocked(key string, g *gate, lease store.Lease) (unwanted store.Lease) {
 	if len(g.waiters) == 0 {
 		delete(q.gates, key) // nothing to remember for an idle key
 		if len(q.spare) < maxSpareGates {
@@ -142,7 +144,7 @@ func (q *localQueue) passLocked(key string, g *gate, lease Lease) (unwanted Leas
 }
 
 // drop releases a lock taken for a waiter that gave up meanwhile.
-func (q *localQueue) drop(l Lease) {
+func (q *localQueue) drop(l store.Lease) {
 	if l == nil {
 		return
 	}

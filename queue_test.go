@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -18,7 +20,7 @@ type countingBackend struct {
 	inside, most atomic.Int64
 }
 
-func (b *countingBackend) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *countingBackend) Acquire(ctx context.Context, k store.Key, req store.Request) (store.Lease, error) {
 	n := b.inside.Add(1)
 	defer b.inside.Add(-1)
 	for {
@@ -77,7 +79,7 @@ func TestLocalQueueTryTimeoutCancel(t *testing.T) {
 	}
 	b.tries.Store(0)
 	// A try fails at once, without asking the backend.
-	if _, err := l.TryAcquire(ctx, "k"); !isReason(err, kannuki.ReasonHeld) || b.tries.Load() != 0 {
+	if _, err := l.Acquire(ctx, "k", kannuki.Timeout(0)); !isReason(err, kannuki.ReasonHeld) || b.tries.Load() != 0 {
 		t.Fatalf("try: %v, %d backend tries", err, b.tries.Load())
 	}
 	// A bounded wait spends its budget in the queue.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -27,7 +29,7 @@ type relockBackend struct {
 
 func newRelockBackend() *relockBackend { return &relockBackend{chanBackend: newChanBackend()} }
 
-func (b *relockBackend) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *relockBackend) Acquire(ctx context.Context, k store.Key, req store.Request) (store.Lease, error) {
 	b.inside.Add(1)
 	defer b.inside.Add(-1)
 	l, err := b.chanBackend.Acquire(ctx, k, req)
@@ -42,12 +44,12 @@ type relockLease struct {
 	b *relockBackend
 }
 
-func (l *relockLease) Relock(ctx context.Context) (kannuki.Lease, error) {
+func (l *relockLease) Relock(ctx context.Context) (store.Lease, error) {
 	l.b.relocks.Add(1)
 	if err := l.Release(ctx); err != nil {
 		return nil, err
 	}
-	var next kannuki.Lease
+	var next store.Lease
 	select {
 	case l.c <- struct{}{}:
 		l.b.handed.Add(1)

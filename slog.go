@@ -5,11 +5,11 @@ import (
 	"log/slog"
 )
 
-// SlogHook logs lock events: debug for attempts, waits, grants and releases, info
-// for locks not acquired, warn for lost locks and deadlocks. The key is the
-// "key" attribute. A nil logger logs nothing. The context is passed to the
-// logger, so handlers can pick up trace ids.
-func SlogHook(logger *slog.Logger) Hook {
+// slogHookOf is Options.Logger's hook: debug for attempts, waits, grants
+// and releases, info for locks not acquired, warn for lost locks and
+// deadlocks. The key is the "key" attribute. A nil logger logs nothing. The
+// context is passed to the logger, so handlers can pick up trace ids.
+func slogHookOf(logger *slog.Logger) Hook {
 	if logger == nil {
 		return nil
 	}

@@ -28,23 +28,6 @@ type Stats struct {
 	HoldMax   time.Duration // longest hold
 }
 
-// MeanWait is the mean wait of acquired locks.
-func (s Stats) MeanWait() time.Duration {
-	if s.Acquired == 0 {
-		return 0
-	}
-	return s.WaitTotal / time.Duration(s.Acquired)
-}
-
-// MeanHold is the mean hold time of released or lost locks.
-func (s Stats) MeanHold() time.Duration {
-	n := s.Released + s.Lost
-	if n == 0 {
-		return 0
-	}
-	return s.HoldTotal / time.Duration(n)
-}
-
 // counters are the Locker's live statistics: a handful of atomic adds per
 // lock, no locks, no allocation.
 type counters struct {

@@ -27,7 +27,7 @@ func TestStats(t *testing.T) {
 	})
 	s := l.Stats()
 	if s.Held != 0 || s.Waiting != 0 || s.Acquired != 2 || s.Released != 1 || s.Lost != 1 ||
-		s.NotHeld != 1 || s.NotTimeout != 1 || s.NotAcquired != 2 || s.HoldMax <= 0 || s.MeanHold() <= 0 {
+		s.NotHeld != 1 || s.NotTimeout != 1 || s.NotAcquired != 2 || s.HoldMax <= 0 || s.HoldTotal <= 0 {
 		t.Fatalf("stats %+v", s)
 	}
 }

@@ -4,32 +4,9 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/kannuki-go/kannuki/store"
 )
-
-// TxBackend is implemented by backends that can lock inside a caller's
-// transaction of type Tx (*sql.Tx for kannukipg, pgx.Tx for kannukipgxv5).
-// The lock ends with the transaction, so nothing needs releasing, and it
-// works behind transaction-mode poolers such as PgBouncer.
-//
-// AcquireTx waits as req says without spoiling the transaction: a timeout
-// or cancellation leaves it usable (PostgreSQL: the wait runs inside a
-// SAVEPOINT). Outside an open transaction it fails; it never pretends.
-type TxBackend[Tx any] interface {
-	AcquireTx(ctx context.Context, tx Tx, key Key, req Request) error
-}
-
-// TxRunner is implemented by backends that can open a transaction, take a
-// lock that lasts until it ends, run fn in it, and commit when fn returns
-// nil or roll back on an error or a panic (which then propagates).
-// AcquireTx-capable backends use a transaction-scoped lock; others (MySQL)
-// hold a session lock on the transaction's connection and release it after
-// the commit or rollback.
-//
-// RunTx must return an error matching ErrNotAcquired, without calling fn,
-// when the lock is not granted.
-type TxRunner[Tx any] interface {
-	RunTx(ctx context.Context, key Key, req Request, fn func(ctx context.Context, tx Tx) error) error
-}
 
 // LockTx takes key inside tx, a transaction the caller opened and will end;
 // the lock is released when tx commits or rolls back. Options work as for
@@ -43,7 +20,7 @@ func LockTx[Tx any](ctx context.Context, l *Locker, tx Tx, key string, opts ...C
 	if err := l.usable(ctx); err != nil {
 		return err
 	}
-	tb, ok := l.backend.(TxBackend[Tx])
+	tb, ok := l.backend.(store.TxBackend[Tx])
 	if !ok {
 		return fmt.Errorf("%w: %T cannot lock inside a %T", ErrUnsupported, l.backend, tx)
 	}
@@ -52,7 +29,7 @@ func LockTx[Tx any](ctx context.Context, l *Locker, tx Tx, key string, opts ...C
 		return err
 	}
 	var w waitWatch
-	_, _, err = l.obtain(ctx, k, cfg, reportUncounted, attemptFunc(func(ctx context.Context, req Request) (Lease, error) {
+	_, _, err = l.obtain(ctx, k, cfg, reportUncounted, attemptFunc(func(ctx context.Context, req store.Request) (store.Lease, error) {
 		if err := tb.AcquireTx(ctx, tx, k, req); err != nil {
 			return nil, err
 		}
@@ -79,7 +56,7 @@ func InTx[Tx any](ctx context.Context, l *Locker, key string, fn func(ctx contex
 	if err := l.usable(ctx); err != nil {
 		return err
 	}
-	r, ok := l.backend.(TxRunner[Tx])
+	r, ok := l.backend.(store.TxRunner[Tx])
 	if !ok {
 		var tx Tx
 		return fmt.Errorf("%w: %T cannot run a %T", ErrUnsupported, l.backend, tx)
@@ -89,7 +66,7 @@ func InTx[Tx any](ctx context.Context, l *Locker, key string, fn func(ctx contex
 		return err
 	}
 	run := &txRun[Tx]{l: l, k: k, mode: cfg.mode, fn: fn, start: time.Now()}
-	lease, _, err := l.obtain(ctx, k, cfg, reportNone, attemptFunc(func(ctx context.Context, req Request) (Lease, error) {
+	lease, _, err := l.obtain(ctx, k, cfg, reportNone, attemptFunc(func(ctx context.Context, req store.Request) (store.Lease, error) {
 		req.TxOptions = cfg.txOptions
 		err := r.RunTx(ctx, k, req, run.body)
 		if run.granted.IsZero() {
@@ -107,8 +84,8 @@ func InTx[Tx any](ctx context.Context, l *Locker, key string, fn func(ctx contex
 // txRun carries one InTx call's state into the transaction body.
 type txRun[Tx any] struct {
 	l       *Locker
-	k       Key
-	mode    Mode
+	k       store.Key
+	mode    store.Mode
 	fn      func(context.Context, Tx) error
 	start   time.Time
 	granted time.Time

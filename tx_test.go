@@ -5,6 +5,9 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -12,13 +15,13 @@ import (
 // LockTx's own logic; real transactions are tested with the database backends.
 type memTx struct {
 	committed, rolledBack bool
-	leases                []kannuki.Lease
+	leases                []store.Lease
 	opts                  any // Request.TxOptions it began with
 }
 
 type txChanBackend struct{ *chanBackend }
 
-func (b txChanBackend) AcquireTx(ctx context.Context, tx *memTx, k kannuki.Key, req kannuki.Request) error {
+func (b txChanBackend) AcquireTx(ctx context.Context, tx *memTx, k store.Key, req store.Request) error {
 	lease, err := b.Acquire(ctx, k, req)
 	if err != nil {
 		return err
@@ -27,7 +30,7 @@ func (b txChanBackend) AcquireTx(ctx context.Context, tx *memTx, k kannuki.Key, 
 	return nil
 }
 
-func (b txChanBackend) RunTx(ctx context.Context, k kannuki.Key, req kannuki.Request, fn func(context.Context, *memTx) error) (err error) {
+func (b txChanBackend) RunTx(ctx context.Context, k store.Key, req store.Request, fn func(context.Context, *memTx) error) (err error) {
 	tx := &memTx{opts: req.TxOptions}
 	if err := b.AcquireTx(ctx, tx, k, req); err != nil {
 		return err
@@ -160,12 +163,12 @@ func TestTxUnsupported(t *testing.T) {
 }
 
 func TestDefinitionTransactionForm(t *testing.T) {
-	numbering := kannuki.Define[int64]("number_generation")
+	numbering := keys.Define[int64]("number_generation")
 	b := txChanBackend{newChanBackend()}
 	l := kannuki.New(b, kannuki.Options{KeyPrefix: "billing"})
 	ctx := context.Background()
 	err := kannuki.InTx(ctx, l, numbering.Key(7), func(ctx context.Context, tx *memTx) error {
-		if held, _ := numbering.Held(ctx, l, 7); !held {
+		if held, _ := l.Held(ctx, numbering.Key(7)); !held {
 			t.Error("definition key not held in the transaction")
 		}
 		return nil

@@ -6,19 +6,13 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki/internal/due"
+	"github.com/kannuki-go/kannuki/store"
 )
 
-// DefaultWaitingAfter is how long an attempt runs without an answer before
+// defaultWaitingAfter is how long an attempt runs without an answer before
 // the Locker reports EventWaiting for a backend that cannot tell a wait
 // from a slow grant (see Options.WaitingAfter).
-const DefaultWaitingAfter = 5 * time.Millisecond
-
-// WaitNotifier is told when a backend starts to wait for a lock it found
-// held (see Request.OnWait).
-type WaitNotifier interface {
-	// NotifyWait is cheap, never blocks, and ignores calls after the first.
-	NotifyWait()
-}
+const defaultWaitingAfter = 5 * time.Millisecond
 
 // waitWatch reports EventWaiting at most once per call, and never after the
 // call's outcome: the report and finish exclude each other, so a hook sees
@@ -29,7 +23,7 @@ type waitWatch struct {
 	l     *Locker
 	ctx   context.Context
 	key   string
-	mode  Mode
+	mode  store.Mode
 	start time.Time
 	node  due.Node // in the Locker's queue of attempts to report after WaitingAfter
 
@@ -43,11 +37,11 @@ type waitWatch struct {
 // Request.OnWait), the local queue, a strategy's second try, or the
 // Locker's queue of attempts after Options.WaitingAfter report the wait. It returns nil
 // when there is no hook or the call cannot wait; w then stays unused.
-func (l *Locker) watchWait(ctx context.Context, k Key, cfg callConfig, start time.Time, w *waitWatch) *waitWatch {
+func (l *Locker) watchWait(ctx context.Context, k store.Key, cfg callConfig, start time.Time, w *waitWatch) *waitWatch {
 	if l.hook == nil || cfg.wait == 0 {
 		return nil
 	}
-	if _, ok := cfg.strategy.(NonBlocking); ok {
+	if _, ok := cfg.strategy.(nonBlocking); ok {
 		return nil
 	}
 	w.l, w.ctx, w.key, w.mode, w.start = l, ctx, k.String, cfg.mode, start
@@ -59,7 +53,7 @@ func (l *Locker) watchWait(ctx context.Context, k Key, cfg callConfig, start tim
 }
 
 // notifier is the Request.OnWait of the watched call, or nil.
-func (w *waitWatch) notifier() WaitNotifier {
+func (w *waitWatch) notifier() store.WaitNotifier {
 	if w == nil {
 		return nil
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
@@ -218,7 +220,7 @@ func TestWaitingToldByRetry(t *testing.T) {
 	be := newChanBackend()
 	rec := newEventLog()
 	holder := kannuki.New(be, kannuki.Options{})
-	retry := kannuki.Retry{Attempts: 1000, Interval: time.Millisecond, Backoff: kannuki.Constant}
+	retry := kannuki.Retry{Attempts: 1000, Interval: time.Millisecond, Multiplier: 1}
 	waiter := kannuki.New(be, kannuki.Options{Hook: rec, WaitingAfter: -1, Strategy: retry})
 	checkWaiterEvents(t, holder, waiter, rec)
 }
@@ -240,7 +242,7 @@ func (c *seqCheck) LockEvent(ctx context.Context, e kannuki.Event) {
 }
 
 func TestWaitingOrderUnderContention(t *testing.T) {
-	for _, be := range []kannuki.Backend{newChanBackend(), kannukimem.New()} {
+	for _, be := range []store.Backend{newChanBackend(), kannukimem.New()} {
 		chk := &seqCheck{seen: map[int][]kannuki.EventKind{}}
 		// Several Lockers on one backend, so that waits happen in the
 		// backend (and the scan), not only in one local queue.

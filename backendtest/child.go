@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/testproc"
 )
 
@@ -29,13 +30,13 @@ const (
 
 // childSpec tells a child process what to do.
 type childSpec struct {
-	Test       string      // t.Name() of the Run call that spawned it
-	Role       string      // roleExclusion or roleHold
-	Key        kannuki.Key // the key to lock
-	Dir        string      // shared temporary directory
-	Index      int         // process number, for file names and messages
-	Cycles     int         // roleExclusion: lock cycles of this process
-	Goroutines int         // roleExclusion: contending goroutines
+	Test       string    // t.Name() of the Run call that spawned it
+	Role       string    // roleExclusion or roleHold
+	Key        store.Key // the key to lock
+	Dir        string    // shared temporary directory
+	Index      int       // process number, for file names and messages
+	Cycles     int       // roleExclusion: lock cycles of this process
+	Goroutines int       // roleExclusion: contending goroutines
 }
 
 func childSpecFromEnv() (childSpec, bool) {
@@ -79,7 +80,7 @@ func childHold(t *testing.T, h Harness, spec childSpec) {
 	b := h.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), childLimit)
 	defer cancel()
-	l, err := b.Acquire(ctx, spec.Key, excl(kannuki.WaitForever))
+	l, err := b.Acquire(ctx, spec.Key, excl(store.WaitForever))
 	if err != nil {
 		t.Fatalf("child: Acquire: %v", err)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // testCrash: a process holding the lock is killed with SIGKILL (no deferred
@@ -45,7 +45,7 @@ func (s *suite) testCrash(t *testing.T) {
 	l, err := b.Acquire(ctx, key, excl(0))
 	expectNotAcquired(t, "try while the child holds it", l, err)
 
-	ch := acquireAsync(ctx, b, key, excl(kannuki.WaitForever))
+	ch := acquireAsync(ctx, b, key, excl(store.WaitForever))
 	expectPending(t, ch, "waiter while the child holds it")
 	c.kill(t)
 	r := await(t, ch, "waiter after the holder was killed")

@@ -1,19 +1,19 @@
-// Package backendtest is the conformance suite every kannuki.Backend must
+// Package backendtest is the conformance suite every store.Backend must
 // pass, in the manner of testing/slogtest: a backend's own tests describe
 // the backend in a Harness and call Run.
 //
 //	func TestConformance(t *testing.T) {
-//		dsn := testdb.PostgresDSN()
+//		dsn := os.Getenv("KANNUKI_PG_DSN")
 //		backendtest.Run(t, backendtest.Harness{
 //			// A fresh client per call: a pool of its own, sized for
 //			// 16 concurrent requests (see Harness.New).
-//			New: func(t testing.TB) kannuki.Backend {
+//			New: func(t testing.TB) store.Backend {
 //				db, err := sql.Open("pgx", dsn)
 //				if err == nil {
 //					err = db.Ping()
 //				}
 //				if err != nil {
-//					testdb.Unavailable(t, "PostgreSQL", err)
+//					t.Skipf("no PostgreSQL at $KANNUKI_PG_DSN: %v", err)
 //				}
 //				db.SetMaxOpenConns(20)
 //				t.Cleanup(func() { db.Close() })
@@ -22,8 +22,8 @@
 //			Shared:       true,
 //			MultiProcess: true,
 //			// End the session that holds key, from a session of its own.
-//			KillHolder: func(t testing.TB, key kannuki.Key) {
-//				terminateHolder(t, dsn, key) // pg_terminate_backend on pg_locks' pid
+//			KillHolder: func(t testing.TB, key store.Key) {
+//				terminateHolder(t, dsn, key) // your helper: pg_terminate_backend on pg_locks' pid
 //			},
 //		})
 //	}
@@ -38,7 +38,7 @@
 //     single tries. Inside the lock each holder creates a marker file with
 //     O_CREATE|O_EXCL (EEXIST means two holders overlapped), bumps a counter
 //     file and removes the marker; at the end the counter equals the cycles.
-//     Where leases are kannuki.Relockers, one release in three is a Relock,
+//     Where leases are store.Relockers, one release in three is a Relock,
 //     and a lock it takes again is entered once more.
 //   - Try, Timeout, Cancel, Deadline, Handoff, Release: the Request and
 //     Lease contract: a try fails at once on a held key (also from the
@@ -47,7 +47,7 @@
 //     expired context ends a wait with the context's error and leaves
 //     nothing held; a waiter is handed the lock when the holder releases; a
 //     lease outlives its acquiring context and releases with a cancelled one.
-//   - Relock (leases that are kannuki.Relockers): with nobody waiting the
+//   - Relock (leases that are store.Relockers): with nobody waiting the
 //     lock is taken again, in either mode; a session waiting in the store
 //     gets the lock first and Relock returns no lease; a lost lock is
 //     reported (ErrLockLost) and not taken again.

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -58,7 +60,7 @@ func (s *suite) testExclusion(t *testing.T) {
 		key := newKey(t, "")
 		dir := t.TempDir()
 		initCounter(t, dir)
-		clients := make([]kannuki.Backend, processes)
+		clients := make([]store.Backend, processes)
 		for i := range clients {
 			clients[i] = s.h.New(t)
 		}
@@ -208,7 +210,7 @@ func checkExclusion(t testing.TB, dir string, cycles int, results []exclusionRes
 //
 // proc numbers the contender (a process, or a client in-process) for the
 // start barrier; name says which in messages.
-func contend(ctx context.Context, b kannuki.Backend, key kannuki.Key, dir string, proc int, name string, cycles, goroutines int, holders *atomic.Int32) (res exclusionResult) {
+func contend(ctx context.Context, b store.Backend, key store.Key, dir string, proc int, name string, cycles, goroutines int, holders *atomic.Int32) (res exclusionResult) {
 	ctx, cancel := context.WithTimeout(ctx, exclusionLimit)
 	defer cancel()
 
@@ -257,7 +259,7 @@ func contend(ctx context.Context, b kannuki.Backend, key kannuki.Key, dir string
 				}
 				for l != nil { // a relock may hand the lock straight back
 					err = critical(dir, me, holders, rng)
-					var next kannuki.Lease
+					var next store.Lease
 					var relErr error
 					if err == nil && done+1 < n {
 						next, relErr = releaseOrRelock(context.WithoutCancel(ctx), l, rng)
@@ -292,14 +294,14 @@ const maxErrors = 5
 // times, then the goroutine waits forever (tries rarely win against 47
 // queued waiters, and each costs a round trip). It returns how many
 // attempts were refused.
-func acquireMixed(ctx context.Context, b kannuki.Backend, key kannuki.Key, rng *rand.Rand) (kannuki.Lease, int, error) {
+func acquireMixed(ctx context.Context, b store.Backend, key store.Key, rng *rand.Rand) (store.Lease, int, error) {
 	refused := 0
 	kind := rng.IntN(10)
 	for {
 		var wait time.Duration
 		switch {
 		case kind < 5 || refused >= 5:
-			wait = kannuki.WaitForever
+			wait = store.WaitForever
 		case kind < 7:
 			wait = 20 * time.Second
 		case kind < 9:

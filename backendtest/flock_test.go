@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/backendtest"
 )
@@ -32,7 +34,7 @@ func TestConformanceFlock(t *testing.T) {
 	}
 	b := flockBackend{dir: dir}
 	backendtest.Run(t, backendtest.Harness{
-		New:          func(testing.TB) kannuki.Backend { return b },
+		New:          func(testing.TB) store.Backend { return b },
 		Shared:       true,
 		MultiProcess: true,
 	})
@@ -44,12 +46,12 @@ type flockBackend struct{ dir string }
 
 type flockLease struct{ f *os.File }
 
-func (b flockBackend) path(key kannuki.Key) string {
+func (b flockBackend) path(key store.Key) string {
 	sum := sha256.Sum256([]byte(key.String))
 	return filepath.Join(b.dir, hex.EncodeToString(sum[:16])+".lock")
 }
 
-func (b flockBackend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b flockBackend) Acquire(ctx context.Context, key store.Key, req store.Request) (store.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("kannuki: flock: %w", err)
 	}
@@ -58,7 +60,7 @@ func (b flockBackend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.
 		return nil, fmt.Errorf("kannuki: flock: %w", err)
 	}
 	how := syscall.LOCK_EX
-	if req.Mode == kannuki.ModeShared {
+	if req.Mode == store.ModeShared {
 		how = syscall.LOCK_SH
 	}
 	start := time.Now()
@@ -84,7 +86,7 @@ func (b flockBackend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.
 	}
 }
 
-func (b flockBackend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+func (b flockBackend) Held(ctx context.Context, key store.Key) (bool, error) {
 	f, err := os.OpenFile(b.path(key), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return false, err

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // Harness describes the backend under test to Run.
@@ -25,7 +25,7 @@ type Harness struct {
 	// a pool of about 20 connections per client, or a longer connection
 	// wait. PostgreSQL admits 100 connections by default, shared with
 	// whatever else runs.
-	New func(t testing.TB) kannuki.Backend
+	New func(t testing.TB) store.Backend
 
 	// Shared is true when the backend supports ModeShared. When false the
 	// suite checks that shared requests fail with ErrUnsupported.
@@ -35,13 +35,13 @@ type Harness struct {
 	// back (pg_terminate_backend, MySQL KILL, a forced loss in the memory
 	// backend). The lock-loss cases use it with a Locker whose keepalive
 	// runs every 100 ms; nil skips them.
-	KillHolder func(t testing.TB, key kannuki.Key)
+	KillHolder func(t testing.TB, key store.Key)
 
 	// HeldOnServer reports whether key is held in the store, seen from a
 	// session that holds no lock of the suite's (a "third session"). nil
 	// means Held on a Backend from New, one per subtest. Call t.Fatal on
 	// errors.
-	HeldOnServer func(t testing.TB, key kannuki.Key) bool
+	HeldOnServer func(t testing.TB, key store.Key) bool
 
 	// MultiProcess is true when the store is shared by OS processes
 	// (databases, lock files). It enables the cross-process exclusion and
@@ -75,7 +75,7 @@ type suite struct {
 	runName string
 
 	obsMu sync.Mutex
-	obs   map[testing.TB]kannuki.Backend // observer backends, one per subtest
+	obs   map[testing.TB]store.Backend // observer backends, one per subtest
 }
 
 func newSuite(t *testing.T, h Harness) *suite {
@@ -91,7 +91,7 @@ func newSuite(t *testing.T, h Harness) *suite {
 			h.Trials = defaultShortTrials
 		}
 	}
-	return &suite{h: h, runName: t.Name(), obs: map[testing.TB]kannuki.Backend{}}
+	return &suite{h: h, runName: t.Name(), obs: map[testing.TB]store.Backend{}}
 }
 
 // Run runs the conformance suite against the backend h describes, one
@@ -129,12 +129,13 @@ func Run(t *testing.T, h Harness) {
 	t.Run("LockLoss", s.testLockLoss)
 	t.Run("NoLeakedLocks", s.testNoLeakedLocks)
 	t.Run("Keys", s.testKeys)
+	t.Run("Messages", s.testMessages)
 	t.Run("Locker", s.testLocker)
 	t.Run("NoLeakedGoroutines", func(t *testing.T) { checkGoroutines(t, before) })
 }
 
 // heldOnServer asks the third session whether key is held.
-func (s *suite) heldOnServer(t testing.TB, key kannuki.Key) bool {
+func (s *suite) heldOnServer(t testing.TB, key store.Key) bool {
 	t.Helper()
 	if s.h.HeldOnServer != nil {
 		return s.h.HeldOnServer(t, key)
@@ -149,7 +150,7 @@ func (s *suite) heldOnServer(t testing.TB, key kannuki.Key) bool {
 }
 
 // observer returns the per-subtest Backend used as the third session.
-func (s *suite) observer(t testing.TB) kannuki.Backend {
+func (s *suite) observer(t testing.TB) store.Backend {
 	s.obsMu.Lock()
 	defer s.obsMu.Unlock()
 	if b, ok := s.obs[t]; ok {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kannuki-go/kannuki/keys"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -61,7 +63,7 @@ func (s *suite) testKeys(t *testing.T) {
 			if ok {
 				t.Errorf("TryLock with key %s reported ok", c.name)
 			}
-			check("Lock", l.Lock(ctx, c.key, fn))
+			check("Lock", l.WithLock(ctx, c.key, fn))
 			h, err := l.Acquire(ctx, c.key)
 			check("Acquire", err)
 			if h != nil {
@@ -84,7 +86,7 @@ func (s *suite) testKeys(t *testing.T) {
 		for _, c := range oddKeys {
 			key := c.key
 			if c.name == "Max" {
-				key = strings.Repeat("m", kannuki.MaxKeyLen-len(prefix)-1)
+				key = strings.Repeat("m", keys.MaxKeyLen-len(prefix)-1)
 			}
 			k := lockerKey(t, la, key)
 			h, err := la.Acquire(ctx, key)
@@ -96,7 +98,7 @@ func (s *suite) testKeys(t *testing.T) {
 			if held, err := lb.Held(ctx, key); err != nil || !held {
 				t.Errorf("Held(%s) from another client = %v, %v; want true", c.name, held, err)
 			}
-			h2, err := lb.TryAcquire(ctx, key)
+			h2, err := lb.Acquire(ctx, key, kannuki.Timeout(0))
 			if err == nil {
 				_ = h2.Release(ctx)
 				t.Errorf("TryAcquire(%s) by another client succeeded while held", c.name)
@@ -115,7 +117,7 @@ func (s *suite) testKeys(t *testing.T) {
 	})
 
 	// Keys that an escaping or file-naming scheme could fold together
-	// (MySQL names are case-insensitive, so case is not among them). The
+	// (MySQL folds the case of names, so case is not among them). The
 	// keys of a group are held at once, and groups are small: a database
 	// backend pins a pooled connection per held lock.
 	t.Run("Distinct", func(t *testing.T) {
@@ -134,7 +136,7 @@ func (s *suite) testKeys(t *testing.T) {
 		for _, keys := range groups {
 			var hs []*kannuki.Handle
 			for _, key := range keys {
-				h, err := l.TryAcquire(ctx, key)
+				h, err := l.Acquire(ctx, key, kannuki.Timeout(0))
 				if err != nil {
 					t.Errorf("TryAcquire(%q) while holding %q: %v", key, keys[:len(hs)], err)
 					continue

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -32,9 +34,9 @@ var momentNames = [...]string{"before", "during", "handover", "after"}
 // holder next takes the key.
 func (s *suite) testNoLeakedLocks(t *testing.T) {
 	holder, waiter := s.h.New(t), s.h.New(t)
-	var keys []kannuki.Key
-	newKeys := func(what string) []kannuki.Key {
-		ks := make([]kannuki.Key, leakWorkers)
+	var keys []store.Key
+	newKeys := func(what string) []store.Key {
+		ks := make([]store.Key, leakWorkers)
 		for i := range ks {
 			ks[i] = newKey(t, fmt.Sprint(what, i))
 		}
@@ -87,7 +89,7 @@ func (s *suite) testNoLeakedLocks(t *testing.T) {
 }
 
 // cancelTrial runs one cancelled acquisition and says what it did.
-func (s *suite) cancelTrial(t testing.TB, holder, waiter kannuki.Backend, key kannuki.Key, rng *rand.Rand) (what string, err error) {
+func (s *suite) cancelTrial(t testing.TB, holder, waiter store.Backend, key store.Key, rng *rand.Rand) (what string, err error) {
 	gctx, gcancel := guardCtx()
 	defer gcancel()
 	// A waiter that failed but left the lock held shows here.
@@ -106,7 +108,7 @@ func (s *suite) cancelTrial(t testing.TB, holder, waiter kannuki.Backend, key ka
 	defer func() { _ = releaseHolder() }()
 
 	moment := rng.IntN(cancelMoments)
-	wait := kannuki.WaitForever
+	wait := store.WaitForever
 	if rng.IntN(2) == 0 {
 		wait = 10 * time.Second
 	}
@@ -174,7 +176,7 @@ func (s *suite) cancelTrial(t testing.TB, holder, waiter kannuki.Backend, key ka
 
 // timeoutTrials runs n waits that time out, by the request's budget or by
 // the context's deadline, while holder holds key.
-func timeoutTrials(holder, waiter kannuki.Backend, key kannuki.Key, n int, rng *rand.Rand) error {
+func timeoutTrials(holder, waiter store.Backend, key store.Key, n int, rng *rand.Rand) error {
 	gctx, gcancel := guardCtx()
 	defer gcancel()
 	hl, err := holder.Acquire(gctx, key, excl(freeGrace))
@@ -188,7 +190,7 @@ func timeoutTrials(holder, waiter kannuki.Backend, key kannuki.Key, n int, rng *
 		if i%2 == 1 {
 			// The context's deadline ends the wait instead.
 			ctx, cancel = context.WithTimeout(gctx, d)
-			wait = kannuki.WaitForever
+			wait = store.WaitForever
 		}
 		l, err := waiter.Acquire(ctx, key, excl(wait))
 		cancel()

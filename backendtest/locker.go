@@ -32,7 +32,7 @@ func (s *suite) testLocker(t *testing.T) {
 		expectInvalid("WithLock(nil fn)", l.WithLock(ctx, key, nil))
 		_, err := l.TryLock(ctx, key, nil)
 		expectInvalid("TryLock(nil fn)", err)
-		expectInvalid("Lock(nil fn)", l.Lock(ctx, key, nil))
+		expectInvalid("Lock(nil fn)", l.WithLock(ctx, key, nil))
 
 		ran := false
 		fn := func(context.Context) error { ran = true; return nil }
@@ -127,7 +127,7 @@ func (s *suite) testLocker(t *testing.T) {
 					if !ok || err != nil {
 						return errors.Join(errors.New("nested TryLock not re-entrant"), err)
 					}
-					return l.Lock(ctx, key, func(context.Context) error { depth++; return nil }, kannuki.Timeout(0))
+					return l.WithLock(ctx, key, func(context.Context) error { depth++; return nil }, kannuki.Timeout(0))
 				})
 			})
 		}()
@@ -236,12 +236,12 @@ func (s *suite) testLocker(t *testing.T) {
 			t.Fatalf("Acquire(Shared()): %v", err)
 		}
 		defer h1.Release(ctx)
-		h2, err := other.TryAcquire(ctx, key, kannuki.Shared())
+		h2, err := other.Acquire(ctx, key, kannuki.Shared(), kannuki.Timeout(0))
 		if err != nil {
 			t.Fatalf("second TryAcquire(Shared()): %v", err)
 		}
 		defer h2.Release(ctx)
-		if h, err := other.TryAcquire(ctx, key); !errors.Is(err, kannuki.ErrNotAcquired) {
+		if h, err := other.Acquire(ctx, key, kannuki.Timeout(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
 			if h != nil {
 				_ = h.Release(ctx)
 			}

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -14,7 +17,7 @@ const keepalive = 100 * time.Millisecond
 
 // newLocker returns a Locker on a fresh client with a unique key prefix,
 // so that the cases can use readable keys.
-func (s *suite) newLocker(t testing.TB, b kannuki.Backend, prefix string, keepaliveInterval time.Duration) *kannuki.Locker {
+func (s *suite) newLocker(t testing.TB, b store.Backend, prefix string, keepaliveInterval time.Duration) *kannuki.Locker {
 	t.Helper()
 	if b == nil {
 		b = s.h.New(t)
@@ -22,11 +25,11 @@ func (s *suite) newLocker(t testing.TB, b kannuki.Backend, prefix string, keepal
 	if prefix == "" {
 		prefix = "kannuki-backendtest-" + randSuffix()
 	}
-	return kannuki.New(b, kannuki.Options{KeyPrefix: prefix, Keys: kannuki.RubyKeys{}, KeepaliveInterval: keepaliveInterval})
+	return kannuki.New(b, kannuki.Options{KeyPrefix: prefix, Keys: keys.Ruby{}, KeepaliveInterval: keepaliveInterval})
 }
 
 // lockerKey is the Key the Locker l derives for name.
-func lockerKey(t testing.TB, l *kannuki.Locker, name string) kannuki.Key {
+func lockerKey(t testing.TB, l *kannuki.Locker, name string) store.Key {
 	t.Helper()
 	k, err := l.Key(name)
 	if err != nil {
@@ -131,7 +134,7 @@ func (s *suite) testLockLoss(t *testing.T) {
 }
 
 // retake checks that a new client can take and give back key.
-func (s *suite) retake(t testing.TB, key kannuki.Key) {
+func (s *suite) retake(t testing.TB, key store.Key) {
 	t.Helper()
 	l := mustAcquire(t, s.h.New(t), key, excl(0))
 	mustRelease(t, l)

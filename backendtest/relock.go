@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -18,14 +20,14 @@ func (s *suite) testRelock(t *testing.T) {
 	probe := s.h.New(t)
 	key := newKey(t, "probe")
 	l := mustAcquire(t, probe, key, excl(0))
-	_, relocks := l.(kannuki.Relocker)
+	_, relocks := l.(store.Relocker)
 	mustRelease(t, l)
 	if !relocks {
-		t.Skip("the backend's leases are not kannuki.Relocker")
+		t.Skip("the backend's leases are not store.Relocker")
 	}
 
 	t.Run("Free", func(t *testing.T) {
-		modes := []kannuki.Request{excl(0)}
+		modes := []store.Request{excl(0)}
 		if s.h.Shared {
 			modes = append(modes, shared(0))
 		}
@@ -40,7 +42,7 @@ func (s *suite) testRelock(t *testing.T) {
 			s.expectHeld(t, key, "after Relock")
 			l, err := b.Acquire(context.Background(), key, excl(0))
 			expectNotAcquired(t, "exclusive try by another client after Relock", l, err)
-			if req.Mode == kannuki.ModeShared {
+			if req.Mode == store.ModeShared {
 				mustRelease(t, mustAcquire(t, b, key, shared(0)))
 			}
 			// The new lease relocks in turn, and releases.
@@ -61,7 +63,7 @@ func (s *suite) testRelock(t *testing.T) {
 		done := releaseLater(t, la)
 		ctx, cancel := guardCtx()
 		defer cancel()
-		ch := acquireAsync(ctx, b, key, excl(kannuki.WaitForever))
+		ch := acquireAsync(ctx, b, key, excl(store.WaitForever))
 		expectPending(t, ch, "waiter while the lock is held")
 		next := mustRelock(t, la)
 		done()
@@ -88,7 +90,7 @@ func (s *suite) testRelock(t *testing.T) {
 		s.h.KillHolder(t, key)
 		ctx, cancel := guardCtx()
 		defer cancel()
-		next, err := l.(kannuki.Relocker).Relock(ctx)
+		next, err := l.(store.Relocker).Relock(ctx)
 		if next != nil {
 			_ = next.Release(context.Background())
 			t.Fatal("Relock of a lost lock returned a new lease")
@@ -102,11 +104,11 @@ func (s *suite) testRelock(t *testing.T) {
 }
 
 // mustRelock relocks l, which must be a Relocker, or fails the test.
-func mustRelock(t testing.TB, l kannuki.Lease) kannuki.Lease {
+func mustRelock(t testing.TB, l store.Lease) store.Lease {
 	t.Helper()
 	ctx, cancel := guardCtx()
 	defer cancel()
-	next, err := l.(kannuki.Relocker).Relock(ctx)
+	next, err := l.(store.Relocker).Relock(ctx)
 	if err != nil {
 		t.Fatalf("Relock: %v", err)
 	}
@@ -114,10 +116,10 @@ func mustRelock(t testing.TB, l kannuki.Lease) kannuki.Lease {
 }
 
 // releaseOrRelock releases l, or, for one release in three when l is a
-// kannuki.Relocker, relocks it: next is then the lock taken again, or nil
+// store.Relocker, relocks it: next is then the lock taken again, or nil
 // when another session had it first.
-func releaseOrRelock(ctx context.Context, l kannuki.Lease, rng *rand.Rand) (next kannuki.Lease, err error) {
-	if r, ok := l.(kannuki.Relocker); ok && rng.IntN(3) == 0 {
+func releaseOrRelock(ctx context.Context, l store.Lease, rng *rand.Rand) (next store.Lease, err error) {
+	if r, ok := l.(store.Relocker); ok && rng.IntN(3) == 0 {
 		return r.Relock(ctx)
 	}
 	return nil, l.Release(ctx)

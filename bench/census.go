@@ -12,6 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimysql"
@@ -88,7 +91,7 @@ func openLockerUnderTestPgx(ctx context.Context, env Env, kind CensusKind, poolS
 	case CensusPG, CensusMySQL:
 		var db *sql.DB
 		var err error
-		var b kannuki.Backend
+		var b store.Backend
 		if kind == CensusPG {
 			db, err = env.PostgresDB(ctx, "pgx", poolSize)
 			if err == nil {
@@ -133,14 +136,14 @@ type pgWatcher struct {
 	query string
 }
 
-func newPGWatcher(ctx context.Context, env Env, k kannuki.Key) (*pgWatcher, error) {
+func newPGWatcher(ctx context.Context, env Env, k store.Key) (*pgWatcher, error) {
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	c, err := pgx.Connect(cctx, env.pgDSN())
 	if err != nil {
 		return nil, err
 	}
-	classid, objid := kannuki.ClassObjID(k.ID)
+	classid, objid := keys.ClassObjID(k.ID)
 	q := fmt.Sprintf(`SELECT l.pid::bigint, l.granted, a.query_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 AND l.classid = %d AND l.objid = %d AND l.objsubid = 1`, classid, objid)
@@ -180,7 +183,7 @@ type mysqlWatcher struct {
 	pattern string
 }
 
-func newMySQLWatcher(ctx context.Context, env Env, k kannuki.Key) (*mysqlWatcher, error) {
+func newMySQLWatcher(ctx context.Context, env Env, k store.Key) (*mysqlWatcher, error) {
 	db, err := env.MySQLDB(ctx, 1, false)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/bsm/redislock"
 	"github.com/go-redsync/redsync/v4"
 	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
@@ -78,7 +81,7 @@ func lockerSession(lockers []*kannuki.Locker, close func()) *Session {
 // kannukiContender makes a contender of a backend opened for n goroutines.
 // With shared, the goroutines share one Locker; otherwise each has its own
 // Locker on the same Backend.
-func kannukiContender(name string, shared bool, open func(ctx context.Context, env Env, n int) (kannuki.Backend, func(), error)) Contender {
+func kannukiContender(name string, shared bool, open func(ctx context.Context, env Env, n int) (store.Backend, func(), error)) Contender {
 	if shared {
 		name += OneLocker
 	} else {
@@ -97,7 +100,7 @@ func kannukiContender(name string, shared bool, open func(ctx context.Context, e
 	}}
 }
 
-func openPgxv5(ctx context.Context, env Env, n int) (kannuki.Backend, func(), error) {
+func openPgxv5(ctx context.Context, env Env, n int) (store.Backend, func(), error) {
 	pool, err := env.PgxPool(ctx, n+1)
 	if err != nil {
 		return nil, nil, err
@@ -105,7 +108,7 @@ func openPgxv5(ctx context.Context, env Env, n int) (kannuki.Backend, func(), er
 	return kannukipgxv5.New(pool, kannukipgxv5.Options{}), pool.Close, nil
 }
 
-func openPG(ctx context.Context, env Env, n int) (kannuki.Backend, func(), error) {
+func openPG(ctx context.Context, env Env, n int) (store.Backend, func(), error) {
 	db, err := env.PostgresDB(ctx, "pgx", n+1)
 	if err != nil {
 		return nil, nil, err
@@ -113,7 +116,7 @@ func openPG(ctx context.Context, env Env, n int) (kannuki.Backend, func(), error
 	return kannukipg.New(db, kannukipg.Options{}), func() { _ = db.Close() }, nil
 }
 
-func openMySQL(ctx context.Context, env Env, n int) (kannuki.Backend, func(), error) {
+func openMySQL(ctx context.Context, env Env, n int) (store.Backend, func(), error) {
 	db, err := env.MySQLDB(ctx, n+1, false)
 	if err != nil {
 		return nil, nil, err
@@ -156,11 +159,11 @@ func fileContender() Contender {
 // goroutine's try), for comparison.
 const NamePgxv5NoRelock = NamePgxv5 + ", Relock hidden"
 
-// plainLeases hides the kannuki.Relocker of its Backend's leases; the
-// keepalive (kannuki.Checker) still reaches them.
-type plainLeases struct{ kannuki.Backend }
+// plainLeases hides the store.Relocker of its Backend's leases; the
+// keepalive (store.Checker) still reaches them.
+type plainLeases struct{ store.Backend }
 
-func (b plainLeases) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b plainLeases) Acquire(ctx context.Context, k store.Key, req store.Request) (store.Lease, error) {
 	l, err := b.Backend.Acquire(ctx, k, req)
 	if err != nil {
 		return nil, err
@@ -168,10 +171,10 @@ func (b plainLeases) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Req
 	return plainLease{l}, nil
 }
 
-type plainLease struct{ kannuki.Lease }
+type plainLease struct{ store.Lease }
 
 func (l plainLease) Check(ctx context.Context) error {
-	if c, ok := l.Lease.(kannuki.Checker); ok {
+	if c, ok := l.Lease.(store.Checker); ok {
 		return c.Check(ctx)
 	}
 	return nil
@@ -210,7 +213,7 @@ func pgxHandoffFloor() Contender {
 		}
 		return &Session{
 			Do: func(ctx context.Context, i int, key string, fn func()) error {
-				k, err := kannuki.RubyKeys{}.Derive("", key)
+				k, err := keys.Ruby{}.Derive("", key)
 				if err != nil {
 					return err
 				}
@@ -305,11 +308,11 @@ func Contenders() []Contender {
 		kannukiContender(NamePGStdlib, false, openPG),
 		kannukiContender(NameMySQL, false, openMySQL),
 		fileContender(),
-		kannukiContender(NameMem, false, func(context.Context, Env, int) (kannuki.Backend, func(), error) {
+		kannukiContender(NameMem, false, func(context.Context, Env, int) (store.Backend, func(), error) {
 			return kannukimem.New(), func() {}, nil
 		}),
 		kannukiContender(NamePgxv5, true, openPgxv5),
-		kannukiContender(NamePgxv5NoRelock, true, func(ctx context.Context, env Env, n int) (kannuki.Backend, func(), error) {
+		kannukiContender(NamePgxv5NoRelock, true, func(ctx context.Context, env Env, n int) (store.Backend, func(), error) {
 			b, closeFn, err := openPgxv5(ctx, env, n)
 			if err != nil {
 				return nil, nil, err

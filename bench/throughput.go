@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukipgxv5"
+	"github.com/kannuki-go/kannuki/keys"
 )
 
 // ThroughputCase is one throughput configuration.
@@ -166,13 +167,13 @@ type throughputTarget struct {
 }
 
 func openThroughputTarget(ctx context.Context, env Env, tc ThroughputCase, round int) (*throughputTarget, error) {
-	keys := make([]string, tc.Goroutines)
-	for i := range keys {
+	names := make([]string, tc.Goroutines)
+	for i := range names {
 		j := i
 		if tc.HotKeys > 0 {
 			j = i % tc.HotKeys
 		}
-		keys[i] = env.Key("throughput", tc.Backend, tc.Goroutines, tc.HotKeys, tc.NoLocalQueue, round, j)
+		names[i] = env.Key("throughput", tc.Backend, tc.Goroutines, tc.HotKeys, tc.NoLocalQueue, round, j)
 	}
 	if tc.Backend == ThroughputFloor {
 		pool, err := env.PgxPool(ctx, tc.PoolSize)
@@ -181,7 +182,7 @@ func openThroughputTarget(ctx context.Context, env Env, tc ThroughputCase, round
 		}
 		return &throughputTarget{
 			worker: func(ctx context.Context, i int) (func(context.Context) error, func(), error) {
-				k, err := kannuki.RubyKeys{}.Derive("", keys[i])
+				k, err := keys.Ruby{}.Derive("", names[i])
 				if err != nil {
 					return nil, nil, err
 				}
@@ -211,7 +212,7 @@ func openThroughputTarget(ctx context.Context, env Env, tc ThroughputCase, round
 	}
 	return &throughputTarget{
 		worker: func(_ context.Context, i int) (func(context.Context) error, func(), error) {
-			return func(ctx context.Context) error { return lt.l.WithLock(ctx, keys[i], empty) }, func() {}, nil
+			return func(ctx context.Context) error { return lt.l.WithLock(ctx, names[i], empty) }, func() {}, nil
 		},
 		inUse: lt.inUse,
 		close: lt.close,

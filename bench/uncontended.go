@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/bsm/redislock"
 	"github.com/go-redsync/redsync/v4"
 	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
@@ -86,7 +89,7 @@ const (
 func empty(context.Context) error { return nil }
 
 // withLock is the candidate of a Locker on b.
-func withLock(name, floor, key string, b kannuki.Backend) Candidate {
+func withLock(name, floor, key string, b store.Backend) Candidate {
 	l := kannuki.New(b, kannuki.Options{}) // defaults: Blocking, wait forever, keepalive every 5 s
 	return Candidate{Name: name, Kind: KindKannuki, Floor: floor,
 		Begin: func(context.Context) (func(context.Context) error, func(), error) {
@@ -117,7 +120,7 @@ func pgxFamily(ctx context.Context, env Env) *Family {
 		return f
 	}
 	f.close = pool.Close
-	kf, err := kannuki.RubyKeys{}.Derive("", env.Key("floor", "pgx"))
+	kf, err := keys.Ruby{}.Derive("", env.Key("floor", "pgx"))
 	if err != nil {
 		f.Err = err
 		return f
@@ -222,7 +225,7 @@ func sqlPGFamily(ctx context.Context, env Env, driver, floor, name string) *Fami
 		return f
 	}
 	f.close = func() { _ = db.Close() }
-	kf, err := kannuki.RubyKeys{}.Derive("", env.Key("floor", driver))
+	kf, err := keys.Ruby{}.Derive("", env.Key("floor", driver))
 	if err != nil {
 		f.Err = err
 		return f

@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 	"github.com/kannuki-go/kannuki/kannukifile"
 	"github.com/kannuki-go/kannuki/kannukimem"
@@ -119,7 +121,7 @@ func mysqlConfig(base string, vars map[string]string) (*mysql.Config, error) {
 
 // openBackend opens cfg's backend. close releases the pool; call it after
 // every lease is released.
-func openBackend(ctx context.Context, cfg backendConfig) (b kannuki.Backend, closeFn func(), err error) {
+func openBackend(ctx context.Context, cfg backendConfig) (b store.Backend, closeFn func(), err error) {
 	n := cfg.MaxConns
 	if n <= 0 {
 		n = 8
@@ -216,7 +218,7 @@ func ping(ctx context.Context, db *sql.DB, lazy bool) error {
 // mustBackend opens cfg's backend for t, skipping (or failing with
 // KANNUKI_TEST_REQUIRE_DB=1) when its database is unreachable. The pool
 // closes at the end of t.
-func mustBackend(t testing.TB, cfg backendConfig) kannuki.Backend {
+func mustBackend(t testing.TB, cfg backendConfig) store.Backend {
 	t.Helper()
 	if cfg.Kind == kindFile && cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
@@ -279,14 +281,14 @@ func mysqlAdmin(t testing.TB) *sql.DB {
 
 // pgHeld lists the sessions holding (granted) or awaiting the advisory
 // locks of keys in the current database.
-func pgLockPIDs(ctx context.Context, c *pgx.Conn, keys []string, granted bool) ([]int32, error) {
+func pgLockPIDs(ctx context.Context, c *pgx.Conn, names []string, granted bool) ([]int32, error) {
 	var conds []string
-	for _, k := range keys {
-		key, err := kannuki.RubyKeys{}.Derive("", k)
+	for _, k := range names {
+		key, err := keys.Ruby{}.Derive("", k)
 		if err != nil {
 			return nil, err
 		}
-		cls, obj := kannuki.ClassObjID(key.ID)
+		cls, obj := keys.ClassObjID(key.ID)
 		conds = append(conds, fmt.Sprintf("(classid = %d AND objid = %d)", cls, obj))
 	}
 	q := "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND granted = $1 AND (" + strings.Join(conds, " OR ") + ")"
@@ -298,10 +300,10 @@ func pgLockPIDs(ctx context.Context, c *pgx.Conn, keys []string, granted bool) (
 }
 
 // mysqlHolders returns the connection ids holding keys' GET_LOCK names.
-func mysqlHolders(ctx context.Context, db *sql.DB, keys []string) ([]int64, error) {
+func mysqlHolders(ctx context.Context, db *sql.DB, names []string) ([]int64, error) {
 	var out []int64
-	for _, k := range keys {
-		key, err := kannuki.RubyKeys{}.Derive("", k)
+	for _, k := range names {
+		key, err := keys.Ruby{}.Derive("", k)
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/saidonce"
 )
 
 // TestPoolOfOne: with a pool of one connection, a held lock pins the only
@@ -91,7 +92,7 @@ func TestPoolOfOne(t *testing.T) {
 				if ierr == nil {
 					return errors.New("the nested lock was granted with the only connection pinned")
 				}
-				if !strings.HasPrefix(ierr.Error(), "kannuki:") {
+				if saidonce.Problem(ierr.Error()) != "" {
 					return fmt.Errorf("unclear nested error: %w", ierr)
 				}
 				return nil
@@ -171,7 +172,7 @@ func TestMaxConnections(t *testing.T) {
 			} else {
 				errs["try"]++
 				samples["try"] = err.Error()
-				if !strings.HasPrefix(err.Error(), "kannuki:") {
+				if saidonce.Problem(err.Error()) != "" {
 					t.Errorf("unclear error: %v", err)
 				}
 				if errors.Is(err, kannuki.ErrPoolExhausted) {

@@ -10,8 +10,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
+	"github.com/kannuki-go/kannuki/internal/saidonce"
 	"github.com/kannuki-go/kannuki/kannukifile"
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
@@ -41,7 +45,7 @@ func FuzzKeyDerivation(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { fb.Close() })
-	schemes := []kannuki.KeyScheme{kannuki.RubyKeys{}, kannuki.AdvisoryLockKeys{}, kannuki.AdvisoryLockKeys{Namespace: -7}, kannuki.RawKeys{}}
+	schemes := []keys.Scheme{keys.Ruby{}, keys.Advisory{}, keys.Advisory{Namespace: -7}, keys.Raw{}}
 	f.Fuzz(func(t *testing.T, prefix, key string) {
 		for _, s := range schemes {
 			k, err := s.Derive(prefix, key)
@@ -58,16 +62,16 @@ func FuzzKeyDerivation(f *testing.F) {
 			if err != nil || k2 != k {
 				t.Fatalf("%T.Derive(%q, %q) is not deterministic: %+v then %+v, %v", s, prefix, key, k, k2, err)
 			}
-			if !utf8.ValidString(k.String) || strings.IndexByte(k.String, 0) >= 0 || len(k.String) > kannuki.MaxKeyLen {
+			if !utf8.ValidString(k.String) || strings.IndexByte(k.String, 0) >= 0 || len(k.String) > keys.MaxKeyLen {
 				t.Fatalf("%T accepted an unusable key %q", s, k.String)
 			}
-			if _, ok := s.(kannuki.RubyKeys); ok {
+			if _, ok := s.(keys.Ruby); ok {
 				if n := utf8.RuneCountInString(k.Name); n > 64 || !utf8.ValidString(k.Name) {
 					t.Fatalf("RubyKeys name %q: %d characters, valid %v; want at most 64 valid ones", k.Name, n, utf8.ValidString(k.Name))
 				}
 			}
-			for _, m := range []kannuki.Mode{kannuki.ModeExclusive, kannuki.ModeShared} {
-				for _, stmt := range []string{pgsql.TryLock(k, m), pgsql.Lock(k, m, time.Second), pgsql.Lock(k, m, kannuki.WaitForever), pgsql.Comment(k.String)} {
+			for _, m := range []store.Mode{store.ModeExclusive, store.ModeShared} {
+				for _, stmt := range []string{pgsql.TryLock(k, m), pgsql.Lock(k, m, time.Second), pgsql.Lock(k, m, store.WaitForever), pgsql.Comment(k.String)} {
 					checkStatement(t, stmt)
 				}
 			}
@@ -117,12 +121,8 @@ func FuzzLockerOptions(f *testing.F) {
 		m := kannukimem.New()
 		var strategy kannuki.Strategy
 		switch strat % 4 {
-		case 1:
-			strategy = kannuki.NonBlocking{}
 		case 2:
-			strategy = kannuki.Retry{Attempts: attempts, Interval: time.Duration(interval), Jitter: jitter, MaxInterval: time.Duration(interval / 3), Backoff: kannuki.BackoffKind(strat % 3)}
-		case 3:
-			strategy = kannuki.Blocking{}
+			strategy = kannuki.Retry{Attempts: attempts, Interval: time.Duration(interval), Jitter: jitter, MaxInterval: time.Duration(interval / 3), Multiplier: float64(strat%3) * 0.75}
 		}
 		l := kannuki.New(m, kannuki.Options{KeyPrefix: prefix, DefaultTimeout: time.Duration(defTimeout), KeepaliveInterval: time.Duration(keepalive), Strategy: strategy})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
@@ -140,6 +140,9 @@ func FuzzLockerOptions(f *testing.F) {
 		if shared {
 			opts = append(opts, kannuki.Shared())
 		}
+		if strat%4 == 1 {
+			opts = append(opts, kannuki.Timeout(0)) // one try
+		}
 		ran := false
 		start := time.Now()
 		err := l.WithLock(ctx, key, func(context.Context) error { ran = true; return nil }, opts...)
@@ -151,7 +154,7 @@ func FuzzLockerOptions(f *testing.F) {
 			t.Fatal("WithLock returned nil without running fn")
 		case err != nil && ran:
 			t.Fatalf("fn ran, then %v", err)
-		case err != nil && !strings.HasPrefix(err.Error(), "kannuki:"):
+		case err != nil && saidonce.Problem(err.Error()) != "":
 			t.Fatalf("unclear error %v", err)
 		case (timeout < 0 || defTimeout < 0) && !errors.Is(err, kannuki.ErrInvalidArgument) && !errors.Is(err, kannuki.ErrInvalidKey):
 			t.Fatalf("negative timeout %d / default %d: %v; want ErrInvalidArgument", timeout, defTimeout, err)

@@ -12,6 +12,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukifile"
 	"github.com/kannuki-go/kannuki/kannukimem"
@@ -26,7 +29,7 @@ func rejectedKeys() map[string]string {
 	return map[string]string{
 		"empty":          "",
 		"1MiB":           strings.Repeat("k", 1<<20),
-		"MaxKeyLen+1":    strings.Repeat("k", kannuki.MaxKeyLen+1),
+		"MaxKeyLen+1":    strings.Repeat("k", keys.MaxKeyLen+1),
 		"NUL":            "a\x00b",
 		"NUL-only":       "\x00",
 		"invalid-UTF-8":  "a\xff\xfeb",
@@ -59,8 +62,8 @@ func acceptedKeys() map[string]string {
 		"long-unicode":      strings.Repeat("é", 150), // 300 bytes: comments are cut
 		"long-4byte":        strings.Repeat("🔑", 70),  // 280 bytes, 70 runes: MySQL name hashing
 		"65-bytes":          strings.Repeat("x", 65),  // just past the MySQL name length
-		"MaxKeyLen":         strings.Repeat("k", kannuki.MaxKeyLen),
-		"MaxKeyLen-unicode": strings.Repeat("é", kannuki.MaxKeyLen/2),
+		"MaxKeyLen":         strings.Repeat("k", keys.MaxKeyLen),
+		"MaxKeyLen-unicode": strings.Repeat("é", keys.MaxKeyLen/2),
 		"traversal":         "../../../../../../etc/passwd",
 		"dotdot":            "..",
 		"dot":               ".",
@@ -134,7 +137,7 @@ func TestBadInput(t *testing.T) {
 // inputBackends returns two independent backends of kind on one store
 // (two pools, or two file backends on one directory), and creates the
 // canary tables.
-func inputBackends(t *testing.T, kind string) (kannuki.Backend, kannuki.Backend) {
+func inputBackends(t *testing.T, kind string) (store.Backend, store.Backend) {
 	t.Helper()
 	switch {
 	case kind == "mem":
@@ -206,7 +209,7 @@ func checkCanaries(t *testing.T) {
 // lockLikeAnyKey checks that prefix/key locks and excludes like any key:
 // held and exclusive while held (also through a server-side wait), kept
 // by the keepalive, free after the release, and handed to a waiter.
-func lockLikeAnyKey(t *testing.T, kind string, b1, b2 kannuki.Backend, prefix, key string) {
+func lockLikeAnyKey(t *testing.T, kind string, b1, b2 store.Backend, prefix, key string) {
 	t.Helper()
 	what := fmt.Sprintf("key %.40q", key)
 	if prefix != "" {
@@ -217,10 +220,10 @@ func lockLikeAnyKey(t *testing.T, kind string, b1, b2 kannuki.Backend, prefix, k
 	// MaxKeyLen, cut at a character boundary.
 	tail := "-" + randHex(4)
 	if prefix != "" {
-		prefix = cutRunes(prefix, kannuki.MaxKeyLen-len(key)-len(tail)-1)
+		prefix = cutRunes(prefix, keys.MaxKeyLen-len(key)-len(tail)-1)
 		key += tail
 	} else {
-		key = cutRunes(key, kannuki.MaxKeyLen-len(tail)) + tail
+		key = cutRunes(key, keys.MaxKeyLen-len(tail)) + tail
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*hangGuard)
 	defer cancel()
@@ -322,7 +325,7 @@ func TestLockFileSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	key, err := kannuki.RubyKeys{}.Derive("", "../planted")
+	key, err := keys.Ruby{}.Derive("", "../planted")
 	if err != nil {
 		t.Fatal(err)
 	}

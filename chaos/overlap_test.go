@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/kannuki-go/kannuki"
 )
@@ -253,7 +255,7 @@ func runOverlap(t *testing.T, kind string) {
 	close(stop0)
 	select {
 	case <-p0done:
-	case <-time.After(callBound + kannuki.DefaultReleaseTimeout + hangGuard):
+	case <-time.After(callBound + store.DefaultReleaseTimeout + hangGuard):
 		t.Fatal("process 0 did not stop: a lock call hangs")
 	}
 	for _, p := range problems0 {
@@ -268,7 +270,7 @@ func runOverlap(t *testing.T, kind string) {
 	for _, c := range running {
 		select {
 		case <-c.done:
-		case <-time.After(callBound + kannuki.DefaultReleaseTimeout + 2*hangGuard):
+		case <-time.After(callBound + store.DefaultReleaseTimeout + 2*hangGuard):
 			_ = c.cmd.Process.Signal(syscall.SIGQUIT) // goroutine dump into its output
 			select {
 			case <-c.done:

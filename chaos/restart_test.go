@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/internal/saidonce"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -136,7 +139,7 @@ func (r *restartResult) note(kind string, err error, d, bound time.Duration) {
 		if _, ok := r.samples[kind]; !ok {
 			r.samples[kind] = err.Error()
 		}
-		if !strings.HasPrefix(err.Error(), "kannuki:") {
+		if saidonce.Problem(err.Error()) != "" {
 			r.unclear = append(r.unclear, err.Error())
 		}
 	}
@@ -210,7 +213,7 @@ func restartCase(t *testing.T, kinds []string, server string, restart func() err
 			if err != nil {
 				kindOf = "waiter-" + errKind(err)
 			}
-			r.note(kindOf, err, time.Since(start), wait+kannuki.DefaultReleaseTimeout)
+			r.note(kindOf, err, time.Since(start), wait+store.DefaultReleaseTimeout)
 		}()
 		for g := range 3 {
 			wg.Add(1)
@@ -227,7 +230,7 @@ func restartCase(t *testing.T, kinds []string, server string, restart func() err
 					start := time.Now()
 					err := l.WithLock(ctx, key, func(context.Context) error { time.Sleep(time.Millisecond); return nil }, kannuki.Timeout(100*time.Millisecond))
 					cancel()
-					r.note("load-"+errKind(err), err, time.Since(start), 2*time.Second+kannuki.DefaultReleaseTimeout)
+					r.note("load-"+errKind(err), err, time.Since(start), 2*time.Second+store.DefaultReleaseTimeout)
 					if err != nil {
 						time.Sleep(20 * time.Millisecond)
 					}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/internal/saidonce"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // leaks reports which spellings of secret appear in s.
@@ -86,8 +88,13 @@ func TestSecretsLibrary(t *testing.T) {
 				errs = append(errs, err)
 				_, err = l.Held(ctx, "chaos/secret")
 				errs = append(errs, err)
-				_, err = l.Locks(ctx)
-				errs = append(errs, err)
+				if li, ok := b.(store.Lister); ok {
+					// A backend's own error has no "kannuki:" head (the
+					// Locker adds it), but must not show the password either.
+					if _, err := li.Locks(ctx); err != nil && leaks(err.Error(), secret) {
+						t.Errorf("Locks: the error shows the password: %v", err)
+					}
+				}
 				_, err = l.Acquire(ctx, "chaos/secret", kannuki.Timeout(time.Second))
 				errs = append(errs, err)
 				failed := 0
@@ -99,7 +106,7 @@ func TestSecretsLibrary(t *testing.T) {
 					if leaks(err.Error(), secret) {
 						t.Errorf("call %d: the error shows the password: %v", i, err)
 					}
-					if !strings.HasPrefix(err.Error(), "kannuki:") {
+					if saidonce.Problem(err.Error()) != "" {
 						t.Errorf("call %d: unclear error: %v", i, err)
 					}
 				}

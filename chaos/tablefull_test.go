@@ -53,7 +53,7 @@ func TestLockTableFull(t *testing.T) {
 	const longHeld = 100
 	var long []*kannuki.Handle
 	for i := range longHeld {
-		h, err := ls[0].l.TryAcquire(ctx, fmt.Sprint("long/", i))
+		h, err := ls[0].l.Acquire(ctx, fmt.Sprint("long/", i), kannuki.Timeout(0))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/kannuki-go/kannuki"
 )
@@ -163,7 +165,6 @@ func toldLatency(t *testing.T, kind string, noWatch bool) []time.Duration {
 	kl := newKiller(t, kind)
 	type holder struct {
 		key    string
-		mu     sync.Mutex
 		inside chan struct{} // closed when a holding began
 		told   chan time.Time
 	}
@@ -238,7 +239,7 @@ func toldLatency(t *testing.T, kind string, noWatch bool) []time.Duration {
 		select {
 		case t1 := <-h.told:
 			out = append(out, t1.Sub(t0))
-		case <-time.After(keepalive + kannuki.DefaultReleaseTimeout + hangGuard):
+		case <-time.After(keepalive + store.DefaultReleaseTimeout + hangGuard):
 			stopAll()
 			t.Fatalf("the holder of %s was never told its session was killed", h.key)
 		}

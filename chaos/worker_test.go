@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kannuki-go/kannuki/internal/saidonce"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -148,7 +151,7 @@ func (w *worker) cycle() {
 	if sample {
 		e.Err = err.Error()
 	}
-	if d > callBound+kannuki.DefaultReleaseTimeout+hangGuard {
+	if d > callBound+store.DefaultReleaseTimeout+hangGuard {
 		e.Hang = true
 	}
 	w.log(e)
@@ -167,7 +170,7 @@ func classify(entered, ran, try bool, err error) (string, bool) {
 			return outRelease, true
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			return outFnCtx, false
-		case !strings.HasPrefix(err.Error(), "kannuki:"):
+		case saidonce.Problem(err.Error()) != "":
 			return outUnclear, true
 		}
 		return outEntered, true
@@ -178,7 +181,7 @@ func classify(entered, ran, try bool, err error) (string, bool) {
 		}
 		return outUnclear, false // nil error, yet fn did not run
 	}
-	if !strings.HasPrefix(err.Error(), "kannuki:") {
+	if saidonce.Problem(err.Error()) != "" {
 		return outUnclear, true
 	}
 	var na *kannuki.NotAcquiredError

@@ -13,7 +13,7 @@ import (
 // MaxKeyPayloadLen is the longest canonical payload encoding put into a lock
 // key as it is. Longer payloads are replaced by the string "sha256:" + the
 // hex SHA-256 of their canonical encoding, which keeps keys well below
-// kannuki.MaxKeyLen.
+// keys.MaxKeyLen.
 const MaxKeyPayloadLen = 1024
 
 // Key returns the lock key (before the Locker's prefix) that the middleware

@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
 
@@ -34,9 +36,9 @@ type Backend struct {
 }
 
 var (
-	_ kannuki.Backend = (*Backend)(nil)
-	_ kannuki.Lister  = (*Backend)(nil)
-	_ io.Closer       = (*Backend)(nil)
+	_ store.Backend = (*Backend)(nil)
+	_ store.Lister  = (*Backend)(nil)
+	_ io.Closer     = (*Backend)(nil)
 )
 
 // New returns a Backend keeping its lock files in dir.
@@ -46,12 +48,21 @@ var (
 // per-user default, DefaultDir, created with mode 0700 if missing and
 // refused if another user owns it or others can write to it.
 func New(dir string, opts Options) (*Backend, error) {
+	b, err := open(dir, opts)
+	if err != nil && !strings.HasPrefix(err.Error(), "kannuki:") {
+		// Called by the user, not through a Locker: say whose error it is.
+		err = fmt.Errorf("kannuki: %w", err)
+	}
+	return b, err
+}
+
+func open(dir string, opts Options) (*Backend, error) {
 	perm := opts.Perm
 	if perm == 0 {
 		perm = 0o600
 	}
 	if perm&^fs.ModePerm != 0 {
-		return nil, fmt.Errorf("%w: kannukifile: Options.Perm %v is not a permission", kannuki.ErrInvalidArgument, opts.Perm)
+		return nil, fmt.Errorf("%w: Options.Perm %v is not a permission", store.ErrInvalidArgument, opts.Perm)
 	}
 	var err error
 	if dir == "" {
@@ -64,7 +75,7 @@ func New(dir string, opts Options) (*Backend, error) {
 	}
 	if !opts.AllowNetworkFS {
 		if fsName := networkFS(dir); fsName != "" {
-			return nil, fmt.Errorf("kannuki: lock directory %s is on a network filesystem (%s): file locks there do not exclude other hosts; use a database backend, or set kannukifile.Options.AllowNetworkFS", dir, fsName)
+			return nil, fmt.Errorf("lock directory %s is on a network filesystem (%s): file locks there do not exclude other hosts; use a database backend, or set kannukifile.Options.AllowNetworkFS", dir, fsName)
 		}
 	}
 	procLocks, err := probeDir(dir)
@@ -84,7 +95,7 @@ func (b *Backend) Close() error { return b.wakers.close() }
 func (b *Backend) Dir() string { return b.dir }
 
 // Path returns the lock file of key: a file directly inside Dir.
-func (b *Backend) Path(key kannuki.Key) string { return filepath.Join(b.dir, fileName(key.String)) }
+func (b *Backend) Path(key store.Key) string { return filepath.Join(b.dir, fileName(key.String)) }
 
 // DefaultDir is the directory New uses for dir == "": kannuki-<uid> in
 // os.TempDir(). It depends on nothing a login session sets (such as
@@ -102,20 +113,20 @@ func DefaultDir() string {
 func defaultDir() (string, error) {
 	dir, err := filepath.Abs(DefaultDir())
 	if err != nil {
-		return "", fmt.Errorf("kannuki: default lock directory: %w", err)
+		return "", fmt.Errorf("default lock directory: %w", err)
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return "", fmt.Errorf("kannuki: create default lock directory: %w", err)
+		return "", fmt.Errorf("create default lock directory: %w", err)
 	}
 	fi, err := os.Lstat(dir)
 	if err != nil {
-		return "", fmt.Errorf("kannuki: default lock directory: %w", err)
+		return "", fmt.Errorf("default lock directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return "", fmt.Errorf("kannuki: default lock directory %s is not a directory (a symlink or file is in the way); remove it or pass a directory to kannukifile.New", dir)
+		return "", fmt.Errorf("default lock directory %s is not a directory (a symlink or file is in the way); remove it or pass a directory to kannukifile.New", dir)
 	}
 	if uid, ok := ownerOf(fi); ok && uid != os.Geteuid() || fi.Mode().Perm()&0o022 != 0 {
-		return "", fmt.Errorf("kannuki: default lock directory %s is not private (owner uid %d, mode %v; want uid %d, not writable by others); remove it or pass a directory to kannukifile.New", dir, uid, fi.Mode().Perm(), os.Geteuid())
+		return "", fmt.Errorf("default lock directory %s is not private (owner uid %d, mode %v; want uid %d, not writable by others); remove it or pass a directory to kannukifile.New", dir, uid, fi.Mode().Perm(), os.Geteuid())
 	}
 	return dir, nil
 }
@@ -124,28 +135,28 @@ func defaultDir() (string, error) {
 func checkDir(dir string) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return "", fmt.Errorf("kannuki: lock directory %q: %w", dir, err)
+		return "", fmt.Errorf("lock directory %q: %w", dir, err)
 	}
 	fi, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Errorf("kannuki: lock directory %s does not exist (kannukifile.New does not create it): %w", abs, err)
+		return "", fmt.Errorf("lock directory %s does not exist (kannukifile.New does not create it): %w", abs, err)
 	case err != nil:
-		return "", fmt.Errorf("kannuki: lock directory %s: %w", abs, err)
+		return "", fmt.Errorf("lock directory %s: %w", abs, err)
 	case !fi.IsDir():
-		return "", fmt.Errorf("kannuki: lock directory %s is not a directory", abs)
+		return "", fmt.Errorf("lock directory %s is not a directory", abs)
 	}
 	return abs, nil
 }
 
-// Acquire implements kannuki.Backend.
-func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+// Acquire implements store.Backend.
+func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request) (store.Lease, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
-		return nil, ctxError(key, start, err)
+		return nil, err
 	}
-	if req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared {
-		return nil, fmt.Errorf("%w: kannukifile: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+	if req.Mode != store.ModeExclusive && req.Mode != store.ModeShared {
+		return nil, fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 	var deadline time.Time
 	if req.Wait > 0 {
@@ -163,11 +174,11 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	return &lease{key: key.String, mode: req.Mode, f: f, gate: gate}, nil
 }
 
-// Held implements kannuki.Backend. Where the kernel's lock table can be
+// Held implements store.Backend. Where the kernel's lock table can be
 // read (/proc/locks on Linux) Held only reads it. Elsewhere it takes and at
 // once drops a non-blocking exclusive lock on its own descriptor, so a try
 // racing it may find the key held for those microseconds.
-func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -178,7 +189,7 @@ func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
 			return false, nil // never locked since the directory was made
 		}
 		if err != nil {
-			return false, fmt.Errorf("kannuki: stat lock file: %w", err)
+			return false, fmt.Errorf("stat lock file: %w", err)
 		}
 		locks, err := readProcLocks()
 		if err != nil {
@@ -192,13 +203,4 @@ func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
 		return false, nil
 	}
 	return probeHeld(path)
-}
-
-// ctxError is the error of a wait ended by its context.
-func ctxError(key kannuki.Key, start time.Time, err error) error {
-	reason := kannuki.ReasonCanceled
-	if errors.Is(err, context.DeadlineExceeded) {
-		reason = kannuki.ReasonTimeout
-	}
-	return &kannuki.NotAcquiredError{Key: key.String, Reason: reason, Waited: time.Since(start), Err: err}
 }

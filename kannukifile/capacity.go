@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"syscall"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // outOfFiles reports an open that failed because no more files can be
@@ -19,7 +19,7 @@ func outOfFiles(err error) bool {
 // capacityError is the error of a lock file that could not be opened for
 // want of file descriptors: every held lock keeps its file open, so this
 // is where holding very many locks breaks first. It matches
-// kannuki.ErrCapacity and err, and names the limit.
+// store.ErrCapacity and err, and names the limit.
 func capacityError(err error) error {
 	limit := "the system's open-file limit (ENFILE: fs.file-max, or a per-user kernel limit)"
 	if errors.Is(err, syscall.EMFILE) {
@@ -29,5 +29,5 @@ func capacityError(err error) error {
 			limit = fmt.Sprintf("the process's open-file limit (RLIMIT_NOFILE, ulimit -n: %d)", rl.Cur)
 		}
 	}
-	return fmt.Errorf("%w: file: %s is reached, and every held lock keeps its lock file open: %w", kannuki.ErrCapacity, limit, err)
+	return fmt.Errorf("%w: file: %s is reached, and every held lock keeps its lock file open: %w", store.ErrCapacity, limit, err)
 }

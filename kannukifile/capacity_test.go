@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/testproc"
 )
@@ -66,13 +68,13 @@ func TestCapacity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	for i := range n {
-		k := kannuki.Key{String: capacityKey(i)}
+		k := store.Key{String: capacityKey(i)}
 		held, err := b.Held(ctx, k)
 		if err != nil || !held {
 			t.Fatalf("lock %d after the refusal: held %v, %v", i, held, err)
 		}
 	}
-	if _, err := b.Acquire(ctx, kannuki.Key{String: capacityKey(0)}, kannuki.Request{}); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b.Acquire(ctx, store.Key{String: capacityKey(0)}, store.Request{}); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("try of the child's first lock: %v, want ErrNotAcquired", err)
 	}
 	stdin.Close()
@@ -86,7 +88,7 @@ func TestCapacity(t *testing.T) {
 	}
 	t.Logf("child:\n%s", p.Out.String())
 	for i := range n {
-		if held, err := b.Held(ctx, kannuki.Key{String: capacityKey(i)}); err != nil || held {
+		if held, err := b.Held(ctx, store.Key{String: capacityKey(i)}); err != nil || held {
 			t.Fatalf("lock %d after the child's release: held %v, %v", i, held, err)
 		}
 	}
@@ -129,7 +131,7 @@ func capacityChild(t *testing.T, dir string) {
 	switch {
 	case refusal == nil:
 		t.Fatalf("1000 locks under an open-file limit of %d, no refusal", rl.Cur)
-	case !errors.Is(refusal, kannuki.ErrCapacity) || !errors.As(refusal, &na) || na.Reason != kannuki.ReasonCapacity:
+	case !errors.Is(refusal, store.ErrCapacity) || !errors.As(refusal, &na) || na.Reason != kannuki.ReasonCapacity:
 		t.Fatalf("refusal: %v, want ErrCapacity with ReasonCapacity", refusal)
 	case !strings.Contains(refusal.Error(), "RLIMIT_NOFILE, ulimit -n: "+strconv.FormatUint(rl.Cur, 10)) ||
 		!errors.Is(refusal, syscall.EMFILE):

@@ -6,7 +6,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/backendtest"
 )
 
@@ -20,14 +21,14 @@ func TestConformance(t *testing.T) {
 		t.Setenv(dirEnv, dir)
 	}
 	backendtest.Run(t, backendtest.Harness{
-		New: func(t testing.TB) kannuki.Backend {
+		New: func(t testing.TB) store.Backend {
 			return newBackend(t, dir) // a fresh Backend: its own queue and descriptors
 		},
 		Shared:       true,
 		MultiProcess: true,
 		// A flock cannot be taken from a living process; removing its
 		// file is how it stops protecting anything (see Lease.Check).
-		KillHolder: func(t testing.TB, key kannuki.Key) {
+		KillHolder: func(t testing.TB, key store.Key) {
 			b := newBackend(t, dir)
 			if err := os.Remove(b.Path(key)); err != nil {
 				t.Fatalf("KillHolder: %v", err)

@@ -41,7 +41,7 @@
 // locks in one process runs into is the open-file limit: the process's
 // RLIMIT_NOFILE (ulimit -n; Go raises the soft limit to the hard one at
 // start) or the system's. An Acquire whose lock file cannot be opened for
-// that (EMFILE, ENFILE) fails with an error matching kannuki.ErrCapacity
+// that (EMFILE, ENFILE) fails with an error matching store.ErrCapacity
 // that names the limit and its value (the Locker reports it as
 // kannuki.ReasonCapacity, with the count of locks it holds). Nothing is
 // locked for it and every lock held before stays held. A waiter also

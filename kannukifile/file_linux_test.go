@@ -7,27 +7,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // Without inotify the waiter polls, with the same results.
 func TestPollingFallback(t *testing.T) {
 	b1, b2 := pair(t)
 	b2.wakers.poll = true
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	l := mustAcquire(t, b1, k, excl(0))
 	start := time.Now()
-	if _, err := b2.Acquire(context.Background(), k, excl(50*time.Millisecond)); !errors.Is(err, kannuki.ErrNotAcquired) || time.Since(start) < 50*time.Millisecond {
+	if _, err := b2.Acquire(context.Background(), k, excl(50*time.Millisecond)); !errors.Is(err, store.ErrNotAcquired) || time.Since(start) < 50*time.Millisecond {
 		t.Fatalf("polling timed wait: %v after %v", err, time.Since(start))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := async(ctx, b2, k, excl(kannuki.WaitForever))
+	w := async(ctx, b2, k, excl(store.WaitForever))
 	pending(t, w, "polling waiter")
 	cancel()
 	if r := await(t, w); !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("canceled polling wait: %v", r.err)
 	}
-	w = async(context.Background(), b2, k, excl(kannuki.WaitForever))
+	w = async(context.Background(), b2, k, excl(store.WaitForever))
 	pending(t, w, "polling waiter")
 	mustRelease(t, l)
 	r := await(t, w)
@@ -39,7 +39,7 @@ func TestPollingFallback(t *testing.T) {
 
 func TestInotifyPoolBounded(t *testing.T) {
 	b1, b2 := pair(t)
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	l := mustAcquire(t, b1, k, excl(0))
 	var wg sync.WaitGroup
 	for range 2 * maxIdleInotify {
@@ -47,7 +47,7 @@ func TestInotifyPoolBounded(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, err := b2.Acquire(context.Background(), k, shared(100*time.Millisecond))
-			if !errors.Is(err, kannuki.ErrNotAcquired) {
+			if !errors.Is(err, store.ErrNotAcquired) {
 				t.Errorf("shared wait: %v", err)
 			}
 		}()

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -38,15 +40,15 @@ func pair(t testing.TB) (*Backend, *Backend) {
 	return newBackend(t, dir), newBackend(t, dir)
 }
 
-func excl(wait time.Duration) kannuki.Request {
-	return kannuki.Request{Mode: kannuki.ModeExclusive, Wait: wait}
+func excl(wait time.Duration) store.Request {
+	return store.Request{Mode: store.ModeExclusive, Wait: wait}
 }
 
-func shared(wait time.Duration) kannuki.Request {
-	return kannuki.Request{Mode: kannuki.ModeShared, Wait: wait}
+func shared(wait time.Duration) store.Request {
+	return store.Request{Mode: store.ModeShared, Wait: wait}
 }
 
-func mustAcquire(t testing.TB, b *Backend, k kannuki.Key, req kannuki.Request) kannuki.Lease {
+func mustAcquire(t testing.TB, b *Backend, k store.Key, req store.Request) store.Lease {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
@@ -57,7 +59,7 @@ func mustAcquire(t testing.TB, b *Backend, k kannuki.Key, req kannuki.Request) k
 	return l
 }
 
-func mustRelease(t testing.TB, l kannuki.Lease) {
+func mustRelease(t testing.TB, l store.Lease) {
 	t.Helper()
 	if err := l.Release(context.Background()); err != nil {
 		t.Fatalf("Release: %v", err)
@@ -65,11 +67,11 @@ func mustRelease(t testing.TB, l kannuki.Lease) {
 }
 
 type result struct {
-	l   kannuki.Lease
+	l   store.Lease
 	err error
 }
 
-func async(ctx context.Context, b *Backend, k kannuki.Key, req kannuki.Request) <-chan result {
+func async(ctx context.Context, b *Backend, k store.Key, req store.Request) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		l, err := b.Acquire(ctx, k, req)
@@ -100,7 +102,7 @@ func pending(t testing.TB, ch <-chan result, what string) {
 	}
 }
 
-func held(t testing.TB, b *Backend, k kannuki.Key) bool {
+func held(t testing.TB, b *Backend, k store.Key) bool {
 	t.Helper()
 	h, err := b.Held(context.Background(), k)
 	if err != nil {
@@ -111,7 +113,7 @@ func held(t testing.TB, b *Backend, k kannuki.Key) bool {
 
 func TestExclusionInProcess(t *testing.T) {
 	b1, b2 := pair(t)
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	const goroutines, cycles = 8, 60
 	var inside atomic.Int32
 	counter := 0 // plain int: -race and the final count catch overlap
@@ -125,7 +127,7 @@ func TestExclusionInProcess(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range cycles {
-				l, err := b.Acquire(context.Background(), k, excl(kannuki.WaitForever))
+				l, err := b.Acquire(context.Background(), k, excl(store.WaitForever))
 				if err != nil {
 					t.Error(err)
 					return
@@ -153,7 +155,7 @@ func TestExclusionInProcess(t *testing.T) {
 func TestTryAndHeld(t *testing.T) {
 	b1, b2 := pair(t)
 	ctx := context.Background()
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	if held(t, b2, k) {
 		t.Fatal("Held before any lock")
 	}
@@ -163,16 +165,15 @@ func TestTryAndHeld(t *testing.T) {
 	}
 	for _, b := range []*Backend{b1, b2} {
 		_, err := b.Acquire(ctx, k, excl(0))
-		var na *kannuki.NotAcquiredError
-		if !errors.As(err, &na) || na.Reason != kannuki.ReasonHeld {
-			t.Fatalf("try on a held key: %v, want NotAcquiredError with ReasonHeld", err)
+		if !errors.Is(err, store.ErrNotAcquired) {
+			t.Fatalf("try on a held key: %v, want ErrNotAcquired", err)
 		}
-		if _, err := b.Acquire(ctx, k, shared(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+		if _, err := b.Acquire(ctx, k, shared(0)); !errors.Is(err, store.ErrNotAcquired) {
 			t.Fatalf("shared try on an exclusively held key: %v", err)
 		}
 	}
 	mustRelease(t, l)
-	if err := l.Release(ctx); !errors.Is(err, kannuki.ErrReleased) {
+	if err := l.Release(ctx); !errors.Is(err, store.ErrReleased) {
 		t.Fatalf("second Release: %v", err)
 	}
 	if held(t, b2, k) {
@@ -184,17 +185,17 @@ func TestTryAndHeld(t *testing.T) {
 func TestSharedSemantics(t *testing.T) {
 	b1, b2 := pair(t)
 	ctx := context.Background()
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	r1 := mustAcquire(t, b1, k, shared(0))
 	r2 := mustAcquire(t, b2, k, shared(0))
 	r3 := mustAcquire(t, b2, k, shared(0))
 	if !held(t, b1, k) {
 		t.Fatal("shared lock not Held")
 	}
-	if _, err := b1.Acquire(ctx, k, excl(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b1.Acquire(ctx, k, excl(0)); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("exclusive try while shared held: %v", err)
 	}
-	w := async(ctx, b1, k, excl(kannuki.WaitForever))
+	w := async(ctx, b1, k, excl(store.WaitForever))
 	pending(t, w, "writer while readers hold")
 	mustRelease(t, r1)
 	mustRelease(t, r2)
@@ -204,10 +205,10 @@ func TestSharedSemantics(t *testing.T) {
 	if wl.err != nil {
 		t.Fatal(wl.err)
 	}
-	if _, err := b2.Acquire(ctx, k, shared(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b2.Acquire(ctx, k, shared(0)); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("shared try while a writer holds: %v", err)
 	}
-	rd := async(ctx, b2, k, shared(kannuki.WaitForever))
+	rd := async(ctx, b2, k, shared(store.WaitForever))
 	pending(t, rd, "reader while the writer holds")
 	mustRelease(t, wl.l)
 	rl := await(t, rd)
@@ -219,7 +220,7 @@ func TestSharedSemantics(t *testing.T) {
 
 func TestTimeoutNotSooner(t *testing.T) {
 	b1, b2 := pair(t)
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	l := mustAcquire(t, b1, k, excl(0))
 	defer mustRelease(t, l)
 	const d = 200 * time.Millisecond
@@ -227,9 +228,8 @@ func TestTimeoutNotSooner(t *testing.T) {
 		start := time.Now()
 		_, err := b.Acquire(context.Background(), k, excl(d))
 		waited := time.Since(start)
-		var na *kannuki.NotAcquiredError
-		if !errors.As(err, &na) || na.Reason != kannuki.ReasonTimeout {
-			t.Fatalf("%s: %v, want NotAcquiredError with ReasonTimeout", name, err)
+		if !errors.Is(err, store.ErrNotAcquired) {
+			t.Fatalf("%s: %v, want ErrNotAcquired", name, err)
 		}
 		if waited < d {
 			t.Fatalf("%s: gave up after %v, sooner than %v", name, waited, d)
@@ -239,13 +239,13 @@ func TestTimeoutNotSooner(t *testing.T) {
 
 func TestCancelAndDeadline(t *testing.T) {
 	b1, b2 := pair(t)
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	l := mustAcquire(t, b1, k, excl(0))
 	ctx, cancel := context.WithCancel(context.Background())
-	w := async(ctx, b2, k, excl(kannuki.WaitForever))
+	w := async(ctx, b2, k, excl(store.WaitForever))
 	pending(t, w, "waiter")
 	cancel()
-	if r := await(t, w); !errors.Is(r.err, context.Canceled) || !errors.Is(r.err, kannuki.ErrNotAcquired) {
+	if r := await(t, w); !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("canceled wait: %v", r.err)
 	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -266,7 +266,7 @@ func TestCancelAndDeadline(t *testing.T) {
 // locked, open or running.
 func TestRandomGiveUpLeavesNothing(t *testing.T) {
 	b1, b2 := pair(t)
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	var wg sync.WaitGroup
 	var holders atomic.Int32
 	for g := range 8 {
@@ -281,21 +281,21 @@ func TestRandomGiveUpLeavesNothing(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.IntN(2000))*time.Microsecond)
 				req := excl(time.Duration(rand.IntN(3000)) * time.Microsecond)
 				if i%4 == 0 {
-					req.Mode = kannuki.ModeShared
+					req.Mode = store.ModeShared
 				}
 				l, err := b.Acquire(ctx, k, req)
 				if err == nil {
-					if req.Mode == kannuki.ModeExclusive && holders.Add(1) != 1 {
+					if req.Mode == store.ModeExclusive && holders.Add(1) != 1 {
 						t.Error("two exclusive holders")
 					}
 					time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
-					if req.Mode == kannuki.ModeExclusive {
+					if req.Mode == store.ModeExclusive {
 						holders.Add(-1)
 					}
 					if err := l.Release(context.Background()); err != nil {
 						t.Error(err)
 					}
-				} else if !errors.Is(err, kannuki.ErrNotAcquired) {
+				} else if !errors.Is(err, store.ErrNotAcquired) && ctx.Err() == nil {
 					t.Errorf("Acquire: %v", err)
 				}
 				cancel()
@@ -313,7 +313,7 @@ func TestRandomGiveUpLeavesNothing(t *testing.T) {
 // waiter's re-checks still let it in.
 func TestForeignUnlockWithoutClose(t *testing.T) {
 	b := newBackend(t, t.TempDir())
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	fd, err := syscall.Open(b.Path(k), syscall.O_RDWR|syscall.O_CREAT|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -322,7 +322,7 @@ func TestForeignUnlockWithoutClose(t *testing.T) {
 	if err := syscall.Flock(fd, syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	w := async(context.Background(), b, k, excl(kannuki.WaitForever))
+	w := async(context.Background(), b, k, excl(store.WaitForever))
 	pending(t, w, "waiter on a foreign lock")
 	if err := syscall.Flock(fd, syscall.LOCK_UN); err != nil {
 		t.Fatal(err)
@@ -350,7 +350,7 @@ func TestKeysStayInDirectory(t *testing.T) {
 		strings.Repeat("a", 1<<20), "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p",
 	}
 	for _, s := range keys {
-		k := kannuki.Key{String: s}
+		k := store.Key{String: s}
 		if p := b.Path(k); filepath.Dir(p) != dir {
 			t.Fatalf("Path(%.40q) = %s, outside %s", s, p, dir)
 		}
@@ -362,7 +362,7 @@ func TestKeysStayInDirectory(t *testing.T) {
 		mustRelease(t, mustAcquire(t, b, k, shared(0)))
 	}
 	// Different keys, different files (the readable prefixes collide).
-	if b.Path(kannuki.Key{String: "a/b"}) == b.Path(kannuki.Key{String: "a_b"}) {
+	if b.Path(store.Key{String: "a/b"}) == b.Path(store.Key{String: "a_b"}) {
 		t.Fatal("two keys share a lock file")
 	}
 	var files []string
@@ -443,7 +443,7 @@ func TestMissingOrUnusableDirectory(t *testing.T) {
 	if _, err := New(ro, Options{}); err == nil || !strings.Contains(err.Error(), "not writable") {
 		t.Fatalf("unwritable directory: %v", err)
 	}
-	if _, err := New(root, Options{Perm: 0o1777 | fs.ModeDir}); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if _, err := New(root, Options{Perm: 0o1777 | fs.ModeDir}); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Fatalf("bad Perm: %v", err)
 	}
 }
@@ -465,7 +465,7 @@ func TestDefaultDirectory(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("default directory: %v, mode %v", err, fi.Mode())
 	}
-	mustRelease(t, mustAcquire(t, b, kannuki.Key{String: t.Name()}, excl(0)))
+	mustRelease(t, mustAcquire(t, b, store.Key{String: t.Name()}, excl(0)))
 
 	// A default directory others can write to is refused.
 	if err := os.Chmod(want, 0o777); err != nil {
@@ -491,7 +491,7 @@ func TestSymlinkAndOddFilesRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := newBackend(t, dir)
-	k := kannuki.Key{String: "victim"}
+	k := store.Key{String: "victim"}
 	target := filepath.Join(root, "target")
 	if err := os.Symlink(target, b.Path(k)); err != nil {
 		t.Fatal(err)
@@ -502,7 +502,7 @@ func TestSymlinkAndOddFilesRefused(t *testing.T) {
 	if _, err := os.Lstat(target); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the symlink's target was created: %v", err)
 	}
-	k2 := kannuki.Key{String: "fifo"}
+	k2 := store.Key{String: "fifo"}
 	if err := syscall.Mkfifo(b.Path(k2), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -516,12 +516,12 @@ func TestSymlinkAndOddFilesRefused(t *testing.T) {
 func TestRemovedLockFileIsLost(t *testing.T) {
 	b1, b2 := pair(t)
 	ctx := context.Background()
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	l := mustAcquire(t, b1, k, excl(0))
-	if err := l.(kannuki.Checker).Check(ctx); err != nil {
+	if err := l.(store.Checker).Check(ctx); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	w := async(ctx, b2, k, excl(kannuki.WaitForever))
+	w := async(ctx, b2, k, excl(store.WaitForever))
 	pending(t, w, "waiter")
 	if err := os.Remove(b1.Path(k)); err != nil {
 		t.Fatal(err)
@@ -530,10 +530,10 @@ func TestRemovedLockFileIsLost(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if err := l.(kannuki.Checker).Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l.(store.Checker).Check(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Check after removal: %v", err)
 	}
-	if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Release after removal: %v", err)
 	}
 	mustRelease(t, r.l)
@@ -545,8 +545,8 @@ func TestLocksAndRecords(t *testing.T) {
 		t.Skip("no usable /proc/locks here")
 	}
 	ctx := context.Background()
-	ke := kannuki.Key{String: "records/exclusive"}
-	ks := kannuki.Key{String: "records/shared"}
+	ke := store.Key{String: "records/exclusive"}
+	ks := store.Key{String: "records/shared"}
 	le := mustAcquire(t, b1, ke, excl(0))
 	ls1 := mustAcquire(t, b1, ks, shared(0))
 	ls2 := mustAcquire(t, b2, ks, shared(0))
@@ -558,12 +558,12 @@ func TestLocksAndRecords(t *testing.T) {
 		t.Fatalf("Locks = %+v, want 3 entries", infos)
 	}
 	e := infos[0]
-	if e.Name != ke.String || e.Mode != kannuki.ModeExclusive || !e.Granted || e.PID != int64(os.Getpid()) ||
+	if e.Name != ke.String || e.Mode != store.ModeExclusive || !e.Granted || e.PID != int64(os.Getpid()) ||
 		e.Since.IsZero() || time.Since(e.Since) > time.Minute || e.Application == "" {
 		t.Errorf("exclusive entry %+v", e)
 	}
 	for _, s := range infos[1:] {
-		if s.Name != ks.String || s.Mode != kannuki.ModeShared || !s.Granted {
+		if s.Name != ks.String || s.Mode != store.ModeShared || !s.Granted {
 			t.Errorf("shared entry %+v", s)
 		}
 	}
@@ -601,7 +601,7 @@ func TestLocker(t *testing.T) {
 	if ok, err := l2.TryLock(ctx, "job", func(context.Context) error { ran = true; return nil }); !ok || err != nil || !ran {
 		t.Fatalf("TryLock when free: %v, %v, ran %v", ok, err, ran)
 	}
-	if _, err := os.Stat(b1.Path(kannuki.Key{String: "app/job"})); err != nil {
+	if _, err := os.Stat(b1.Path(store.Key{String: "app/job"})); err != nil {
 		t.Fatalf("lock file of the prefixed key: %v", err)
 	}
 }

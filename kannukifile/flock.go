@@ -14,12 +14,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // errReplaced: the lock file was removed or replaced while we locked or
 // waited on it, so locking our descriptor would protect nothing.
-var errReplaced = errors.New("kannukifile: lock file was removed or replaced")
+var errReplaced = errors.New("lock file was removed or replaced")
 
 // maxReopen bounds how often Acquire re-opens a lock file that someone
 // keeps replacing.
@@ -30,7 +30,7 @@ type fileID struct{ dev, ino uint64 }
 
 // lockFile opens key's file and locks it as req says: the whole of Acquire
 // below the in-memory queue. On error nothing is locked or open.
-func (b *Backend) lockFile(ctx context.Context, key kannuki.Key, req kannuki.Request, start, deadline time.Time) (*lockedFile, error) {
+func (b *Backend) lockFile(ctx context.Context, key store.Key, req store.Request, start, deadline time.Time) (*lockedFile, error) {
 	path := b.Path(key)
 	for reopened := 0; ; reopened++ {
 		fd, writable, err := openLockFile(path, b.perm)
@@ -55,22 +55,22 @@ func (b *Backend) lockFile(ctx context.Context, key kannuki.Key, req kannuki.Req
 			return nil, err
 		}
 		if reopened == maxReopen {
-			return nil, fmt.Errorf("kannuki: lock file %s keeps being removed or replaced", path)
+			return nil, fmt.Errorf("lock file %s keeps being removed or replaced", path)
 		}
 	}
 }
 
 // lockFD locks fd, waiting as req says.
-func (b *Backend) lockFD(ctx context.Context, key kannuki.Key, fd int, path string, req kannuki.Request, start, deadline time.Time) error {
+func (b *Backend) lockFD(ctx context.Context, key store.Key, fd int, path string, req store.Request, start, deadline time.Time) error {
 	ok, err := tryFlock(fd, req.Mode, path)
 	switch {
 	case err != nil || ok:
 		return err
 	case req.Wait == 0:
-		return &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonHeld, Waited: time.Since(start)}
+		return store.ErrNotAcquired
 	case !deadline.IsZero() && !time.Now().Before(deadline):
 		// The in-memory queue used up the wait.
-		return &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonTimeout, Waited: time.Since(start)}
+		return store.ErrNotAcquired
 	}
 	if req.OnWait != nil {
 		req.OnWait.NotifyWait() // another process holds the file
@@ -93,31 +93,31 @@ func openLockFile(path string, perm uint32) (fd int, writable bool, err error) {
 		}
 	}
 	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EMLINK) { // EMLINK: O_NOFOLLOW on a symlink, BSD
-		return -1, false, fmt.Errorf("kannuki: lock file %s is a symlink; refusing to follow it", path)
+		return -1, false, fmt.Errorf("lock file %s is a symlink; refusing to follow it", path)
 	}
 	if err != nil && outOfFiles(err) {
 		return -1, false, capacityError(&fs.PathError{Op: "open", Path: path, Err: err})
 	}
 	if err != nil {
-		return -1, false, fmt.Errorf("kannuki: open lock file: %w", &fs.PathError{Op: "open", Path: path, Err: err})
+		return -1, false, fmt.Errorf("open lock file: %w", &fs.PathError{Op: "open", Path: path, Err: err})
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
 		syscall.Close(fd)
-		return -1, false, fmt.Errorf("kannuki: stat lock file: %w", &fs.PathError{Op: "fstat", Path: path, Err: err})
+		return -1, false, fmt.Errorf("stat lock file: %w", &fs.PathError{Op: "fstat", Path: path, Err: err})
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		syscall.Close(fd)
-		return -1, false, fmt.Errorf("kannuki: lock file %s is not a regular file", path)
+		return -1, false, fmt.Errorf("lock file %s is not a regular file", path)
 	}
 	return fd, writable, nil
 }
 
 // tryFlock takes a non-blocking flock: (true, nil) when granted, (false,
 // nil) when someone holds a conflicting lock.
-func tryFlock(fd int, mode kannuki.Mode, path string) (bool, error) {
+func tryFlock(fd int, mode store.Mode, path string) (bool, error) {
 	how := syscall.LOCK_EX
-	if mode == kannuki.ModeShared {
+	if mode == store.ModeShared {
 		how = syscall.LOCK_SH
 	}
 	_, err := retryEINTR(func() (int, error) { return 0, syscall.Flock(fd, how|syscall.LOCK_NB) })
@@ -127,7 +127,7 @@ func tryFlock(fd int, mode kannuki.Mode, path string) (bool, error) {
 	case errors.Is(err, syscall.EWOULDBLOCK):
 		return false, nil
 	}
-	return false, fmt.Errorf("kannuki: flock: %w", &fs.PathError{Op: "flock", Path: path, Err: err})
+	return false, fmt.Errorf("flock: %w", &fs.PathError{Op: "flock", Path: path, Err: err})
 }
 
 // unlockClose drops fd's lock, then closes it. Unlocking first matters:
@@ -141,14 +141,14 @@ func unlockClose(fd int) {
 func samePath(fd int, path string) (bool, error) {
 	var open, named syscall.Stat_t
 	if err := syscall.Fstat(fd, &open); err != nil {
-		return false, fmt.Errorf("kannuki: stat lock file: %w", &fs.PathError{Op: "fstat", Path: path, Err: err})
+		return false, fmt.Errorf("stat lock file: %w", &fs.PathError{Op: "fstat", Path: path, Err: err})
 	}
 	err := syscall.Lstat(path, &named)
 	if errors.Is(err, syscall.ENOENT) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("kannuki: stat lock file: %w", &fs.PathError{Op: "lstat", Path: path, Err: err})
+		return false, fmt.Errorf("stat lock file: %w", &fs.PathError{Op: "lstat", Path: path, Err: err})
 	}
 	return uint64(open.Dev) == uint64(named.Dev) && uint64(open.Ino) == uint64(named.Ino), nil
 }
@@ -181,10 +181,10 @@ func probeHeld(path string) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("kannuki: open lock file: %w", &fs.PathError{Op: "open", Path: path, Err: err})
+		return false, fmt.Errorf("open lock file: %w", &fs.PathError{Op: "open", Path: path, Err: err})
 	}
 	defer unlockClose(fd)
-	ok, err := tryFlock(fd, kannuki.ModeExclusive, path)
+	ok, err := tryFlock(fd, store.ModeExclusive, path)
 	return !ok, err
 }
 
@@ -199,14 +199,14 @@ func probeDir(dir string) (procLocks bool, err error) {
 		return syscall.Open(name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0o600)
 	})
 	if err != nil {
-		return false, fmt.Errorf("kannuki: lock directory %s is not writable: %w", dir, &fs.PathError{Op: "create", Path: name, Err: err})
+		return false, fmt.Errorf("lock directory %s is not writable: %w", dir, &fs.PathError{Op: "create", Path: name, Err: err})
 	}
 	defer func() {
 		syscall.Unlink(name)
 		unlockClose(fd)
 	}()
-	if ok, err := tryFlock(fd, kannuki.ModeExclusive, name); err != nil || !ok {
-		return false, fmt.Errorf("kannuki: lock directory %s does not support flock: %w", dir, err)
+	if ok, err := tryFlock(fd, store.ModeExclusive, name); err != nil || !ok {
+		return false, fmt.Errorf("lock directory %s does not support flock: %w", dir, err)
 	}
 	id, err := fdID(fd)
 	if err != nil {
@@ -217,7 +217,7 @@ func probeDir(dir string) (procLocks bool, err error) {
 		return false, nil
 	}
 	for _, l := range locks[id] {
-		if l.granted && l.mode == kannuki.ModeExclusive {
+		if l.granted && l.mode == store.ModeExclusive {
 			return true, nil
 		}
 	}

@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -25,26 +28,26 @@ type lockedFile struct {
 // lease is one held lock: the locked file and the in-memory queue slot.
 type lease struct {
 	key  string
-	mode kannuki.Mode
+	mode store.Mode
 	f    *lockedFile
-	gate kannuki.Lease
+	gate store.Lease
 
 	mu   sync.Mutex
 	done bool
 }
 
-var _ kannuki.Checker = (*lease)(nil)
+var _ store.Checker = (*lease)(nil)
 
-// Release implements kannuki.Lease. It unlocks and closes the file (no
+// Release implements store.Lease. It unlocks and closes the file (no
 // I/O that could block on the context). If the lock file had been removed
 // or replaced while held, the lock excluded nobody from then on, and
-// Release returns an error matching kannuki.ErrLockLost. A second Release
-// returns an error matching kannuki.ErrReleased.
+// Release returns an error matching store.ErrLockLost. A second Release
+// returns an error matching store.ErrReleased.
 func (l *lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.done {
-		return kannuki.ErrReleased
+		return store.ErrReleased
 	}
 	l.done = true
 	same, err := samePath(l.f.fd, l.f.path)
@@ -59,15 +62,15 @@ func (l *lease) Release(ctx context.Context) error {
 	return nil
 }
 
-// Check implements kannuki.Checker. A flock cannot be taken from a living
+// Check implements store.Checker. A flock cannot be taken from a living
 // process, but it stops protecting anything if its file is removed or
 // replaced (a new locker would lock the new file): Check reports that as
-// an error matching kannuki.ErrLockLost.
+// an error matching store.ErrLockLost.
 func (l *lease) Check(context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.done {
-		return kannuki.ErrReleased
+		return store.ErrReleased
 	}
 	same, err := samePath(l.f.fd, l.f.path)
 	if err != nil {
@@ -83,7 +86,7 @@ func (l *lease) Check(context.Context) error {
 // an exclusive holder has it, a holder line.
 type record struct {
 	Key       string    `json:"key,omitempty"`
-	Truncated bool      `json:"truncated,omitempty"` // Key is the first kannuki.MaxKeyLen bytes
+	Truncated bool      `json:"truncated,omitempty"` // Key is the first keys.MaxKeyLen bytes
 	PID       int64     `json:"pid,omitempty"`
 	Since     time.Time `json:"since,omitzero"`
 	Program   string    `json:"program,omitempty"`
@@ -98,20 +101,20 @@ const holderLineLen = 192
 // effort: a full disk or a read-only file costs the record, not the lock.
 // The holder line is left in place on release; readers trust it only while
 // the kernel shows its pid holding the file exclusively.
-func (f *lockedFile) writeRecord(key string, mode kannuki.Mode) {
+func (f *lockedFile) writeRecord(key string, mode store.Mode) {
 	if !f.writable {
 		return
 	}
 	head := record{Key: key}
-	if len(key) > kannuki.MaxKeyLen {
-		head = record{Key: key[:kannuki.MaxKeyLen], Truncated: true}
+	if len(key) > keys.MaxKeyLen {
+		head = record{Key: key[:keys.MaxKeyLen], Truncated: true}
 	}
 	buf, err := json.Marshal(head)
 	if err != nil {
 		return
 	}
 	buf = append(buf, '\n')
-	if mode == kannuki.ModeShared {
+	if mode == store.ModeShared {
 		// Shared holders may be many at once: each writes only the key
 		// line, identical for all, and only into an empty file.
 		var st syscall.Stat_t
@@ -147,7 +150,7 @@ func readRecord(path string) record {
 		return record{}
 	}
 	defer syscall.Close(fd)
-	buf := make([]byte, 6*kannuki.MaxKeyLen+2*holderLineLen) // a key of NULs escapes to 6 bytes each
+	buf := make([]byte, 6*keys.MaxKeyLen+2*holderLineLen) // a key of NULs escapes to 6 bytes each
 	n, err := syscall.Pread(fd, buf, 0)
 	if err != nil || n <= 0 {
 		return record{}

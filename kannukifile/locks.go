@@ -10,17 +10,17 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // procLock is one entry of the kernel's lock table.
 type procLock struct {
 	pid     int64
-	mode    kannuki.Mode
+	mode    store.Mode
 	granted bool // false: a process blocked in flock waits for it
 }
 
-// Locks implements kannuki.Lister from the kernel's lock table
+// Locks implements store.Lister from the kernel's lock table
 // (/proc/locks), so it is exact for holders: each holding process, with
 // its pid, the mode, and from the lock file's record the key, program and
 // time of an exclusive holder. Kannuki's own waiters do not block in the
@@ -30,13 +30,13 @@ type procLock struct {
 //
 // Without a usable /proc/locks (other systems, or a filesystem whose
 // device numbers stat and /proc/locks disagree on, such as btrfs
-// subvolumes) Locks returns an error matching kannuki.ErrUnsupported.
-func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
+// subvolumes) Locks returns an error matching store.ErrUnsupported.
+func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if !b.procLocks {
-		return nil, fmt.Errorf("%w: kannukifile: cannot read the kernel's lock table for %s", kannuki.ErrUnsupported, b.dir)
+		return nil, fmt.Errorf("%w: kannukifile: cannot read the kernel's lock table for %s", store.ErrUnsupported, b.dir)
 	}
 	table, err := readProcLocks()
 	if err != nil {
@@ -44,9 +44,9 @@ func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
 	}
 	entries, err := os.ReadDir(b.dir)
 	if err != nil {
-		return nil, fmt.Errorf("kannuki: list lock directory: %w", err)
+		return nil, fmt.Errorf("list lock directory: %w", err)
 	}
-	var out []kannuki.LockInfo
+	var out []store.LockInfo
 	for _, e := range entries {
 		readableName, ok := parseFileName(e.Name())
 		if !ok || !e.Type().IsRegular() {
@@ -69,14 +69,14 @@ func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
 			name += "..."
 		}
 		for _, l := range locks {
-			info := kannuki.LockInfo{Name: name, Mode: l.mode, Granted: l.granted, PID: l.pid}
-			if l.granted && l.mode == kannuki.ModeExclusive && rec.PID == l.pid {
+			info := store.LockInfo{Name: name, Mode: l.mode, Granted: l.granted, PID: l.pid}
+			if l.granted && l.mode == store.ModeExclusive && rec.PID == l.pid {
 				info.Application, info.Since = rec.Program, rec.Since
 			}
 			out = append(out, info)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b kannuki.LockInfo) int {
+	slices.SortStableFunc(out, func(a, b store.LockInfo) int {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c
 		}

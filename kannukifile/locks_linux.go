@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // readProcLocks reads the flock entries of /proc/locks by file identity.
@@ -21,7 +21,7 @@ import (
 func readProcLocks() (map[fileID][]procLock, error) {
 	data, err := os.ReadFile("/proc/locks")
 	if err != nil {
-		return nil, fmt.Errorf("kannuki: read kernel lock table: %w", err)
+		return nil, fmt.Errorf("read kernel lock table: %w", err)
 	}
 	out := make(map[fileID][]procLock)
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -35,9 +35,9 @@ func readProcLocks() (map[fileID][]procLock, error) {
 		if len(f) < 6 || f[1] != "FLOCK" {
 			continue
 		}
-		mode := kannuki.ModeExclusive
+		mode := store.ModeExclusive
 		if f[3] == "READ" {
-			mode = kannuki.ModeShared
+			mode = store.ModeShared
 		}
 		pid, _ := strconv.ParseInt(f[4], 10, 64)
 		id, ok := parseDevIno(f[5])

@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/kannuki-go/kannuki/store"
 
-	"github.com/kannuki-go/kannuki"
+	"go.uber.org/goleak"
 )
 
 // childEnv carries a child process's role, when the test binary is
@@ -42,12 +42,12 @@ func runChild(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	k := kannuki.Key{String: args[2]}
+	k := store.Key{String: args[2]}
 	switch args[0] {
 	case "hold":
-		req := kannuki.Request{Mode: kannuki.ModeExclusive}
+		req := store.Request{Mode: store.ModeExclusive}
 		if args[3] == "shared" {
-			req.Mode = kannuki.ModeShared
+			req.Mode = store.ModeShared
 		}
 		if _, err := b.Acquire(context.Background(), k, req); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -73,7 +73,7 @@ func runChild(args []string) int {
 // creates a marker file exclusively (a second holder's create fails) and
 // increments a counter file by read-then-write (a second holder loses an
 // update); both live in datadir, outside the lock directory.
-func exclusionWorkers(b *Backend, k kannuki.Key, datadir string, goroutines, cycles int) error {
+func exclusionWorkers(b *Backend, k store.Key, datadir string, goroutines, cycles int) error {
 	marker, counter := datadir+"/inside", datadir+"/counter"
 	var wg sync.WaitGroup
 	errs := make(chan error, goroutines)
@@ -94,10 +94,10 @@ func exclusionWorkers(b *Backend, k kannuki.Key, datadir string, goroutines, cyc
 	return <-errs
 }
 
-func exclusionCycle(b *Backend, k kannuki.Key, marker, counter string) error {
+func exclusionCycle(b *Backend, k store.Key, marker, counter string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	l, err := b.Acquire(ctx, k, kannuki.Request{Mode: kannuki.ModeExclusive, Wait: kannuki.WaitForever})
+	l, err := b.Acquire(ctx, k, store.Request{Mode: store.ModeExclusive, Wait: store.WaitForever})
 	if err != nil {
 		return err
 	}
@@ -215,7 +215,7 @@ func TestCrossProcessExclusion(t *testing.T) {
 func TestKilledHolderFreesLock(t *testing.T) {
 	dir := t.TempDir()
 	b := newBackend(t, dir)
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	c := startChild(t, "hold", dir, k.String, "exclusive")
 	c.expectLine(t, "held")
 
@@ -223,7 +223,7 @@ func TestKilledHolderFreesLock(t *testing.T) {
 	if held, err := b.Held(ctx, k); err != nil || !held {
 		t.Fatalf("Held while a child holds it: %v, %v", held, err)
 	}
-	if _, err := b.Acquire(ctx, k, excl(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b.Acquire(ctx, k, excl(0)); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("try while a child holds it: %v", err)
 	}
 	wait := async(ctx, b, k, excl(hangGuard))
@@ -241,12 +241,12 @@ func TestKilledHolderFreesLock(t *testing.T) {
 func TestCrossProcessShared(t *testing.T) {
 	dir := t.TempDir()
 	b := newBackend(t, dir)
-	k := kannuki.Key{String: t.Name()}
+	k := store.Key{String: t.Name()}
 	c := startChild(t, "hold", dir, k.String, "shared")
 	c.expectLine(t, "held")
 	ctx := context.Background()
 	mustRelease(t, mustAcquire(t, b, k, shared(0)))
-	if _, err := b.Acquire(ctx, k, excl(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b.Acquire(ctx, k, excl(0)); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("exclusive try while a child holds shared: %v", err)
 	}
 	wait := async(ctx, b, k, excl(hangGuard))

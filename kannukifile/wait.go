@@ -7,7 +7,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // Re-check intervals of a waiter (see the package doc).
@@ -36,7 +36,7 @@ type waker interface {
 // waitFlock waits for the lock on fd until it is granted (nil), deadline
 // passes (zero: never) or ctx ends. It only ever tries non-blocking
 // locks, so giving up leaves nothing behind.
-func (b *Backend) waitFlock(ctx context.Context, key kannuki.Key, fd int, path string, mode kannuki.Mode, start, deadline time.Time) error {
+func (b *Backend) waitFlock(ctx context.Context, key store.Key, fd int, path string, mode store.Mode, start, deadline time.Time) error {
 	w := b.wakers.newWaker(ctx, path)
 	defer w.close()
 	// Try again now that the watch is in place: a release between the
@@ -52,14 +52,14 @@ func (b *Backend) waitFlock(ctx context.Context, key kannuki.Key, fd int, path s
 		}
 		changed, err := w.sleep(ctx, until)
 		if err != nil {
-			return ctxError(key, start, err)
+			return err
 		}
 		ok, err := tryFlock(fd, mode, path)
 		if err != nil || ok {
 			return err
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
-			return &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonTimeout, Waited: time.Since(start)}
+			return store.ErrNotAcquired
 		}
 		if changed {
 			delay = minRecheck

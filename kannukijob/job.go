@@ -94,7 +94,7 @@ type Guard struct {
 // MaxKeyArgsLen is the longest JSON encoding of a job's arguments that Key
 // puts into a lock key as it is. Longer encodings are replaced by the JSON
 // string "sha256:" + the hex SHA-256 of the encoding, so that jobs with
-// large arguments still get a key well below kannuki.MaxKeyLen (a string
+// large arguments still get a key well below keys.MaxKeyLen (a string
 // never equals the encoding of an object, so the forms cannot collide
 // unless the arguments themselves are such a string).
 const MaxKeyArgsLen = 1024

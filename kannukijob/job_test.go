@@ -50,7 +50,7 @@ func TestKeyOfLargeArgumentsIsHashed(t *testing.T) {
 	if k1 == k2 || !strings.HasPrefix(k1, `import:"sha256:`) || len(k1) > 100 {
 		t.Fatalf("keys of large arguments %.80q and %.80q: want distinct short sha256 keys", k1, k2)
 	}
-	// The key locks: a Guard runs such a job (the full key would exceed kannuki.MaxKeyLen).
+	// The key locks: a Guard runs such a job (the full key would exceed keys.MaxKeyLen).
 	g := kannukijob.Guard{Locker: kannuki.New(kannukimem.New(), kannuki.Options{})}
 	if o, err := g.Run(context.Background(), "import", []string{big, "a"}, func(context.Context) error { return nil }); o != kannukijob.Ran || err != nil {
 		t.Fatalf("Run with 1 MiB of arguments = %v, %v", o, err)

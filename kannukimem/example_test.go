@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
@@ -17,7 +19,7 @@ func Example() {
 	work := func(context.Context) error { fmt.Println("ran"); return nil }
 
 	k, _ := l.Key("scheduler/hourly")
-	release, _ := b.SimulateHeld(k, kannuki.ModeExclusive)
+	release, _ := b.SimulateHeld(k, store.ModeExclusive)
 	ok, err := l.TryLock(ctx, "scheduler/hourly", work)
 	fmt.Println(ok, err)
 

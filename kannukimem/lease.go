@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
 // errLost is the cause reported for a lease taken away by Lose.
-var errLost = errors.New("kannukimem: lock taken away by Backend.Lose")
+var errLost = errors.New("lock taken away by Backend.Lose")
 
 // lease is one granted Acquire.
 type lease struct {
@@ -17,18 +19,18 @@ type lease struct {
 	h   *holder
 }
 
-var _ kannuki.Checker = (*lease)(nil)
+var _ store.Checker = (*lease)(nil)
 
-// Release implements kannuki.Lease. It never blocks on anything but the
+// Release implements store.Lease. It never blocks on anything but the
 // table's mutex, so the context is not needed. A lease made lost by Lose
-// returns an error matching kannuki.ErrLockLost; a second Release returns
-// an error matching kannuki.ErrReleased.
+// returns an error matching store.ErrLockLost; a second Release returns
+// an error matching store.ErrReleased.
 func (l *lease) Release(context.Context) error {
 	l.b.mu.Lock()
 	defer l.b.mu.Unlock()
 	switch {
 	case l.h.released:
-		return kannuki.ErrReleased
+		return store.ErrReleased
 	case l.h.lost:
 		l.h.released = true
 		return &kannuki.LockLostError{Key: l.key, Err: errLost}
@@ -40,8 +42,8 @@ func (l *lease) Release(context.Context) error {
 	return nil
 }
 
-// Check implements kannuki.Checker: nil while the lease holds its lock, an
-// error matching kannuki.ErrLockLost after Lose.
+// Check implements store.Checker: nil while the lease holds its lock, an
+// error matching store.ErrLockLost after Lose.
 func (l *lease) Check(ctx context.Context) error {
 	l.b.mu.Lock()
 	defer l.b.mu.Unlock()
@@ -49,7 +51,7 @@ func (l *lease) Check(ctx context.Context) error {
 	case l.h.lost:
 		return &kannuki.LockLostError{Key: l.key, Err: errLost}
 	case l.h.released:
-		return kannuki.ErrReleased
+		return store.ErrReleased
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-// Package kannukimem is an in-process kannuki.Backend: locks live in this
+// Package kannukimem is an in-process store.Backend: locks live in this
 // process's memory and exclude goroutines of this process only.
 //
 // It is the backend of package kannukitest and suits single-process
@@ -34,7 +34,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // Backend is an in-process lock table. The zero value is not usable; call
@@ -50,8 +50,8 @@ func New() *Backend {
 }
 
 var (
-	_ kannuki.Backend = (*Backend)(nil)
-	_ kannuki.Lister  = (*Backend)(nil)
+	_ store.Backend = (*Backend)(nil)
+	_ store.Lister  = (*Backend)(nil)
 )
 
 // entry is the state of one key: who holds it and who waits, in order.
@@ -64,7 +64,7 @@ type entry struct {
 
 // holder is one grant: a lease or a simulated hold.
 type holder struct {
-	mode      kannuki.Mode
+	mode      store.Mode
 	simulated bool
 	since     time.Time
 	released  bool
@@ -73,22 +73,22 @@ type holder struct {
 
 // waiter is a queued request. ready is closed once h is set.
 type waiter struct {
-	mode  kannuki.Mode
+	mode  store.Mode
 	since time.Time
 	ready chan struct{}
 	h     *holder
 	elem  *list.Element
 }
 
-// Acquire implements kannuki.Backend. Identity is Key.String: two Keys
+// Acquire implements store.Backend. Identity is Key.String: two Keys
 // with the same String are the same lock.
-func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request) (store.Lease, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
-		return nil, ctxError(key, start, err)
+		return nil, err
 	}
-	if req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared {
-		return nil, fmt.Errorf("%w: kannukimem: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+	if req.Mode != store.ModeExclusive && req.Mode != store.ModeShared {
+		return nil, fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 
 	b.mu.Lock()
@@ -101,7 +101,7 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	if req.Wait == 0 {
 		b.forget(e)
 		b.mu.Unlock()
-		return nil, &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonHeld}
+		return nil, store.ErrNotAcquired
 	}
 	w := &waiter{mode: req.Mode, since: start, ready: make(chan struct{})}
 	w.elem = e.waiters.PushBack(w)
@@ -121,9 +121,9 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	case <-w.ready:
 		return &lease{b: b, key: key.String, h: w.h}, nil
 	case <-ctx.Done():
-		giveUp = ctxError(key, start, ctx.Err())
+		giveUp = ctx.Err()
 	case <-expired:
-		giveUp = &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonTimeout, Waited: time.Since(start)}
+		giveUp = store.ErrNotAcquired
 	}
 
 	b.mu.Lock()
@@ -139,9 +139,9 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	return nil, giveUp
 }
 
-// Held implements kannuki.Backend: true while any lease or simulated hold
+// Held implements store.Backend: true while any lease or simulated hold
 // has key.
-func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -151,34 +151,34 @@ func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
 	return ok && len(e.holders) > 0, nil
 }
 
-// Locks implements kannuki.Lister: every holder and waiter, by key, holders
+// Locks implements store.Lister: every holder and waiter, by key, holders
 // first, each group in the order it arrived. PID is this process; simulated
 // holds show Application "kannukimem (simulated)".
-func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
+func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	pid := int64(os.Getpid())
 	b.mu.Lock()
-	var out []kannuki.LockInfo
+	var out []store.LockInfo
 	for _, e := range b.locks {
-		var held []kannuki.LockInfo
+		var held []store.LockInfo
 		for h := range e.holders {
 			app := "kannukimem"
 			if h.simulated {
 				app = "kannukimem (simulated)"
 			}
-			held = append(held, kannuki.LockInfo{Name: e.key, Mode: h.mode, Granted: true, PID: pid, Application: app, Since: h.since})
+			held = append(held, store.LockInfo{Name: e.key, Mode: h.mode, Granted: true, PID: pid, Application: app, Since: h.since})
 		}
-		slices.SortStableFunc(held, func(a, b kannuki.LockInfo) int { return a.Since.Compare(b.Since) })
+		slices.SortStableFunc(held, func(a, b store.LockInfo) int { return a.Since.Compare(b.Since) })
 		out = append(out, held...)
 		for el := e.waiters.Front(); el != nil; el = el.Next() {
 			w := el.Value.(*waiter)
-			out = append(out, kannuki.LockInfo{Name: e.key, Mode: w.mode, PID: pid, Application: "kannukimem", Since: w.since})
+			out = append(out, store.LockInfo{Name: e.key, Mode: w.mode, PID: pid, Application: "kannukimem", Since: w.since})
 		}
 	}
 	b.mu.Unlock()
-	slices.SortStableFunc(out, func(a, b kannuki.LockInfo) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortStableFunc(out, func(a, b store.LockInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
@@ -202,18 +202,18 @@ func (b *Backend) forget(e *entry) {
 
 // compatible reports whether a request in mode could be granted now,
 // ignoring the queue.
-func (e *entry) compatible(mode kannuki.Mode) bool {
-	if mode == kannuki.ModeShared {
+func (e *entry) compatible(mode store.Mode) bool {
+	if mode == store.ModeShared {
 		return !e.exclusive
 	}
 	return len(e.holders) == 0
 }
 
 // grant records a new holder. The caller checked compatibility.
-func (e *entry) grant(mode kannuki.Mode, simulated bool) *holder {
+func (e *entry) grant(mode store.Mode, simulated bool) *holder {
 	h := &holder{mode: mode, simulated: simulated, since: time.Now()}
 	e.holders[h] = struct{}{}
-	e.exclusive = mode == kannuki.ModeExclusive
+	e.exclusive = mode == store.ModeExclusive
 	return h
 }
 
@@ -238,13 +238,4 @@ func (e *entry) dispatch() {
 		w.h = e.grant(w.mode, false)
 		close(w.ready)
 	}
-}
-
-// ctxError is the error of a wait ended by its context.
-func ctxError(key kannuki.Key, start time.Time, err error) error {
-	reason := kannuki.ReasonCanceled
-	if err == context.DeadlineExceeded {
-		reason = kannuki.ReasonTimeout
-	}
-	return &kannuki.NotAcquiredError{Key: key.String, Reason: reason, Waited: time.Since(start), Err: err}
 }

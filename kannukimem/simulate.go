@@ -3,7 +3,7 @@ package kannukimem
 import (
 	"fmt"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // SimulateHeld makes key held in mode by a simulated other holder, as if
@@ -13,18 +13,17 @@ import (
 //
 // It never waits: when key is held in a conflicting mode, or requests are
 // queued for it, SimulateHeld returns an error matching
-// kannuki.ErrNotAcquired, so a test cannot silently overlap a real holder.
-func (b *Backend) SimulateHeld(key kannuki.Key, mode kannuki.Mode) (release func(), err error) {
-	if mode != kannuki.ModeExclusive && mode != kannuki.ModeShared {
-		return nil, fmt.Errorf("%w: kannukimem: unknown lock mode %d", kannuki.ErrInvalidArgument, mode)
+// store.ErrNotAcquired, so a test cannot silently overlap a real holder.
+func (b *Backend) SimulateHeld(key store.Key, mode store.Mode) (release func(), err error) {
+	if mode != store.ModeExclusive && mode != store.ModeShared {
+		return nil, fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, mode)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e := b.entry(key.String)
 	if e.waiters.Len() != 0 || !e.compatible(mode) {
 		b.forget(e)
-		return nil, &kannuki.NotAcquiredError{Key: key.String, Reason: kannuki.ReasonHeld,
-			Err: fmt.Errorf("kannukimem: cannot simulate a %s hold of %q: it is held or awaited", mode, key.String)}
+		return nil, fmt.Errorf("cannot simulate a %s hold: the key is held or awaited: %w", mode, store.ErrNotAcquired)
 	}
 	h := e.grant(mode, true)
 	return func() {
@@ -43,10 +42,10 @@ func (b *Backend) SimulateHeld(key kannuki.Key, mode kannuki.Mode) (release func
 // Lose takes key away from its current leases, as a database does when the
 // holding session is killed: the lock becomes free for others (waiters are
 // granted), each lease's Check and Release return errors matching
-// kannuki.ErrLockLost, and a Locker using this backend reports the loss at
+// store.ErrLockLost, and a Locker using this backend reports the loss at
 // its next keepalive. Simulated holds are not affected. Lose returns the
 // number of leases it took the lock from.
-func (b *Backend) Lose(key kannuki.Key) int {
+func (b *Backend) Lose(key store.Key) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e, ok := b.locks[key.String]

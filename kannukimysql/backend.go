@@ -9,7 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
@@ -86,8 +87,8 @@ const (
 const deadlineGrace = 250 * time.Millisecond
 
 // Backend is the MySQL / MariaDB lock store over a *sql.DB, with GET_LOCK.
-// It implements kannuki.Backend and kannuki.Lister; its leases implement
-// kannuki.Checker, kannuki.Relocker and kannuki.LossWatcher. It is safe for concurrent use. It does not own db:
+// It implements store.Backend and store.Lister; its leases implement
+// store.Checker, store.Relocker and store.LossWatcher. It is safe for concurrent use. It does not own db:
 // closing the pool is the caller's job (after every lease is released).
 type Backend struct {
 	db     *sql.DB
@@ -103,11 +104,11 @@ type Backend struct {
 }
 
 var (
-	_ kannuki.Backend     = (*Backend)(nil)
-	_ kannuki.Lister      = (*Backend)(nil)
-	_ kannuki.Checker     = (*lease)(nil)
-	_ kannuki.Relocker    = (*lease)(nil)
-	_ kannuki.LossWatcher = (*lease)(nil)
+	_ store.Backend     = (*Backend)(nil)
+	_ store.Lister      = (*Backend)(nil)
+	_ store.Checker     = (*lease)(nil)
+	_ store.Relocker    = (*lease)(nil)
+	_ store.LossWatcher = (*lease)(nil)
 )
 
 // New returns a Backend on db, a pool opened with a MySQL driver for
@@ -147,21 +148,21 @@ func (b *Backend) wholeSeconds() bool {
 	return b.opts.WholeSecondTimeouts || b.flavor.Load() != flavorMariaDB
 }
 
-// Acquire implements kannuki.Backend. It takes a connection from the pool
+// Acquire implements store.Backend. It takes a connection from the pool
 // and tries once (one round trip). If the lock is held and req.Wait allows,
 // it waits on the server: one GET_LOCK statement per Options.MaxServerWait,
 // no polling. See the package documentation for cancellation and the pool.
-func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request) (store.Lease, error) {
 	switch {
 	case b == nil || b.db == nil:
-		return nil, fmt.Errorf("%w: kannukimysql: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: kannukimysql: nil Backend or *sql.DB", store.ErrInvalidArgument)
 	case ctx == nil:
-		return nil, fmt.Errorf("%w: kannukimysql: nil context", kannuki.ErrInvalidArgument)
-	case req.Mode == kannuki.ModeShared:
+		return nil, fmt.Errorf("%w: kannukimysql: nil context", store.ErrInvalidArgument)
+	case req.Mode == store.ModeShared:
 		return nil, fmt.Errorf("%w: MySQL and MariaDB have no shared (reader) locks: GET_LOCK is exclusive only; "+
-			"take the lock exclusively, or use PostgreSQL (kannukipg) for reader locks", kannuki.ErrUnsupported)
-	case req.Mode != kannuki.ModeExclusive:
-		return nil, fmt.Errorf("%w: kannukimysql: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+			"take the lock exclusively, or use PostgreSQL (kannukipg) for reader locks", store.ErrUnsupported)
+	case req.Mode != store.ModeExclusive:
+		return nil, fmt.Errorf("%w: kannukimysql: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 	name, err := lockName(key)
 	if err != nil {
@@ -197,7 +198,7 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	}
 	if req.Wait == 0 {
 		l.putBack()
-		return nil, fmt.Errorf("kannuki: mysql: lock %q is held: %w", key.String, kannuki.ErrNotAcquired)
+		return nil, fmt.Errorf("held by another session: %w", store.ErrNotAcquired)
 	}
 	var end time.Time
 	if req.Wait > 0 {
@@ -243,7 +244,7 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 	if expired {
 		return nil, fmt.Errorf("%w within %s (each held or awaited lock pins a connection; is the pool's MaxOpenConns large enough?)", ErrNoConnection, bound)
 	}
-	return nil, fmt.Errorf("kannuki: mysql: get connection: %w", err)
+	return nil, fmt.Errorf("get connection: %w", err)
 }
 
 // ctxDone is ctx.Err(), or DeadlineExceeded once ctx's deadline has
@@ -260,11 +261,11 @@ func ctxDone(ctx context.Context) error {
 	return nil
 }
 
-// Held implements kannuki.Backend: whether any session holds key's name,
+// Held implements store.Backend: whether any session holds key's name,
 // with IS_USED_LOCK (one round trip on a pooled connection).
-func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 	if b == nil || b.db == nil {
-		return false, fmt.Errorf("%w: kannukimysql: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+		return false, fmt.Errorf("%w: kannukimysql: nil Backend or *sql.DB", store.ErrInvalidArgument)
 	}
 	name, err := lockName(key)
 	if err != nil {
@@ -272,7 +273,7 @@ func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
 	}
 	var held bool
 	if err := b.db.QueryRowContext(ctx, heldStmt(name)).Scan(&held); err != nil {
-		return false, fmt.Errorf("kannuki: mysql: held %q: %w", key.String, err)
+		return false, err
 	}
 	return held, nil
 }

@@ -11,20 +11,20 @@
 // # What GET_LOCK gives, and what it does not
 //
 //   - Exclusive locks only. There are no shared (reader) locks: a request
-//     with kannuki.ModeShared fails with an error matching
-//     kannuki.ErrUnsupported. Use PostgreSQL (kannukipg) for reader locks.
+//     with store.ModeShared fails with an error matching
+//     store.ErrUnsupported. Use PostgreSQL (kannukipg) for reader locks.
 //   - Session locks only. There are no transaction-scoped locks: a lock
 //     outlives COMMIT and ROLLBACK and ends with Release or the session.
-//   - The lock name is kannuki.Key.Name: under the default key scheme
-//     (kannuki.RubyKeys) the key itself when it fits in 64 bytes, else a
+//   - The lock name is store.Key.Name: under the default key scheme
+//     (keys.Ruby) the key itself when it fits in 64 bytes, else a
 //     shortened prefix and its MD5, exactly as the Ruby kannuki gem does, so
 //     Go and Rails processes exclude each other. Such a name has at most 64
 //     characters, not bytes: 31 four-byte characters make 157 bytes, which
 //     MariaDB takes; MySQL keeps lock names in utf8mb3 and refuses
-//     characters outside the BMP (kannuki.ErrInvalidKey). Names from other
+//     characters outside the BMP (store.ErrInvalidKey). Names from other
 //     schemes longer than 64 characters (MySQL's limit) or 192 bytes
 //     (MariaDB's), empty, not UTF-8 or with a NUL byte are rejected with
-//     kannuki.ErrInvalidKey.
+//     store.ErrInvalidKey.
 //   - Names are case-insensitive on MySQL 5.7 and later ("Order/1" and
 //     "order/1" are one lock there) and case-sensitive on MariaDB (10.11
 //     checked). Keep key case consistent.
@@ -47,14 +47,14 @@
 //
 // Release works with a canceled context (bounded by
 // Options.ReleaseTimeout) and returns an error matching
-// kannuki.ErrLockLost when RELEASE_LOCK shows that the session no longer
+// store.ErrLockLost when RELEASE_LOCK shows that the session no longer
 // held the lock. The lease's Check (the Locker's keepalive) asks
 // "IS_USED_LOCK(name) <=> CONNECTION_ID()" on the pinned connection: one
 // round trip; if the session was killed or the lock is gone it reports the
 // loss and destroys the connection.
 //
 // A handoff between goroutines of one Locker (its local queue) is one round
-// trip: the lease is a kannuki.Relocker, whose Relock sends
+// trip: the lease is a store.Relocker, whose Relock sends
 // "SELECT IF(RELEASE_LOCK(name) = 1, IF(GET_LOCK(name, 0) = 1, 2, 1), 0)".
 // The server gives a released lock to a session already waiting for it
 // before the GET_LOCK runs, so a local goroutine never takes the key from
@@ -76,7 +76,7 @@
 // read from the socket by Kannuki. When a watched socket turns readable,
 // the server is ending the session (it sends an idle session nothing
 // else): the Locker is told at once (fn's context canceled with
-// kannuki.ErrLockLost, Handle.Lost closed, EventLost) and then the
+// store.ErrLockLost, Handle.Lost closed, EventLost) and then the
 // connection is destroyed. Nothing is read from the socket; a confirming
 // statement first would give the server time to grant the lock to the
 // next waiter before the holder is told. go-sql-driver/mysql does not expose its
@@ -123,7 +123,7 @@
 // max_user_connections (1203), or the account's MAX_USER_CONNECTIONS
 // (1226). A connection the server refuses for want of connections,
 // threads or memory fails Acquire with an error matching
-// kannuki.ErrCapacity that names the setting (the Locker reports it as
+// store.ErrCapacity that names the setting (the Locker reports it as
 // kannuki.ReasonCapacity, with the count of locks it holds). Nothing was
 // asked of the server for that key, and no held lock is touched: every
 // lock granted before is still held. Size max_connections for the locks
@@ -149,7 +149,7 @@
 //
 // GET_LOCK answers NULL when the session was killed or the server failed:
 // Acquire returns that as an error. Deadlocks among user locks (MariaDB
-// error 1213, MySQL 3058) match kannuki.ErrDeadlock; they need a session
+// error 1213, MySQL 3058) match store.ErrDeadlock; they need a session
 // holding one lock while waiting for another, which Kannuki never does
 // itself (one lock per connection).
 //
@@ -191,7 +191,7 @@
 // *sql.DB. Acquire waits for a free connection up to Options.ConnWait for
 // a try, up to the larger of its Wait and ConnWait for a bounded wait, and
 // as long as its context allows for a wait forever; when the bound passes
-// it returns an error matching ErrNoConnection (not kannuki.ErrNotAcquired:
+// it returns an error matching ErrNoConnection (not store.ErrNotAcquired:
 // the lock was never asked for). With SetMaxOpenConns(1), one lock held in
 // the process blocks every other Acquire in it (they time out with
 // ErrNoConnection), and a canceled wait ends its session through the room

@@ -13,17 +13,17 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
-// ErrNoConnection (which matches kannuki.ErrPoolExhausted, so a Locker's
+// ErrNoConnection (which matches store.ErrPoolExhausted, so a Locker's
 // TryLock reports it as an error, never as "held") reports that Acquire
 // found no free connection in the
 // *sql.DB pool within its bound (see "Pool size" in the package
-// documentation). It does not match kannuki.ErrNotAcquired: the lock was
+// documentation). It does not match store.ErrNotAcquired: the lock was
 // never asked for, and a pool too small for the locks held at once is a
 // configuration problem to surface, not contention.
-var ErrNoConnection = fmt.Errorf("%w: mysql: no free connection in the pool", kannuki.ErrPoolExhausted)
+var ErrNoConnection = fmt.Errorf("%w: mysql: no free connection in the pool", store.ErrPoolExhausted)
 
 // Server error numbers Kannuki acts on.
 const (
@@ -152,7 +152,7 @@ const (
 // capacityErr returns, for a failure to open a connection because the
 // server takes no more (every held lock pins a connection, so this is
 // where holding many locks on MySQL or MariaDB breaks first), an error
-// matching kannuki.ErrCapacity that names the server setting; else nil.
+// matching store.ErrCapacity that names the server setting; else nil.
 func capacityErr(err error) error {
 	var what string
 	switch errNumber(err) {
@@ -167,5 +167,5 @@ func capacityErr(err error) error {
 	default:
 		return nil
 	}
-	return fmt.Errorf("%w: mysql: the server refused a new connection: %s is reached, and every held or awaited lock pins one connection: %w", kannuki.ErrCapacity, what, err)
+	return fmt.Errorf("%w: mysql: the server refused a new connection: %s is reached, and every held or awaited lock pins one connection: %w", store.ErrCapacity, what, err)
 }

@@ -7,6 +7,8 @@ import (
 	"log"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
@@ -29,7 +31,7 @@ func ExampleNew() {
 		// One process at a time, across every server using this database.
 		return nil
 	}, kannuki.Timeout(5*time.Second))
-	if errors.Is(err, kannuki.ErrNotAcquired) {
+	if errors.Is(err, store.ErrNotAcquired) {
 		log.Print("someone else is numbering invoices")
 	}
 }
@@ -52,11 +54,11 @@ func ExampleDialer() {
 	defer db.Close()
 	l := kannuki.New(kannukimysql.New(db, kannukimysql.Options{Dialer: d}), kannuki.Options{})
 	err = l.WithLock(context.Background(), "report", func(ctx context.Context) error {
-		// ctx ends with kannuki.ErrLockLost as soon as the server ends
+		// ctx ends with store.ErrLockLost as soon as the server ends
 		// the holding session.
 		return nil
 	})
-	if errors.Is(err, kannuki.ErrLockLost) {
+	if errors.Is(err, store.ErrLockLost) {
 		log.Print("the lock was lost while the report ran")
 	}
 }

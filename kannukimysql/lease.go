@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
@@ -18,7 +21,7 @@ import (
 // cannot be shown.
 type lease struct {
 	b    *Backend
-	key  kannuki.Key
+	key  store.Key
 	name string
 
 	mu   sync.Mutex
@@ -32,7 +35,7 @@ type lease struct {
 	// The socket watch (watch.go): listener is the Locker's, told of a
 	// loss once (told); w is armed while the lock is held for a listener
 	// and no statement runs on the connection.
-	listener kannuki.LossListener
+	listener store.LossListener
 	told     bool
 	w        sockwatch.Watch
 }
@@ -55,7 +58,7 @@ func (l *lease) runGuarded(ctx context.Context, kind stmtKind) (v int64, null bo
 		var err error
 		v, null, err = l.sess.run(context.WithoutCancel(ctx), dc, kind, l.name)
 		if w.stop() {
-			return fmt.Errorf("kannuki: mysql: no answer within %s, session %d ended: %w", l.b.opts.ReleaseTimeout, l.sess.id, context.DeadlineExceeded)
+			return fmt.Errorf("no answer within %s, session %d ended: %w", l.b.opts.ReleaseTimeout, l.sess.id, context.DeadlineExceeded)
 		}
 		return err
 	})
@@ -99,14 +102,14 @@ func (l *lease) try(ctx context.Context) (bool, error) {
 		err = errors.New("GET_LOCK returned NULL (the session was killed, or a server error)")
 	case isBadName(err):
 		l.putBack()
-		return false, fmt.Errorf("%w: %w", &kannuki.KeyError{Key: l.key.String, Reason: "the server rejected the lock name"}, err)
+		return false, fmt.Errorf("%w: %w", &keys.Error{Key: l.key.String, Reason: "the server rejected the lock name"}, err)
 	case l.sess == nil && errors.Is(err, driver.ErrBadConn):
 		// Nothing was sent on this connection.
 		l.destroy()
 		if cerr := ctxDone(ctx); cerr != nil {
 			return false, l.ctxErr(cerr, nil)
 		}
-		return false, fmt.Errorf("kannuki: mysql: try lock %q: %w: %w", l.key.String, errDeadOnArrival, err)
+		return false, fmt.Errorf("try: %w: %w", errDeadOnArrival, err)
 	}
 	if cerr := l.settle(ctx, err); cerr != nil {
 		err = fmt.Errorf("%w (clean-up: %w)", err, cerr)
@@ -115,9 +118,9 @@ func (l *lease) try(ctx context.Context) (bool, error) {
 		return false, l.ctxErr(cerr, err)
 	}
 	if isDeadlock(err) {
-		return false, fmt.Errorf("kannuki: mysql: lock %q: %w: %w", l.key.String, kannuki.ErrDeadlock, err)
+		return false, fmt.Errorf("%w: %w", store.ErrDeadlock, err)
 	}
-	return false, fmt.Errorf("kannuki: mysql: try lock %q: %w", l.key.String, err)
+	return false, fmt.Errorf("try: %w", err)
 }
 
 // settle leaves nothing held after a lock statement failed with err: on a
@@ -182,10 +185,10 @@ func (l *lease) abandon(ctx context.Context) error {
 	return l.b.endSession(ctx, l.sess.id)
 }
 
-// Release implements kannuki.Lease: RELEASE_LOCK on the pinned connection,
+// Release implements store.Lease: RELEASE_LOCK on the pinned connection,
 // which returns to the pool only when the answer is 1. It works with a
 // canceled ctx (bounded by Options.ReleaseTimeout). 0 or NULL mean the
-// session no longer held the lock: the error matches kannuki.ErrLockLost.
+// session no longer held the lock: the error matches store.ErrLockLost.
 func (l *lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -197,11 +200,11 @@ func (l *lease) Release(ctx context.Context) error {
 	return nil
 }
 
-// Relock implements kannuki.Relocker: the release of Release and, when it
+// Relock implements store.Relocker: the release of Release and, when it
 // said 1, GET_LOCK(name, 0) on the same session, in one statement
 // (prepRelock), bounded like Release. The new lease keeps the connection
 // pinned.
-func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
+func (l *lease) Relock(ctx context.Context) (store.Lease, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.listener = nil // never told once released
@@ -230,13 +233,13 @@ func (l *lease) giveBack(ctx context.Context, kind stmtKind) (int64, error) {
 		if l.doubt {
 			l.doubt = false
 			if err := l.b.endSession(ctx, l.sess.id); err != nil {
-				return 0, fmt.Errorf("kannuki: mysql: release %q: %w (after: %w)", l.key.String, err, l.lost)
+				return 0, fmt.Errorf("%w (after: %w)", err, l.lost)
 			}
 		}
 		if l.lost != nil {
 			return 0, l.lost
 		}
-		return 0, kannuki.ErrReleased
+		return 0, store.ErrReleased
 	}
 	v, null, err := l.runGuarded(ctx, kind)
 	switch {
@@ -250,7 +253,7 @@ func (l *lease) giveBack(ctx context.Context, kind stmtKind) (int64, error) {
 	cerr := l.abandon(ctx)
 	if errors.Is(err, context.DeadlineExceeded) && cerr == nil {
 		// The server did not answer in time; its session is ended now.
-		return 0, fmt.Errorf("kannuki: mysql: release %q: %w (the session was ended instead)", l.key.String, err)
+		return 0, fmt.Errorf("%w (the session was ended instead)", err)
 	}
 	if cerr != nil {
 		err = fmt.Errorf("%w (and ending the session failed: %w)", err, cerr)
@@ -259,11 +262,11 @@ func (l *lease) giveBack(ctx context.Context, kind stmtKind) (int64, error) {
 	return 0, l.lost
 }
 
-// Check implements kannuki.Checker: one round trip on the pinned connection
+// Check implements store.Checker: one round trip on the pinned connection
 // asking whether this session still holds the lock. When it does not, or
 // the connection fails, the connection is destroyed, the Locker's
 // listener (WatchLoss) is told before Check returns, and the error matches
-// kannuki.ErrLockLost. A canceled ctx returns at once; otherwise the check
+// store.ErrLockLost. A canceled ctx returns at once; otherwise the check
 // runs to completion, bounded by Options.ReleaseTimeout (interrupting it
 // would close the connection and lose the lock it is checking).
 func (l *lease) Check(ctx context.Context) error {
@@ -284,7 +287,7 @@ func (l *lease) check(ctx context.Context) error {
 		if l.lost != nil {
 			return l.lost
 		}
-		return kannuki.ErrReleased
+		return store.ErrReleased
 	}
 	v, null, err := l.runGuarded(ctx, stmtCheck)
 	switch {

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
-// Locks implements kannuki.Lister: the user-level (GET_LOCK) locks held
+// Locks implements store.Lister: the user-level (GET_LOCK) locks held
 // and awaited on the server, by every client, not only Kannuki. The source
 // is the best the server offers:
 //
@@ -31,37 +31,37 @@ import (
 //
 // Since is set for waiters only (when the wait began, to the second); the
 // servers do not tell when a lock was taken.
-func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
+func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	if b == nil || b.db == nil {
-		return nil, fmt.Errorf("%w: kannukimysql: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: kannukimysql: nil Backend or *sql.DB", store.ErrInvalidArgument)
 	}
 	conn, err := b.db.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("kannuki: mysql: locks: %w", err)
+		return nil, fmt.Errorf("locks: %w", err)
 	}
 	defer conn.Close()
 
-	var infos []kannuki.LockInfo
+	var infos []store.LockInfo
 	if ok, err := perfSchemaLocks(ctx, conn); err != nil {
-		return nil, fmt.Errorf("kannuki: mysql: locks: %w", err)
+		return nil, fmt.Errorf("locks: %w", err)
 	} else if ok {
 		infos, err = perfSchemaList(ctx, conn)
 		if err != nil {
-			return nil, fmt.Errorf("kannuki: mysql: locks from performance_schema: %w", err)
+			return nil, fmt.Errorf("locks from performance_schema: %w", err)
 		}
 		return sortLocks(infos), nil
 	}
 
 	waiters, err := processListWaiters(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("kannuki: mysql: locks from the process list: %w", err)
+		return nil, fmt.Errorf("locks from the process list: %w", err)
 	}
 	holders, pluginErr := lockInfoPlugin(ctx, conn)
 	if pluginErr != nil {
 		// No plugin: the holders of the awaited names.
 		holders, err = holdersOf(ctx, conn, waiters)
 		if err != nil {
-			return nil, fmt.Errorf("kannuki: mysql: locks: holders: %w", err)
+			return nil, fmt.Errorf("locks: holders: %w", err)
 		}
 	}
 	return sortLocks(append(holders, waiters...)), nil
@@ -88,7 +88,7 @@ func perfSchemaLocks(ctx context.Context, conn *sql.Conn) (bool, error) {
 }
 
 // perfSchemaList reads the user locks from performance_schema.
-func perfSchemaList(ctx context.Context, conn *sql.Conn) ([]kannuki.LockInfo, error) {
+func perfSchemaList(ctx context.Context, conn *sql.Conn) ([]store.LockInfo, error) {
 	rows, err := conn.QueryContext(ctx, `SELECT m.OBJECT_NAME, m.LOCK_STATUS, t.PROCESSLIST_ID, t.PROCESSLIST_HOST, t.PROCESSLIST_TIME
 FROM performance_schema.metadata_locks m
 LEFT JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID
@@ -98,7 +98,7 @@ WHERE m.OBJECT_TYPE = 'USER LEVEL LOCK' AND m.LOCK_STATUS IN ('GRANTED', 'PENDIN
 	}
 	defer rows.Close()
 	now := time.Now()
-	var infos []kannuki.LockInfo
+	var infos []store.LockInfo
 	for rows.Next() {
 		var (
 			name, status, host sql.NullString
@@ -107,7 +107,7 @@ WHERE m.OBJECT_TYPE = 'USER LEVEL LOCK' AND m.LOCK_STATUS IN ('GRANTED', 'PENDIN
 		if err := rows.Scan(&name, &status, &id, &host, &secs); err != nil {
 			return nil, err
 		}
-		li := kannuki.LockInfo{Name: name.String, Mode: kannuki.ModeExclusive, Granted: status.String == "GRANTED", PID: id.Int64, Client: host.String}
+		li := store.LockInfo{Name: name.String, Mode: store.ModeExclusive, Granted: status.String == "GRANTED", PID: id.Int64, Client: host.String}
 		if !li.Granted && secs.Valid {
 			li.Since = now.Add(-time.Duration(secs.Int64) * time.Second)
 		}
@@ -118,7 +118,7 @@ WHERE m.OBJECT_TYPE = 'USER LEVEL LOCK' AND m.LOCK_STATUS IN ('GRANTED', 'PENDIN
 
 // lockInfoPlugin reads the held user locks from MariaDB's
 // metadata_lock_info plugin; an error means it is not installed.
-func lockInfoPlugin(ctx context.Context, conn *sql.Conn) ([]kannuki.LockInfo, error) {
+func lockInfoPlugin(ctx context.Context, conn *sql.Conn) ([]store.LockInfo, error) {
 	rows, err := conn.QueryContext(ctx, `SELECT m.THREAD_ID, m.TABLE_SCHEMA, p.HOST
 FROM information_schema.METADATA_LOCK_INFO m
 LEFT JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID
@@ -127,7 +127,7 @@ WHERE m.LOCK_TYPE = 'User lock'`)
 		return nil, err
 	}
 	defer rows.Close()
-	var infos []kannuki.LockInfo
+	var infos []store.LockInfo
 	for rows.Next() {
 		var (
 			id         int64
@@ -136,20 +136,20 @@ WHERE m.LOCK_TYPE = 'User lock'`)
 		if err := rows.Scan(&id, &name, &host); err != nil {
 			return nil, err
 		}
-		infos = append(infos, kannuki.LockInfo{Name: name.String, Mode: kannuki.ModeExclusive, Granted: true, PID: id, Client: host.String})
+		infos = append(infos, store.LockInfo{Name: name.String, Mode: store.ModeExclusive, Granted: true, PID: id, Client: host.String})
 	}
 	return infos, rows.Err()
 }
 
 // processListWaiters lists the sessions waiting in GET_LOCK.
-func processListWaiters(ctx context.Context, conn *sql.Conn) ([]kannuki.LockInfo, error) {
+func processListWaiters(ctx context.Context, conn *sql.Conn) ([]store.LockInfo, error) {
 	rows, err := conn.QueryContext(ctx, "SELECT ID, HOST, TIME, INFO FROM information_schema.PROCESSLIST WHERE STATE = 'User lock'")
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	now := time.Now()
-	var infos []kannuki.LockInfo
+	var infos []store.LockInfo
 	for rows.Next() {
 		var (
 			id, secs   int64
@@ -159,8 +159,8 @@ func processListWaiters(ctx context.Context, conn *sql.Conn) ([]kannuki.LockInfo
 			return nil, err
 		}
 		name, _ := parseWaitName(info.String)
-		infos = append(infos, kannuki.LockInfo{
-			Name: name, Mode: kannuki.ModeExclusive, PID: id, Client: host.String,
+		infos = append(infos, store.LockInfo{
+			Name: name, Mode: store.ModeExclusive, PID: id, Client: host.String,
 			Since: now.Add(-time.Duration(secs) * time.Second),
 		})
 	}
@@ -169,12 +169,12 @@ func processListWaiters(ctx context.Context, conn *sql.Conn) ([]kannuki.LockInfo
 
 // holdersOf finds, with IS_USED_LOCK, the holders of the names waiters
 // wait for.
-func holdersOf(ctx context.Context, conn *sql.Conn, waiters []kannuki.LockInfo) ([]kannuki.LockInfo, error) {
+func holdersOf(ctx context.Context, conn *sql.Conn, waiters []store.LockInfo) ([]store.LockInfo, error) {
 	var names []string
 	seen := map[string]bool{}
 	for _, w := range waiters {
 		if w.Name != "" && !seen[w.Name] {
-			if _, err := lockName(kannuki.Key{Name: w.Name}); err == nil {
+			if _, err := lockName(store.Key{Name: w.Name}); err == nil {
 				seen[w.Name] = true
 				names = append(names, w.Name)
 			}
@@ -195,11 +195,11 @@ func holdersOf(ctx context.Context, conn *sql.Conn, waiters []kannuki.LockInfo) 
 	if err := conn.QueryRowContext(ctx, "SELECT "+strings.Join(cols, ", ")).Scan(dest...); err != nil {
 		return nil, err
 	}
-	var infos []kannuki.LockInfo
+	var infos []store.LockInfo
 	var idList []string
 	for i, id := range ids {
 		if id.Valid {
-			infos = append(infos, kannuki.LockInfo{Name: names[i], Mode: kannuki.ModeExclusive, Granted: true, PID: id.Int64})
+			infos = append(infos, store.LockInfo{Name: names[i], Mode: store.ModeExclusive, Granted: true, PID: id.Int64})
 			idList = append(idList, strconv.FormatInt(id.Int64, 10))
 		}
 	}
@@ -227,7 +227,7 @@ func holdersOf(ctx context.Context, conn *sql.Conn, waiters []kannuki.LockInfo) 
 }
 
 // sortLocks orders by name, holders first, then by session.
-func sortLocks(infos []kannuki.LockInfo) []kannuki.LockInfo {
+func sortLocks(infos []store.LockInfo) []store.LockInfo {
 	sort.SliceStable(infos, func(i, j int) bool {
 		a, b := infos[i], infos[j]
 		if a.Name != b.Name {

@@ -127,7 +127,7 @@ func (b *Backend) session(ctx context.Context, dc any) (*session, error) {
 	}
 	id, null, err := asInt(dest[0])
 	if err != nil || null {
-		return nil, fmt.Errorf("kannuki: mysql: unexpected CONNECTION_ID() %v: %w", dest[0], err)
+		return nil, fmt.Errorf("unexpected CONNECTION_ID() %v: %w", dest[0], err)
 	}
 	b.noteVersion(asString(dest[1]))
 	s := &session{id: id, noPrep: b.opts.DisablePrepared}
@@ -257,7 +257,7 @@ func readRow(rows driver.Rows, dest []driver.Value) error {
 	err := rows.Next(dest)
 	cerr := rows.Close()
 	if errors.Is(err, io.EOF) {
-		err = errors.New("kannuki: mysql: statement returned no row")
+		err = errors.New("statement returned no row")
 	}
 	if err != nil {
 		return err
@@ -284,7 +284,7 @@ func asInt(v driver.Value) (n int64, null bool, err error) {
 		n, err = strconv.ParseInt(strings.TrimSpace(x), 10, 64)
 		return n, false, err
 	}
-	return 0, false, fmt.Errorf("kannuki: mysql: unexpected result type %T", v)
+	return 0, false, fmt.Errorf("unexpected result type %T", v)
 }
 
 // asString converts a driver value holding text.

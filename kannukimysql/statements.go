@@ -7,7 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // MaxNameChars is the longest GET_LOCK name MySQL accepts, in characters.
@@ -21,20 +22,20 @@ const maxNameBytes = 192
 
 // lockName checks key.Name, the GET_LOCK name. The default key scheme keeps
 // it within 64 characters; other schemes may not.
-func lockName(key kannuki.Key) (string, error) {
+func lockName(key store.Key) (string, error) {
 	name := key.Name
 	switch {
 	case name == "":
-		return "", &kannuki.KeyError{Key: key.String, Reason: "empty lock name"}
+		return "", &keys.Error{Key: key.String, Reason: "empty lock name"}
 	case !utf8.ValidString(name):
-		return "", &kannuki.KeyError{Key: key.String, Reason: "lock name is not valid UTF-8"}
+		return "", &keys.Error{Key: key.String, Reason: "lock name is not valid UTF-8"}
 	case strings.IndexByte(name, 0) >= 0:
 		// MariaDB cuts a lock name at a NUL byte: "a\x00b" would lock "a".
-		return "", &kannuki.KeyError{Key: key.String, Reason: "lock name contains a NUL byte"}
+		return "", &keys.Error{Key: key.String, Reason: "lock name contains a NUL byte"}
 	case utf8.RuneCountInString(name) > MaxNameChars:
-		return "", &kannuki.KeyError{Key: key.String, Reason: "MySQL lock names are at most 64 characters; use a key scheme that hashes long keys (kannuki.RubyKeys does)"}
+		return "", &keys.Error{Key: key.String, Reason: "MySQL lock names are at most 64 characters; use a key scheme that hashes long keys (keys.Ruby does)"}
 	case len(name) > maxNameBytes:
-		return "", &kannuki.KeyError{Key: key.String, Reason: "MariaDB lock names are at most 192 bytes"}
+		return "", &keys.Error{Key: key.String, Reason: "MariaDB lock names are at most 192 bytes"}
 	}
 	return name, nil
 }
@@ -59,7 +60,7 @@ const (
 	prepRelease = "SELECT RELEASE_LOCK(" + nameParam + ")"
 	// <=> is NULL-safe: 0 when nobody holds the lock, never NULL.
 	prepCheck = "SELECT IS_USED_LOCK(" + nameParam + ") <=> CONNECTION_ID()"
-	// prepRelock (kannuki.Relocker) is 0 when RELEASE_LOCK found the lock
+	// prepRelock (store.Relocker) is 0 when RELEASE_LOCK found the lock
 	// not held by this session (0 or NULL), 1 when it released it and the
 	// try found it taken (the server granted it to a session already
 	// waiting), 2 when it released it and took it again. IF evaluates its

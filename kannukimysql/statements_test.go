@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 func TestTimeoutLiteral(t *testing.T) {
@@ -88,19 +89,19 @@ func TestParseWaitName(t *testing.T) {
 func TestLockName(t *testing.T) {
 	ok := []string{"a", strings.Repeat("x", 64), strings.Repeat("é", 64), strings.Repeat("🔒", 48)}
 	for _, n := range ok {
-		if got, err := lockName(kannuki.Key{String: n, Name: n}); err != nil || got != n {
+		if got, err := lockName(store.Key{String: n, Name: n}); err != nil || got != n {
 			t.Errorf("lockName(%q) = %q %v", n, got, err)
 		}
 	}
 	bad := []string{"", "a\x00b", "\xff", strings.Repeat("x", 65), strings.Repeat("🔒", 49)}
 	for _, n := range bad {
-		if _, err := lockName(kannuki.Key{String: n, Name: n}); !errors.Is(err, kannuki.ErrInvalidKey) {
+		if _, err := lockName(store.Key{String: n, Name: n}); !errors.Is(err, store.ErrInvalidKey) {
 			t.Errorf("lockName(%q): %v, want ErrInvalidKey", n, err)
 		}
 	}
 	// The default scheme's names always pass.
 	for _, k := range []string{"k", strings.Repeat("long", 100), strings.Repeat("🔒", 100), strings.Repeat("é", 40)} {
-		key, err := kannuki.RubyKeys{}.Derive("prefix", k)
+		key, err := keys.Ruby{}.Derive("prefix", k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,13 +205,13 @@ func TestSessionsCacheBounded(t *testing.T) {
 func TestAcquireRejectsBeforeAnyStatement(t *testing.T) {
 	b := New(nil, Options{})
 	ctx := context.Background()
-	if _, err := b.Acquire(ctx, kannuki.Key{Name: "k"}, kannuki.Request{}); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if _, err := b.Acquire(ctx, store.Key{Name: "k"}, store.Request{}); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Fatalf("nil db: %v", err)
 	}
-	if _, err := b.Held(ctx, kannuki.Key{Name: "k"}); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if _, err := b.Held(ctx, store.Key{Name: "k"}); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Fatalf("nil db Held: %v", err)
 	}
-	if _, err := b.Locks(ctx); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if _, err := b.Locks(ctx); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Fatalf("nil db Locks: %v", err)
 	}
 }

@@ -6,34 +6,35 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/txopts"
 )
 
 var (
-	_ kannuki.TxRunner[*sql.Tx]  = (*Backend)(nil)
-	_ kannuki.TxBackend[*sql.Tx] = (*Backend)(nil)
+	_ store.TxRunner[*sql.Tx]  = (*Backend)(nil)
+	_ store.TxBackend[*sql.Tx] = (*Backend)(nil)
 )
 
-// AcquireTx always fails with an error matching kannuki.ErrUnsupported:
+// AcquireTx always fails with an error matching store.ErrUnsupported:
 // MySQL and MariaDB have no transaction-scoped locks, and a GET_LOCK taken
 // on a caller's transaction would outlive the transaction (and go back to
 // the pool with the connection). Use kannuki.InTx, which opens the
 // transaction itself and releases the lock after it ends.
-func (b *Backend) AcquireTx(context.Context, *sql.Tx, kannuki.Key, kannuki.Request) error {
+func (b *Backend) AcquireTx(context.Context, *sql.Tx, store.Key, store.Request) error {
 	return fmt.Errorf("%w: MySQL and MariaDB have no transaction-scoped locks (GET_LOCK belongs to the session, not the transaction); "+
-		"use kannuki.InTx, which holds the lock on the transaction's own connection until after COMMIT or ROLLBACK", kannuki.ErrUnsupported)
+		"use kannuki.InTx, which holds the lock on the transaction's own connection until after COMMIT or ROLLBACK", store.ErrUnsupported)
 }
 
-// RunTx implements kannuki.TxRunner (kannuki.InTx): it takes the lock with
+// RunTx implements store.TxRunner (kannuki.InTx): it takes the lock with
 // GET_LOCK on a pinned connection, begins a transaction on that same
 // connection, runs fn, commits when fn returns nil and rolls back otherwise
 // (also on a panic, which propagates), and only then releases the lock, so
 // the next holder sees the committed data. The transaction begins with
 // req.TxOptions (a *sql.TxOptions, from kannuki.TxOptions) when set.
-func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Request, fn func(context.Context, *sql.Tx) error) (err error) {
+func (b *Backend) RunTx(ctx context.Context, key store.Key, req store.Request, fn func(context.Context, *sql.Tx) error) (err error) {
 	if fn == nil {
-		return fmt.Errorf("%w: kannukimysql: nil function", kannuki.ErrInvalidArgument)
+		return fmt.Errorf("%w: kannukimysql: nil function", store.ErrInvalidArgument)
 	}
 	txOpts, err := txopts.SQL(req.TxOptions, "kannukimysql")
 	if err != nil {
@@ -49,7 +50,7 @@ func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Reques
 	release := func() error { return l.Release(context.WithoutCancel(ctx)) }
 	tx, err := l.conn.BeginTx(ctx, txOpts)
 	if err != nil {
-		return errors.Join(fmt.Errorf("kannuki: mysql: begin transaction: %w", err), release())
+		return errors.Join(fmt.Errorf("begin transaction: %w", err), release())
 	}
 	ended := false
 	defer func() {
@@ -69,7 +70,7 @@ func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Reques
 	cerr := tx.Commit()
 	ended = true
 	if cerr != nil {
-		cerr = fmt.Errorf("kannuki: mysql: commit: %w", cerr)
+		cerr = fmt.Errorf("commit: %w", cerr)
 	}
 	return errors.Join(cerr, release())
 }

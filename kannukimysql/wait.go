@@ -9,7 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/due"
 )
 
@@ -99,18 +100,18 @@ func (l *lease) wait(ctx context.Context, end time.Time, wait time.Duration) err
 					return l.ctxErr(context.DeadlineExceeded, cerr)
 				}
 				if cerr != nil {
-					return fmt.Errorf("kannuki: mysql: lock %q not granted within %s: %w (clean-up: %w)", l.key.String, wait, kannuki.ErrNotAcquired, cerr)
+					return fmt.Errorf("not granted within %s: %w (clean-up: %w)", wait, store.ErrNotAcquired, cerr)
 				}
 				return l.notGranted(wait)
 			}
 		}
 		if isDeadlock(err) {
-			return fmt.Errorf("kannuki: mysql: lock %q: %w: %w", l.key.String, kannuki.ErrDeadlock, err)
+			return fmt.Errorf("%w: %w", store.ErrDeadlock, err)
 		}
 		if c := ctxDone(ctx); c != nil {
 			return l.ctxErr(c, err)
 		}
-		return fmt.Errorf("kannuki: mysql: wait for %q: %w", l.key.String, err)
+		return fmt.Errorf("wait: %w", err)
 	}
 }
 
@@ -173,14 +174,14 @@ func waitContext(ctx context.Context, cut time.Time) (context.Context, func() bo
 // error); detail, if not nil, says what else went wrong.
 func (l *lease) ctxErr(err, detail error) error {
 	if detail != nil {
-		return fmt.Errorf("kannuki: mysql: lock %q: %w (%v)", l.key.String, err, detail)
+		return fmt.Errorf("%w (%v)", err, detail)
 	}
-	return fmt.Errorf("kannuki: mysql: lock %q: %w", l.key.String, err)
+	return err
 }
 
 // notGranted is the error of a bounded wait that ran out.
 func (l *lease) notGranted(wait time.Duration) error {
-	return fmt.Errorf("kannuki: mysql: lock %q not granted within %s: %w", l.key.String, wait, kannuki.ErrNotAcquired)
+	return fmt.Errorf("not granted within %s: %w", wait, store.ErrNotAcquired)
 }
 
 // watchdog ends a session whose statement does not answer in time. The
@@ -246,19 +247,19 @@ func (b *Backend) endSession(ctx context.Context, id int64) error {
 	defer cancel()
 	kc, err := b.db.Conn(cctx)
 	if err != nil {
-		return fmt.Errorf("kannuki: mysql: end session %d: no connection to send KILL from: %w", id, err)
+		return fmt.Errorf("end session %d: no connection to send KILL from: %w", id, err)
 	}
 	defer kc.Close()
 	ids := strconv.FormatInt(id, 10)
 	if _, err := kc.ExecContext(cctx, "KILL "+ids); err != nil && errNumber(err) != errUnknownThread {
-		return fmt.Errorf("kannuki: mysql: end session %d: %w", id, err)
+		return fmt.Errorf("end session %d: %w", id, err)
 	}
 	q := "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = " + ids
 	pause := 100 * time.Microsecond
 	for {
 		var n int
 		if err := kc.QueryRowContext(cctx, q).Scan(&n); err != nil {
-			return fmt.Errorf("kannuki: mysql: end session %d: %w", id, err)
+			return fmt.Errorf("end session %d: %w", id, err)
 		}
 		if n == 0 {
 			return nil
@@ -267,7 +268,7 @@ func (b *Backend) endSession(ctx context.Context, id int64) error {
 		select {
 		case <-cctx.Done():
 			t.Stop()
-			return fmt.Errorf("kannuki: mysql: end session %d: still in the process list: %w", id, cctx.Err())
+			return fmt.Errorf("end session %d: still in the process list: %w", id, cctx.Err())
 		case <-t.C:
 		}
 		pause = min(2*pause, 10*time.Millisecond)

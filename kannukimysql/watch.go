@@ -3,6 +3,8 @@ package kannukimysql
 import (
 	"errors"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -15,11 +17,11 @@ import (
 // and a successful check re-arms; a socket that turns readable ends the
 // lease (fired).
 
-// WatchLoss implements kannuki.LossWatcher. The listener is told once,
+// WatchLoss implements store.LossWatcher. The listener is told once,
 // with l.mu held, when Check or the socket watch destroys the connection
 // (the lock is then lost or in doubt), before the call that found out
 // returns; never after Release or Relock.
-func (l *lease) WatchLoss(ls kannuki.LossListener) {
+func (l *lease) WatchLoss(ls store.LossListener) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.listener = ls

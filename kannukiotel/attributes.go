@@ -3,6 +3,7 @@ package kannukiotel
 import (
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/outcome"
+	"github.com/kannuki-go/kannuki/store"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -61,12 +62,12 @@ func endIndex(e *kannuki.Event) int {
 }
 
 // modes is indexed by modeIndex.
-var modes = [...]kannuki.Mode{kannuki.ModeExclusive, kannuki.ModeShared}
+var modes = [...]store.Mode{store.ModeExclusive, store.ModeShared}
 
 const numModes = len(modes)
 
-func modeIndex(m kannuki.Mode) int {
-	if m == kannuki.ModeShared {
+func modeIndex(m store.Mode) int {
+	if m == store.ModeShared {
 		return 1
 	}
 	return 0

@@ -8,7 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
@@ -50,7 +51,7 @@ type Options struct {
 	// Without it, on pgx/stdlib the first Acquire checks that the server
 	// process it talks to is the one announced when the connection opened
 	// (a pooler that shares server sessions announces its own), and
-	// session locks fail with an error matching kannuki.ErrUnsupported
+	// session locks fail with an error matching store.ErrUnsupported
 	// when it is not: behind a pooler in transaction mode a session lock
 	// would stay on a server session that other clients then use. lib/pq
 	// does not tell the announced process, so a pool on lib/pq is never
@@ -73,8 +74,8 @@ type Options struct {
 }
 
 // Backend is the PostgreSQL lock store over a *sql.DB. It implements
-// kannuki.Backend and kannuki.Lister; its leases implement kannuki.Checker,
-// kannuki.Relocker and kannuki.LossWatcher.
+// store.Backend and store.Lister; its leases implement store.Checker,
+// store.Relocker and store.LossWatcher.
 // It is safe for concurrent use. It does not own db: closing the pool is
 // the caller's job (after every lease is released).
 type Backend struct {
@@ -116,11 +117,11 @@ type Backend struct {
 }
 
 var (
-	_ kannuki.Backend     = (*Backend)(nil)
-	_ kannuki.Lister      = (*Backend)(nil)
-	_ kannuki.Checker     = (*lease)(nil)
-	_ kannuki.Relocker    = (*lease)(nil)
-	_ kannuki.LossWatcher = (*lease)(nil)
+	_ store.Backend     = (*Backend)(nil)
+	_ store.Lister      = (*Backend)(nil)
+	_ store.Checker     = (*lease)(nil)
+	_ store.Relocker    = (*lease)(nil)
+	_ store.LossWatcher = (*lease)(nil)
 )
 
 // New returns a Backend on db, a pool opened with any PostgreSQL driver for
@@ -152,18 +153,18 @@ func New(db *sql.DB, opts Options) *Backend {
 // Form returns the statement form in use (FormAuto resolved).
 func (b *Backend) Form() StatementForm { return b.form }
 
-// Acquire implements kannuki.Backend. It takes a connection from the pool,
+// Acquire implements store.Backend. It takes a connection from the pool,
 // tries once (one round trip) and, if the lock is held and req.Wait allows,
 // waits on the server in a single statement bounded by lock_timeout. See
 // the package documentation for cancellation and the pool.
-func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request) (store.Lease, error) {
 	switch {
 	case b == nil || b.db == nil:
-		return nil, fmt.Errorf("%w: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: nil Backend or *sql.DB", store.ErrInvalidArgument)
 	case ctx == nil:
-		return nil, fmt.Errorf("%w: nil context", kannuki.ErrInvalidArgument)
-	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
-		return nil, fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+		return nil, fmt.Errorf("%w: nil context", store.ErrInvalidArgument)
+	case req.Mode != store.ModeExclusive && req.Mode != store.ModeShared:
+		return nil, fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -197,16 +198,16 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 	}
 	if req.Wait == 0 {
 		l.putBack()
-		return nil, fmt.Errorf("kannuki: lock %q is held elsewhere: %w", key.String, kannuki.ErrNotAcquired)
+		return nil, fmt.Errorf("kannuki: lock %q is held elsewhere: %w", key.String, store.ErrNotAcquired)
 	}
 	wait := req.Wait
 	if wait > 0 {
 		if wait -= time.Since(start); wait <= 0 {
 			l.putBack()
-			return nil, fmt.Errorf("kannuki: lock %q still held after %s: %w", key.String, req.Wait, kannuki.ErrNotAcquired)
+			return nil, fmt.Errorf("kannuki: lock %q still held after %s: %w", key.String, req.Wait, store.ErrNotAcquired)
 		}
 	} else {
-		wait = kannuki.WaitForever
+		wait = store.WaitForever
 	}
 	if err := l.wait(ctx, wait); err != nil {
 		return nil, err
@@ -323,12 +324,12 @@ func connErr(ctx context.Context, bound time.Duration, expired bool, err error) 
 		return cerr
 	}
 	if expired && bound >= 0 {
-		return fmt.Errorf("%w within %s (each held or awaited lock pins a connection): %w", ErrNoConnection, bound, kannuki.ErrNotAcquired)
+		return fmt.Errorf("%w within %s (each held or awaited lock pins a connection): %w", ErrNoConnection, bound, store.ErrNotAcquired)
 	}
 	if notGranted(err) {
 		// A new session needs room in the lock table as it starts.
 		return fmt.Errorf("%w: a new PostgreSQL session could not start: the server's shared lock table is full (SQLSTATE 53200): "+
-			"raise max_locks_per_transaction, or bound this process with kannuki.Options.MaxHeld: %w", kannuki.ErrCapacity, err)
+			"raise max_locks_per_transaction, or bound this process with kannuki.Options.MaxHeld: %w", store.ErrCapacity, err)
 	}
 	return fmt.Errorf("kannuki: get a PostgreSQL connection: %w", err)
 }
@@ -449,15 +450,15 @@ func (b *Backend) countsRows(ctx context.Context, e execer) (bool, error) {
 	return false, nil
 }
 
-// Held implements kannuki.Backend: whether any session holds key in this
+// Held implements store.Backend: whether any session holds key in this
 // database, in any mode. It runs on any pooled connection (none of which
 // holds a lock) and honours ctx.
-func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 	if b == nil || b.db == nil {
-		return false, fmt.Errorf("%w: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+		return false, fmt.Errorf("%w: nil Backend or *sql.DB", store.ErrInvalidArgument)
 	}
 	if ctx == nil {
-		return false, fmt.Errorf("%w: nil context", kannuki.ErrInvalidArgument)
+		return false, fmt.Errorf("%w: nil context", store.ErrInvalidArgument)
 	}
 	// The text differs per key, so it goes through Exec (simple protocol,
 	// parsed once and forgotten), not through a driver's statement cache.

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
@@ -72,7 +73,7 @@ func TestCommentKey(t *testing.T) {
 			t.Errorf("short key %q not shown as is in %q", key, c)
 		}
 	}
-	if got := checkSQL(kannuki.Key{String: "a*/b"}); got != "SELECT 1 /* kannuki: a%2A/b */" {
+	if got := checkSQL(store.Key{String: "a*/b"}); got != "SELECT 1 /* kannuki: a%2A/b */" {
 		t.Errorf("checkSQL = %q", got)
 	}
 }
@@ -121,14 +122,14 @@ func TestNewDefaults(t *testing.T) {
 	if s := StatementForm(9).String(); s != "StatementForm(9)" {
 		t.Errorf("String = %q", s)
 	}
-	k := kannuki.Key{String: "k", ID: 1}
-	if _, err := b.Acquire(context.Background(), k, kannuki.Request{}); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	k := store.Key{String: "k", ID: 1}
+	if _, err := b.Acquire(context.Background(), k, store.Request{}); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Errorf("Acquire on a nil *sql.DB: %v", err)
 	}
-	if _, err := b.Held(context.Background(), k); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if _, err := b.Held(context.Background(), k); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Errorf("Held on a nil *sql.DB: %v", err)
 	}
-	if _, err := b.Locks(context.Background()); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if _, err := b.Locks(context.Background()); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Errorf("Locks on a nil *sql.DB: %v", err)
 	}
 }

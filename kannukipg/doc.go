@@ -31,7 +31,7 @@
 // round trip.
 //
 // A handoff between goroutines of one Locker (its local queue) is one round
-// trip too: the lease is a kannuki.Relocker, whose Relock sends the unlock
+// trip too: the lease is a store.Relocker, whose Relock sends the unlock
 // and the next goroutine's try as one statement (internal/pgsql.Relock).
 // PostgreSQL gives a released lock to a session already waiting for it
 // before the try runs, so a local goroutine never takes the key from
@@ -40,7 +40,7 @@
 // PostgreSQL can report lock_timeout (SQLSTATE 55P03) for a lock it
 // granted at the last moment; the Backend then asks pg_locks whether its
 // session holds the lock before reporting failure. A deadlock (40P01)
-// becomes kannuki.ErrDeadlock. Deadlocks are rare here: a waiting
+// becomes store.ErrDeadlock. Deadlocks are rare here: a waiting
 // kannukipg session holds no other advisory lock, so a cycle needs
 // something else waiting on it (CREATE INDEX CONCURRENTLY waits for every
 // open transaction, a waiting statement included).
@@ -118,7 +118,7 @@
 //
 // Release works with a canceled context: it runs detached from the
 // context's cancellation. A false unlock or a dead session gives an error
-// matching kannuki.ErrLockLost. The lease's Check (kannuki.Checker, called
+// matching store.ErrLockLost. The lease's Check (store.Checker, called
 // by the Locker's keepalive) is one round trip on the pinned connection
 // ("SELECT 1" with the key comment); a failure destroys the connection
 // and reports the lock lost, so that pg_terminate_backend on the holder is
@@ -143,7 +143,7 @@
 // instance and one goroutine per Backend (internal/sockwatch), not a
 // goroutine or timer per lock. When the socket turns readable, the
 // lock is lost or at best in doubt: the Handle is told at once (fn's
-// context canceled with kannuki.ErrLockLost, Handle.Lost closed,
+// context canceled with store.ErrLockLost, Handle.Lost closed,
 // EventLost) and then the connection is destroyed, which ends the session
 // if it was not ending. Nothing is ever read from the socket behind the
 // driver's back; a confirming statement first would give the server time
@@ -182,14 +182,14 @@
 // (a failed keepalive, an unlock or relock that failed, timed out or was
 // cut short by the socket watchdog, a watch that found the session
 // ended), the lease tells its Handle before the destroying call returns
-// (kannuki.LossWatcher): no lease learns of such a loss from a later
+// (store.LossWatcher): no lease learns of such a loss from a later
 // keepalive. A failure of a try or a wait is one of three kinds:
 //
 //   - Not granted: PostgreSQL refused before granting anything. Only
 //     SQLSTATE 53200 (out of shared memory: the lock table is full) is of
 //     this kind. The connection goes back to the pool without a clean-up
 //     statement (a pg_locks query would fail the same way), no other lock
-//     is touched, and the error matches kannuki.ErrCapacity (the Locker
+//     is touched, and the error matches store.ErrCapacity (the Locker
 //     reports kannuki.ReasonCapacity and how many locks it holds). A
 //     transaction lock (AcquireTx) refused this way leaves its transaction
 //     aborted when the try failed (roll it back), usable when the wait did.
@@ -215,7 +215,7 @@
 // Options.ConnWait, a bounded wait up to the larger of its Wait and
 // ConnWait, a WaitForever request as long as its context allows. Running
 // out gives an error matching both ErrNoConnection and
-// kannuki.ErrNotAcquired (goroutines contending for one key through a
+// store.ErrNotAcquired (goroutines contending for one key through a
 // small pool queue for a connection before they queue on the server). In
 // a pool of 1, a goroutine that holds a lock and asks for another one
 // with WaitForever and no deadline waits forever, like a mutex locked
@@ -250,14 +250,14 @@
 // unless the session really is in a transaction block, and
 // pg_try_advisory_xact_lock. A wait runs inside a SAVEPOINT with a
 // lock_timeout of its own (0 when waiting forever) and restores the
-// caller's, so a timeout, a deadlock (kannuki.ErrDeadlock) or a
+// caller's, so a timeout, a deadlock (store.ErrDeadlock) or a
 // cancellation rolls back to the savepoint and leaves the transaction
 // usable, without the lock, its lock_timeout as it was. A cancellation
 // goes through pg_cancel_backend from a spare connection, as for session
 // locks; a grant that raced it is rolled back with the savepoint, so
 // AcquireTx returns nil exactly when the transaction holds the lock. A
 // transaction that is finished, aborted, or not open on the server is an
-// error matching kannuki.ErrInvalidArgument, never a silent no-op.
+// error matching store.ErrInvalidArgument, never a silent no-op.
 //
 // Behind PgBouncer in transaction mode (1.18 tested), use these and not
 // session locks. pgx/stdlib needs default_query_exec_mode=simple_protocol
@@ -279,7 +279,7 @@
 // cluster with max_locks_per_transaction 10 and max_connections 40 took
 // 848), for every client of the server together; beyond that, lock
 // requests fail with "out of shared memory", which the Backend reports as
-// kannuki.ErrCapacity without costing any held lock (see above). Since
+// store.ErrCapacity without costing any held lock (see above). Since
 // each kannukipg lock also pins a connection, max_connections usually runs
 // out first; kannuki.Options.MaxHeld bounds one process. Session
 // locks need the session: behind PgBouncer in transaction pooling mode
@@ -288,7 +288,7 @@
 // too, and the unlock may run on another session. On pgx/stdlib the first
 // Acquire notices such a pooler (the server process differs from the one
 // announced at connect) and session locks then fail with an error matching
-// kannuki.ErrUnsupported (Options.SessionPooler declares a pooler in
+// store.ErrUnsupported (Options.SessionPooler declares a pooler in
 // session mode); lib/pq does not tell the announced process, so there the
 // pooler goes unnoticed. Use transaction-scoped locks behind such a
 // pooler, or session pooling, or a direct connection. A

@@ -11,19 +11,19 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
-// ErrNoConnection (which matches kannuki.ErrPoolExhausted, so a Locker's
+// ErrNoConnection (which matches store.ErrPoolExhausted, so a Locker's
 // TryLock reports it as an error, never as "held") reports that Acquire
 // found no free connection in the
 // *sql.DB pool within its bound (see the package documentation, "Pool
 // size"). The error Acquire returns then matches both ErrNoConnection and
-// kannuki.ErrNotAcquired: the lock was not obtained within the wait, and
+// store.ErrNotAcquired: the lock was not obtained within the wait, and
 // goroutines contending for one key through a small pool queue for a
 // connection before they queue on the server, so a strategy that retries
 // on ErrNotAcquired should retry this too.
-var ErrNoConnection = fmt.Errorf("%w: no free connection in the *sql.DB pool", kannuki.ErrPoolExhausted)
+var ErrNoConnection = fmt.Errorf("%w: no free connection in the *sql.DB pool", store.ErrPoolExhausted)
 
 // sqlState returns the SQLSTATE of a server error, or "". Both pgx
 // (*pgconn.PgError) and lib/pq (*pq.Error) have a SQLState() string method,

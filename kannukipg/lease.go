@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
@@ -22,8 +24,8 @@ import (
 // destroyed whenever that cannot be shown.
 type lease struct {
 	b    *Backend
-	key  kannuki.Key
-	mode kannuki.Mode
+	key  store.Key
+	mode store.Mode
 
 	mu   sync.Mutex
 	conn *sql.Conn // nil once released or destroyed
@@ -43,12 +45,12 @@ type lease struct {
 	armed bool
 
 	// listener is told, once (told), that the lock is lost (WatchLoss).
-	listener kannuki.LossListener
+	listener store.LossListener
 	told     bool
 }
 
 func (l *lease) variant() (shared, pair int) {
-	return b2i(l.mode == kannuki.ModeShared), b2i(l.key.Pair)
+	return b2i(l.mode == store.ModeShared), b2i(l.key.Pair)
 }
 
 // try asks for the lock once. It runs to completion (bounded, not canceled
@@ -177,12 +179,12 @@ func (l *lease) heldOrFree(ctx context.Context) (held bool, err error) {
 	return false, err
 }
 
-// Release implements kannuki.Lease. It unlocks on the pinned connection
+// Release implements store.Lease. It unlocks on the pinned connection
 // (pg_advisory_unlock, or pg_advisory_unlock_shared for a shared lock) in
 // one round trip, bounded by Options.ReleaseTimeout and not by ctx's
 // cancellation. The connection returns to the pool only when the unlock
 // returned true; otherwise it is destroyed. A false unlock or a session
-// found dead gives an error matching kannuki.ErrLockLost.
+// found dead gives an error matching store.ErrLockLost.
 func (l *lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -202,11 +204,11 @@ func (l *lease) Release(ctx context.Context) error {
 	return err
 }
 
-// Relock implements kannuki.Relocker: the unlock of Release and, when it
+// Relock implements store.Relocker: the unlock of Release and, when it
 // returned true, a try of the same key on the same connection, in one
 // statement (internal/pgsql.Relock, with bound parameters in FormBound),
 // bounded like Release. The new lease keeps the connection pinned.
-func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
+func (l *lease) Relock(ctx context.Context) (store.Lease, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ctx, err := l.inUse(ctx)
@@ -246,7 +248,7 @@ func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
 
 // unlocked judges the answer of an unlock: nil when it returned true;
 // otherwise it destroys the connection and says why, matching
-// kannuki.ErrLockLost when the lock was found not held or the session gone.
+// store.ErrLockLost when the lock was found not held or the session gone.
 // The listener is told before it returns.
 func (l *lease) unlocked(ok bool, err error) error {
 	var failed error
@@ -272,19 +274,19 @@ func (l *lease) inUse(ctx context.Context) (context.Context, error) {
 	case l.conn == nil && l.lost != nil:
 		return nil, l.lost
 	case l.conn == nil:
-		return nil, kannuki.ErrReleased
+		return nil, store.ErrReleased
 	case ctx == nil:
 		return context.Background(), nil
 	}
 	return ctx, nil
 }
 
-// Check implements kannuki.Checker: one round trip on the pinned connection
+// Check implements store.Checker: one round trip on the pinned connection
 // ("SELECT 1" with the key comment, which also keeps the key visible in
 // pg_stat_activity). The session is alive exactly when it still holds the
 // lock, since only this lease can unlock it. On failure the connection is
 // destroyed, the listener told (WatchLoss) and the error matches
-// kannuki.ErrLockLost. ctx's deadline bounds the check; its cancellation
+// store.ErrLockLost. ctx's deadline bounds the check; its cancellation
 // does not interrupt it.
 func (l *lease) Check(ctx context.Context) error {
 	l.mu.Lock()

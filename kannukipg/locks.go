@@ -6,26 +6,27 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
-// Locks implements kannuki.Lister: the advisory locks of the current
+// Locks implements store.Lister: the advisory locks of the current
 // database, held and awaited, by any client. Name is the key from the
 // Kannuki comment of the session's current or last statement (best effort:
 // a waiting session always shows it; a holder shows it once its try or its
 // keepalive ran with the comment — with FormBound, after the first
 // keepalive), else "k1,k2" for a two-int4 lock, else "".
-func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
+func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	if b == nil || b.db == nil {
-		return nil, fmt.Errorf("%w: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: nil Backend or *sql.DB", store.ErrInvalidArgument)
 	}
 	rows, err := b.db.QueryContext(ctx, pgsql.Locks)
 	if err != nil {
 		return nil, fmt.Errorf("kannuki: list locks: %w", err)
 	}
 	defer rows.Close()
-	var out []kannuki.LockInfo
+	var out []store.LockInfo
 	for rows.Next() {
 		var (
 			classid, objid, sub int64
@@ -38,9 +39,9 @@ func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
 		if err := rows.Scan(&classid, &objid, &sub, &mode, &granted, &pid, &app, &client, &since, &query); err != nil {
 			return nil, fmt.Errorf("kannuki: list locks: %w", err)
 		}
-		li := kannuki.LockInfo{
+		li := store.LockInfo{
 			Name:        pgsql.NameFromQuery(query),
-			Mode:        kannuki.ModeExclusive,
+			Mode:        store.ModeExclusive,
 			Granted:     granted,
 			PID:         pid.Int64,
 			Application: app,
@@ -48,7 +49,7 @@ func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
 			Since:       since.Time,
 		}
 		if mode == "ShareLock" {
-			li.Mode = kannuki.ModeShared
+			li.Mode = store.ModeShared
 		}
 		if sub == 2 {
 			if li.Name == "" {

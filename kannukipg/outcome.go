@@ -3,7 +3,7 @@ package kannukipg
 import (
 	"fmt"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // What a failed lock statement leaves behind. A session lock that the
@@ -18,7 +18,7 @@ import (
 //     statement runs (none is needed, and with a full lock table a
 //     pg_locks query fails as well). Only codeLockTableFull (53200, out of
 //     shared memory: the shared lock table has no room for the lock) is in
-//     this class; the caller gets an error matching kannuki.ErrCapacity.
+//     this class; the caller gets an error matching store.ErrCapacity.
 //   - Answered, grant possible: the server answered with another SQLSTATE
 //     (55P03 lock_timeout, 40P01 deadlock, 57014 canceled, ...). A wait
 //     can have been granted at the last moment, so the Backend asks the
@@ -33,7 +33,7 @@ import (
 //
 // For a held lock (an unlock, a relock, a keepalive) every failure is in
 // doubt: the connection is destroyed and the lease told at once
-// (kannuki.LossWatcher) that its lock is lost. A relock whose try fails
+// (store.LossWatcher) that its lock is lost. A relock whose try fails
 // for the lock table (53200) has given the lock back already (the try runs
 // only after an unlock that returned true): that is a release, and the
 // connection goes back to the pool.
@@ -44,10 +44,10 @@ const codeLockTableFull = "53200" // out_of_memory: "out of shared memory", the 
 func notGranted(err error) bool { return sqlState(err) == codeLockTableFull }
 
 // capacityError is the error of a lock PostgreSQL refused for its full
-// lock table. It matches kannuki.ErrCapacity and the driver's error.
-func capacityError(key kannuki.Key, err error) error {
+// lock table. It matches store.ErrCapacity and the driver's error.
+func capacityError(key store.Key, err error) error {
 	return fmt.Errorf("%w: lock %q not granted: PostgreSQL's shared lock table is full (SQLSTATE 53200); "+
 		"it holds about max_locks_per_transaction x (max_connections + max_prepared_transactions) locks "+
 		"for every client of the server together: raise max_locks_per_transaction (a server restart applies it), "+
-		"or bound this process with kannuki.Options.MaxHeld: %w", kannuki.ErrCapacity, key.String, err)
+		"or bound this process with kannuki.Options.MaxHeld: %w", store.ErrCapacity, key.String, err)
 }

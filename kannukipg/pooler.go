@@ -5,7 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
@@ -20,7 +21,7 @@ import (
 // straight to PostgreSQL, unless Options.SessionPooler says the pooler pins
 // sessions. It costs one round trip, on the first Acquire of the Backend
 // whose driver tells the announced process id.
-func (b *Backend) checkSession(ctx context.Context, conn *sql.Conn, key kannuki.Key) error {
+func (b *Backend) checkSession(ctx context.Context, conn *sql.Conn, key store.Key) error {
 	if b.sessionPooler {
 		return nil
 	}

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // preparedLimit bounds the driver connections whose statements a Backend
@@ -52,8 +52,8 @@ var errNoDriverConn = errors.New("kannuki: database/sql gave no driver.Conn")
 // run executes statement [op][shared][pair] with k's ids on conn's driver
 // connection, preparing it there first if needed, and returns the rows
 // affected: 1 when the function returned true.
-func (p *prepared) run(ctx context.Context, conn *sql.Conn, op int, k kannuki.Key, m kannuki.Mode) (bool, error) {
-	shared, pair := b2i(m == kannuki.ModeShared), b2i(k.Pair)
+func (p *prepared) run(ctx context.Context, conn *sql.Conn, op int, k store.Key, m store.Mode) (bool, error) {
+	shared, pair := b2i(m == store.ModeShared), b2i(k.Pair)
 	var args []driver.NamedValue
 	if k.Pair {
 		args = []driver.NamedValue{{Ordinal: 1, Value: int64(k.K1)}, {Ordinal: 2, Value: int64(k.K2)}}

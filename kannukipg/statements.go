@@ -7,7 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
@@ -100,7 +101,7 @@ func b2i(b bool) int {
 }
 
 // boundArgs returns the bound ids of k.
-func boundArgs(k kannuki.Key) []any {
+func boundArgs(k store.Key) []any {
 	if k.Pair {
 		return []any{k.K1, k.K2}
 	}
@@ -120,7 +121,7 @@ func execForm(q string) string {
 
 // checkSQL is the keepalive: one round trip that also keeps the key visible
 // in pg_stat_activity.query for the holding session (Locks reads it there).
-func checkSQL(k kannuki.Key) string {
+func checkSQL(k store.Key) string {
 	return "SELECT 1 " + pgsql.Comment(k.String)
 }
 

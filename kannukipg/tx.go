@@ -7,14 +7,15 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/txopts"
 )
 
 var (
-	_ kannuki.TxBackend[*sql.Tx] = (*Backend)(nil)
-	_ kannuki.TxRunner[*sql.Tx]  = (*Backend)(nil)
+	_ store.TxBackend[*sql.Tx] = (*Backend)(nil)
+	_ store.TxRunner[*sql.Tx]  = (*Backend)(nil)
 )
 
 // Transaction-scoped locks run the parameterless statements of
@@ -24,7 +25,7 @@ var (
 // also work behind PgBouncer in transaction mode. The key appears only in a comment
 // made safe by pgsql.Comment.
 
-// AcquireTx implements kannuki.TxBackend (kannuki.LockTx): it takes key
+// AcquireTx implements store.TxBackend (kannuki.LockTx): it takes key
 // with pg_advisory_xact_lock (or its _shared form) inside tx, so the lock
 // is held until tx commits or rolls back; there is nothing to release, and
 // it works behind PgBouncer in transaction pooling mode. tx must be a
@@ -39,8 +40,8 @@ var (
 // remaining wait or ctx's deadline, whichever comes first, otherwise), and
 // the caller's lock_timeout is restored afterwards: SHOW lock_timeout
 // reads the same before and after. A refused try, an expired wait (an
-// error matching kannuki.ErrNotAcquired, or ctx.Err() when ctx's deadline
-// ended it), a deadlock (kannuki.ErrDeadlock) or a cancellation of ctx
+// error matching store.ErrNotAcquired, or ctx.Err() when ctx's deadline
+// ended it), a deadlock (store.ErrDeadlock) or a cancellation of ctx
 // leaves tx usable and without the lock. A wait costs two or three more
 // round trips (the session's pid when ctx can be canceled, the wait, the
 // end of the savepoint).
@@ -58,19 +59,19 @@ var (
 // A tx that was committed or rolled back (sql.ErrTxDone), that is no longer
 // in a transaction block on the server (a COMMIT sent by hand), or that an
 // earlier error aborted yields an error matching
-// kannuki.ErrInvalidArgument; AcquireTx never pretends to lock. Rolling
+// store.ErrInvalidArgument; AcquireTx never pretends to lock. Rolling
 // back to a savepoint made before AcquireTx also releases the lock.
-func (b *Backend) AcquireTx(ctx context.Context, tx *sql.Tx, key kannuki.Key, req kannuki.Request) error {
+func (b *Backend) AcquireTx(ctx context.Context, tx *sql.Tx, key store.Key, req store.Request) error {
 	start := time.Now()
 	switch {
 	case b == nil || b.db == nil:
-		return fmt.Errorf("%w: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+		return fmt.Errorf("%w: nil Backend or *sql.DB", store.ErrInvalidArgument)
 	case ctx == nil:
-		return fmt.Errorf("%w: nil context", kannuki.ErrInvalidArgument)
+		return fmt.Errorf("%w: nil context", store.ErrInvalidArgument)
 	case tx == nil:
-		return fmt.Errorf("%w: nil *sql.Tx", kannuki.ErrInvalidArgument)
-	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
-		return fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+		return fmt.Errorf("%w: nil *sql.Tx", store.ErrInvalidArgument)
+	case req.Mode != store.ModeExclusive && req.Mode != store.ModeShared:
+		return fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -83,7 +84,7 @@ func (b *Backend) AcquireTx(ctx context.Context, tx *sql.Tx, key kannuki.Key, re
 	case granted:
 		return nil
 	case req.Wait == 0:
-		return fmt.Errorf("kannuki: lock %q is held elsewhere: %w", key.String, kannuki.ErrNotAcquired)
+		return fmt.Errorf("kannuki: lock %q is held elsewhere: %w", key.String, store.ErrNotAcquired)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -91,7 +92,7 @@ func (b *Backend) AcquireTx(ctx context.Context, tx *sql.Tx, key kannuki.Key, re
 	wait := req.Wait
 	if wait > 0 {
 		if wait -= time.Since(start); wait <= 0 {
-			return fmt.Errorf("kannuki: lock %q still held after %s: %w", key.String, req.Wait, kannuki.ErrNotAcquired)
+			return fmt.Errorf("kannuki: lock %q still held after %s: %w", key.String, req.Wait, store.ErrNotAcquired)
 		}
 	}
 	return x.wait(ctx, wait)
@@ -101,8 +102,8 @@ func (b *Backend) AcquireTx(ctx context.Context, tx *sql.Tx, key kannuki.Key, re
 type txAcquisition struct {
 	b    *Backend
 	tx   *sql.Tx
-	key  kannuki.Key
-	mode kannuki.Mode
+	key  store.Key
+	mode store.Mode
 }
 
 // try checks that tx is open and runs pg_try_advisory_xact_lock, in one
@@ -208,15 +209,15 @@ func (x *txAcquisition) mapWaitError(ctx context.Context, folded bool, code stri
 		if folded {
 			return x.ctxErr(ctx, true) // the server's clock was ahead of ctx's timer
 		}
-		return fmt.Errorf("kannuki: lock %q still held when the wait ran out: %w", x.key.String, kannuki.ErrNotAcquired)
+		return fmt.Errorf("kannuki: lock %q still held when the wait ran out: %w", x.key.String, store.ErrNotAcquired)
 	case pgsql.CodeDeadlock:
-		return fmt.Errorf("kannuki: lock %q: %w: %w", x.key.String, kannuki.ErrDeadlock, err)
+		return fmt.Errorf("kannuki: lock %q: %w: %w", x.key.String, store.ErrDeadlock, err)
 	case codeLockTableFull:
 		return capacityError(x.key, err) // the savepoint is rolled back: tx is usable
 	case pgsql.CodeQueryCanceled:
 		// Not our cancel (ctx is alive): statement_timeout or an
 		// administrator's pg_cancel_backend ended the wait.
-		return fmt.Errorf("kannuki: lock %q: the server ended the wait: %w: %w", x.key.String, kannuki.ErrNotAcquired, err)
+		return fmt.Errorf("kannuki: lock %q: the server ended the wait: %w: %w", x.key.String, store.ErrNotAcquired, err)
 	}
 	return fmt.Errorf("kannuki: wait for %q in a transaction: %w", x.key.String, err)
 }
@@ -251,12 +252,12 @@ func (x *txAcquisition) cleanup(ctx context.Context, text string) error {
 func (x *txAcquisition) statementError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, sql.ErrTxDone):
-		return fmt.Errorf("%w: lock %q: the transaction has already been committed or rolled back: %w", kannuki.ErrInvalidArgument, x.key.String, err)
+		return fmt.Errorf("%w: lock %q: the transaction has already been committed or rolled back: %w", store.ErrInvalidArgument, x.key.String, err)
 	case sqlState(err) == pgsql.CodeNoActiveTx:
 		return fmt.Errorf("%w: lock %q: the connection is not in an open transaction: a transaction lock would end with the statement: %w",
-			kannuki.ErrInvalidArgument, x.key.String, err)
+			store.ErrInvalidArgument, x.key.String, err)
 	case sqlState(err) == pgsql.CodeTxAborted:
-		return fmt.Errorf("%w: lock %q: the transaction is aborted by an earlier error; roll it back: %w", kannuki.ErrInvalidArgument, x.key.String, err)
+		return fmt.Errorf("%w: lock %q: the transaction is aborted by an earlier error; roll it back: %w", store.ErrInvalidArgument, x.key.String, err)
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return errors.Join(fmt.Errorf("kannuki: lock %q: %w", x.key.String, cerr), err)
@@ -269,31 +270,31 @@ func (x *txAcquisition) statementError(ctx context.Context, err error) error {
 // cancel ctx exactly there (a grant racing a cancellation).
 type afterWaitKey struct{}
 
-// RunTx implements kannuki.TxRunner (kannuki.InTx): it begins a
+// RunTx implements store.TxRunner (kannuki.InTx): it begins a
 // transaction on a connection of the Backend's pool, takes key in it with
 // AcquireTx, runs fn, and commits when fn returns nil. It rolls back when
 // the lock is not granted (fn does not run; the error matches
-// kannuki.ErrNotAcquired), when fn returns an error, when ctx has ended by
+// store.ErrNotAcquired), when fn returns an error, when ctx has ended by
 // the time fn returns, and when fn panics (the panic propagates). The lock
 // ends with the transaction, which begins with req.TxOptions (a
 // *sql.TxOptions, from kannuki.TxOptions) when set.
 //
 // Getting the connection follows Acquire's rules (Options.ConnWait; an
 // exhausted pool gives an error matching ErrNoConnection and
-// kannuki.ErrNotAcquired). The transaction is not bound to ctx: ctx's
+// store.ErrNotAcquired). The transaction is not bound to ctx: ctx's
 // cancellation does not make database/sql roll it back behind RunTx's
 // back (fn's statements still see ctx). A connection whose rollback fails
 // is destroyed, never pooled.
-func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Request, fn func(context.Context, *sql.Tx) error) (err error) {
+func (b *Backend) RunTx(ctx context.Context, key store.Key, req store.Request, fn func(context.Context, *sql.Tx) error) (err error) {
 	switch {
 	case fn == nil:
-		return fmt.Errorf("%w: nil function", kannuki.ErrInvalidArgument)
+		return fmt.Errorf("%w: nil function", store.ErrInvalidArgument)
 	case b == nil || b.db == nil:
-		return fmt.Errorf("%w: nil Backend or *sql.DB", kannuki.ErrInvalidArgument)
+		return fmt.Errorf("%w: nil Backend or *sql.DB", store.ErrInvalidArgument)
 	case ctx == nil:
-		return fmt.Errorf("%w: nil context", kannuki.ErrInvalidArgument)
-	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
-		return fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+		return fmt.Errorf("%w: nil context", store.ErrInvalidArgument)
+	case req.Mode != store.ModeExclusive && req.Mode != store.ModeShared:
+		return fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 	txOpts, err := txopts.SQL(req.TxOptions, "kannukipg")
 	if err != nil {

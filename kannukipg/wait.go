@@ -9,7 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
@@ -102,10 +103,10 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 		if folded {
 			return l.ctxErr(ctx, true)
 		}
-		return fmt.Errorf("kannuki: lock %q still held when the wait ran out: %w", l.key.String, kannuki.ErrNotAcquired)
+		return fmt.Errorf("kannuki: lock %q still held when the wait ran out: %w", l.key.String, store.ErrNotAcquired)
 	case pgsql.CodeDeadlock:
 		l.cleanup(ctx)
-		return fmt.Errorf("kannuki: lock %q: %w: %w", l.key.String, kannuki.ErrDeadlock, err)
+		return fmt.Errorf("kannuki: lock %q: %w: %w", l.key.String, store.ErrDeadlock, err)
 	}
 	l.cleanup(ctx)
 	if ctx.Err() != nil {
@@ -118,7 +119,7 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 func (l *lease) ctxErr(ctx context.Context, folded bool) error { return waitEnded(ctx, l.key, folded) }
 
 // waitEnded is the error of a wait for key that ctx ended.
-func waitEnded(ctx context.Context, key kannuki.Key, folded bool) error {
+func waitEnded(ctx context.Context, key store.Key, folded bool) error {
 	err := ctx.Err()
 	if err == nil && folded {
 		// The server's lock_timeout, set to the context's deadline, fired

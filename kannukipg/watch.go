@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -112,12 +114,12 @@ func (l *lease) tell(cause error) {
 	}
 }
 
-// WatchLoss implements kannuki.LossWatcher. The lease tells lis when it
+// WatchLoss implements store.LossWatcher. The lease tells lis when it
 // destroys its connection while holding the lock (a failed keepalive, a
 // failed or timed-out unlock or relock, a socket watch that found the
 // session ended), before the call that found out returns; at once when
 // that happened already.
-func (l *lease) WatchLoss(lis kannuki.LossListener) {
+func (l *lease) WatchLoss(lis store.LossListener) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.listener = lis

@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
@@ -27,7 +29,7 @@ func TestAcquireRelease(t *testing.T) {
 			k := newKey(t, "k")
 			if name == "pair" {
 				var err error
-				k, err = kannuki.AdvisoryLockKeys{Namespace: 7}.Derive("", k.String)
+				k, err = keys.Advisory{Namespace: 7}.Derive("", k.String)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -35,7 +37,7 @@ func TestAcquireRelease(t *testing.T) {
 			if held, err := b.Held(ctx, k); err != nil || held {
 				t.Fatalf("Held before Acquire = %v, %v", held, err)
 			}
-			l := mustAcquire(t, b, k, excl(kannuki.WaitForever))
+			l := mustAcquire(t, b, k, excl(store.WaitForever))
 			if got := obs.holders(k); !slices.Equal(got, []uint32{l.PID()}) {
 				t.Fatalf("holders = %v, want the lease's session %d", got, l.PID())
 			}
@@ -45,11 +47,11 @@ func TestAcquireRelease(t *testing.T) {
 			// Relock, in the key's form: the same session holds it again,
 			// for the new lease only.
 			pid := l.PID()
-			next, err := l.(kannuki.Relocker).Relock(ctx)
+			next, err := l.(store.Relocker).Relock(ctx)
 			if err != nil || next == nil {
 				t.Fatalf("Relock = %v, %v; want a new lease", next, err)
 			}
-			if err := l.Release(ctx); !errors.Is(err, kannuki.ErrReleased) {
+			if err := l.Release(ctx); !errors.Is(err, store.ErrReleased) {
 				t.Fatalf("Release after Relock = %v, want ErrReleased", err)
 			}
 			l = next.(heldLease)
@@ -64,7 +66,7 @@ func TestAcquireRelease(t *testing.T) {
 			if got := obs.rows(k); len(got) != 0 {
 				t.Fatalf("pg_locks after Release: %v", got)
 			}
-			if err := l.Release(ctx); !errors.Is(err, kannuki.ErrReleased) {
+			if err := l.Release(ctx); !errors.Is(err, store.ErrReleased) {
 				t.Fatalf("second Release = %v, want ErrReleased", err)
 			}
 			if err := l.Check(ctx); err == nil {
@@ -80,7 +82,7 @@ func TestAcquireRelease(t *testing.T) {
 func TestMyLock(t *testing.T) {
 	pool := newPool(t, 2)
 	b := New(pool, Options{})
-	k, err := kannuki.RubyKeys{}.Derive("", "my_lock")
+	k, err := keys.Ruby{}.Derive("", "my_lock")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +113,7 @@ func TestTryHeld(t *testing.T) {
 	defer mustRelease(t, holder)
 	ctx, cancel := guardCtx()
 	defer cancel()
-	for _, req := range []kannuki.Request{excl(0), shared(0)} {
+	for _, req := range []store.Request{excl(0), shared(0)} {
 		start := time.Now()
 		_, err := b.Acquire(ctx, k, req)
 		notAcquired(t, err)
@@ -191,10 +193,10 @@ func TestHandoff(t *testing.T) {
 	pool := newPool(t, 4)
 	b := New(pool, Options{})
 	obs := newObserver(t)
-	for _, wait := range []time.Duration{kannuki.WaitForever, 20 * time.Second} {
+	for _, wait := range []time.Duration{store.WaitForever, 20 * time.Second} {
 		k := newKey(t, "k")
 		holder := mustAcquire(t, b, k, excl(0))
-		got := make(chan kannuki.Lease, 1)
+		got := make(chan store.Lease, 1)
 		go func() {
 			ctx, cancel := guardCtx()
 			defer cancel()
@@ -254,7 +256,7 @@ func testExclusion(t *testing.T, opts Options) {
 	for g := range goroutines {
 		wg.Go(func() {
 			for next.Add(1) <= cycles {
-				req := excl(kannuki.WaitForever)
+				req := excl(store.WaitForever)
 				if g%4 == 3 {
 					req = excl(20 * time.Second) // some timed waits too
 				}
@@ -318,9 +320,9 @@ func TestShared(t *testing.T) {
 	notAcquired(t, err)
 
 	// A writer waiting behind the readers gets in when the last one leaves.
-	writer := make(chan kannuki.Lease, 1)
+	writer := make(chan store.Lease, 1)
 	go func() {
-		l, err := b.Acquire(ctx, k, excl(kannuki.WaitForever))
+		l, err := b.Acquire(ctx, k, excl(store.WaitForever))
 		if err != nil {
 			t.Errorf("writer: %v", err)
 		}
@@ -367,7 +369,7 @@ func TestOddKeys(t *testing.T) {
 		"日本語のキー",
 		strings.Repeat("long/", 300),
 	} {
-		k, err := kannuki.RubyKeys{}.Derive("kannukipgxv5-test/"+randHex(), name)
+		k, err := keys.Ruby{}.Derive("kannukipgxv5-test/"+randHex(), name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +377,7 @@ func TestOddKeys(t *testing.T) {
 		// A waiter sends the statement carrying the key's comment.
 		done := make(chan error, 1)
 		go func() {
-			l, err := b.Acquire(ctx, k, excl(kannuki.WaitForever))
+			l, err := b.Acquire(ctx, k, excl(store.WaitForever))
 			if err == nil {
 				err = l.Release(ctx)
 			}
@@ -447,7 +449,7 @@ func TestDeadlock(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := b.Acquire(ctx, kb, excl(kannuki.WaitForever)) // holds a, waits for b
+		_, err := b.Acquire(ctx, kb, excl(store.WaitForever)) // holds a, waits for b
 		done <- err
 	}()
 	obs.waitWaiters(kb, 1)
@@ -457,7 +459,7 @@ func TestDeadlock(t *testing.T) {
 		otherDone <- err
 	}()
 	err = <-done
-	if !errors.Is(err, kannuki.ErrDeadlock) || errors.Is(err, kannuki.ErrNotAcquired) {
+	if !errors.Is(err, store.ErrDeadlock) || errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("Acquire in a deadlock = %v, want ErrDeadlock", err)
 	}
 	pool.Reset() // ends the session holding a
@@ -490,9 +492,9 @@ func TestStatementTimeout(t *testing.T) {
 			_ = holder.Release(context.Background())
 		}
 	})
-	_, err := b.Acquire(ctx, k, excl(kannuki.WaitForever))
+	_, err := b.Acquire(ctx, k, excl(store.WaitForever))
 	var pgErr *pgconn.PgError
-	if !errors.Is(err, kannuki.ErrNotAcquired) || !errors.As(err, &pgErr) || pgErr.Code != pgsql.CodeQueryCanceled {
+	if !errors.Is(err, store.ErrNotAcquired) || !errors.As(err, &pgErr) || pgErr.Code != pgsql.CodeQueryCanceled {
 		t.Fatalf("wait cut by statement_timeout: %v", err)
 	}
 	if h := obs.holders(k); !slices.Equal(h, []uint32{holder.PID()}) {

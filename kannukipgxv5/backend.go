@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
@@ -21,9 +22,9 @@ import (
 // (multiplexing, Options.SharedConns); a lock that had to wait, or every
 // lock with multiplexing off, pins a connection of its own until Release.
 // A connection goes back to the pool only when it is known to hold
-// nothing, and is destroyed otherwise. It implements kannuki.Backend and
-// kannuki.Lister; its leases implement kannuki.Checker, kannuki.Relocker
-// and kannuki.LossWatcher (see the package documentation on lost locks,
+// nothing, and is destroyed otherwise. It implements store.Backend and
+// store.Lister; its leases implement store.Checker, store.Relocker
+// and store.LossWatcher (see the package documentation on lost locks,
 // the socket watch and a full lock table). It is safe for
 // concurrent use and does not own the pool: close the pool yourself after
 // the last lock is released.
@@ -44,8 +45,8 @@ type Backend struct {
 }
 
 var (
-	_ kannuki.Backend = (*Backend)(nil)
-	_ kannuki.Lister  = (*Backend)(nil)
+	_ store.Backend = (*Backend)(nil)
+	_ store.Lister  = (*Backend)(nil)
 )
 
 // New returns a Backend on pool.
@@ -61,15 +62,15 @@ func New(pool *pgxpool.Pool, opts Options) *Backend {
 	return b
 }
 
-// Acquire implements kannuki.Backend. See the package documentation for
+// Acquire implements store.Backend. See the package documentation for
 // the statements it sends and how it treats a busy pool.
-func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request) (store.Lease, error) {
 	start := time.Now()
 	switch {
 	case b == nil || b.pool == nil:
-		return nil, fmt.Errorf("%w: nil pgxpool.Pool", kannuki.ErrInvalidArgument)
-	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
-		return nil, fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+		return nil, fmt.Errorf("%w: nil pgxpool.Pool", store.ErrInvalidArgument)
+	case req.Mode != store.ModeExclusive && req.Mode != store.ModeShared:
+		return nil, fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, ended(key, err)
@@ -88,12 +89,12 @@ func (b *Backend) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Requ
 
 // waitDedicated serves a request whose single try found the lock held
 // on a connection of its own: the waiting statement, without a second try.
-func (b *Backend) waitDedicated(ctx context.Context, key kannuki.Key, req kannuki.Request, start time.Time) (kannuki.Lease, error) {
+func (b *Backend) waitDedicated(ctx context.Context, key store.Key, req store.Request, start time.Time) (store.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, ended(key, err)
 	}
 	if req.Wait > 0 && time.Since(start) >= req.Wait {
-		return nil, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, key.String)
+		return nil, fmt.Errorf("%w: %q is held", store.ErrNotAcquired, key.String)
 	}
 	a, err := b.dedicated(ctx, key, req, start)
 	if err != nil {
@@ -103,7 +104,7 @@ func (b *Backend) waitDedicated(ctx context.Context, key kannuki.Key, req kannuk
 }
 
 // dedicated gets a connection of its own for a request.
-func (b *Backend) dedicated(ctx context.Context, key kannuki.Key, req kannuki.Request, start time.Time) (*acquisition, error) {
+func (b *Backend) dedicated(ctx context.Context, key store.Key, req store.Request, start time.Time) (*acquisition, error) {
 	pc, err := b.conn(ctx, key, req.Wait, start)
 	if err != nil {
 		return nil, err
@@ -118,7 +119,7 @@ func (b *Backend) dedicated(ctx context.Context, key kannuki.Key, req kannuki.Re
 // conn gets a connection from the pool within the budget of the request:
 // ctx alone for WaitForever, the wait for a timed wait, and no waiting for
 // a busy pool on a single try.
-func (b *Backend) conn(ctx context.Context, key kannuki.Key, wait time.Duration, start time.Time) (*pgxpool.Conn, error) {
+func (b *Backend) conn(ctx context.Context, key store.Key, wait time.Duration, start time.Time) (*pgxpool.Conn, error) {
 	var pc *pgxpool.Conn
 	var err error
 	expired := false // our own budget ran out
@@ -126,7 +127,7 @@ func (b *Backend) conn(ctx context.Context, key kannuki.Key, wait time.Duration,
 	case wait == 0:
 		st := b.pool.Stat()
 		if st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
-			return nil, fmt.Errorf("%w: lock %q: all %d connections in use: %w", ErrPoolExhausted, key.String, st.MaxConns(), kannuki.ErrNotAcquired)
+			return nil, fmt.Errorf("%w: lock %q: all %d connections in use: %w", ErrPoolExhausted, key.String, st.MaxConns(), store.ErrNotAcquired)
 		}
 		pc, expired, err = b.tryConn(ctx)
 	case wait > 0:
@@ -144,7 +145,7 @@ func (b *Backend) conn(ctx context.Context, key kannuki.Key, wait time.Duration,
 		return nil, ended(key, cerr)
 	}
 	if expired { // the pool had no connection for us
-		return nil, fmt.Errorf("%w: lock %q: no connection free within %s: %w", ErrPoolExhausted, key.String, time.Since(start).Round(time.Millisecond), kannuki.ErrNotAcquired)
+		return nil, fmt.Errorf("%w: lock %q: no connection free within %s: %w", ErrPoolExhausted, key.String, time.Since(start).Round(time.Millisecond), store.ErrNotAcquired)
 	}
 	return nil, connError(key.String, err)
 }
@@ -157,10 +158,10 @@ func (b *Backend) tryConn(ctx context.Context) (pc *pgxpool.Conn, expired bool, 
 	return pc, bound.Stop(&b.connDog), err
 }
 
-// Held implements kannuki.Backend: is key held by any session, in any
+// Held implements store.Backend: is key held by any session, in any
 // mode, in the current database? It uses one pool connection for one
 // statement.
-func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 	var held bool
 	if err := b.pool.QueryRow(ctx, pgsql.Held(key), pgx.QueryExecModeSimpleProtocol).Scan(&held); err != nil {
 		return false, fmt.Errorf("kannuki: pgx: %w", err)
@@ -168,7 +169,7 @@ func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
 	return held, nil
 }
 
-// Locks implements kannuki.Lister: the advisory locks of the current
+// Locks implements store.Lister: the advisory locks of the current
 // database, held and awaited, by any client. Name is the key Kannuki wrote
 // into the session's last statement (a waiter's lock statement, or a
 // holder's keepalive) as pgsql.Comment escaped it, for sessions with a
@@ -177,13 +178,13 @@ func (b *Backend) Held(ctx context.Context, key kannuki.Key) (bool, error) {
 // taken by other software and for holders whose first keepalive has not
 // run yet. ID is the bigint id; for the two-int4 form Name falls back to
 // "K1,K2" (the RawKeys spelling) when no comment names it.
-func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
+func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	rows, err := b.pool.Query(ctx, pgsql.Locks)
 	if err != nil {
 		return nil, fmt.Errorf("kannuki: pgx: %w", err)
 	}
 	defer rows.Close()
-	var out []kannuki.LockInfo
+	var out []store.LockInfo
 	var queries []string
 	perPID := map[int64]int{}
 	for rows.Next() {
@@ -191,7 +192,7 @@ func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
 			classid, objid int64
 			objsubid       int32
 			mode           string
-			li             kannuki.LockInfo
+			li             store.LockInfo
 			pid            int32
 			query          string
 		)
@@ -200,7 +201,7 @@ func (b *Backend) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
 		}
 		li.PID = int64(pid)
 		if mode == "ShareLock" {
-			li.Mode = kannuki.ModeShared
+			li.Mode = store.ModeShared
 		}
 		if objsubid == 2 {
 			// No bigint id: the pair names it unless a comment does (below).
@@ -231,20 +232,20 @@ type acquisition struct {
 	b    *Backend
 	pc   *pgxpool.Conn
 	c    *pgx.Conn
-	key  kannuki.Key
-	mode kannuki.Mode
+	key  store.Key
+	mode store.Mode
 	// settle waits for the cancellation guard of the last statement (see
 	// guarded); it runs before the connection goes to a lease or the pool.
 	settle func()
 	// ownDeadline: the wait's lock_timeout is ctx's deadline, so its expiry
 	// is reported as the deadline's.
 	ownDeadline bool
-	onWait      kannuki.WaitNotifier // Request.OnWait
+	onWait      store.WaitNotifier // Request.OnWait
 }
 
 // run tries once with the cached statement and, when the lock is held and
 // the request may wait, waits on the server.
-func (a *acquisition) run(ctx context.Context, wait time.Duration, start time.Time) (kannuki.Lease, error) {
+func (a *acquisition) run(ctx context.Context, wait time.Duration, start time.Time) (store.Lease, error) {
 	grace := a.b.opts.releaseTimeout()
 	var granted bool
 	var err error
@@ -261,14 +262,14 @@ func (a *acquisition) run(ctx context.Context, wait time.Duration, start time.Ti
 	}
 	if wait == 0 {
 		a.release() // holds nothing: the try was refused
-		return nil, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, a.key.String)
+		return nil, fmt.Errorf("%w: %q is held", store.ErrNotAcquired, a.key.String)
 	}
 	return a.wait(ctx, wait, start)
 }
 
 // wait waits on the server for a lock a try found held, within what is
 // left of the request's budget.
-func (a *acquisition) wait(ctx context.Context, wait time.Duration, start time.Time) (kannuki.Lease, error) {
+func (a *acquisition) wait(ctx context.Context, wait time.Duration, start time.Time) (store.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		a.release()
 		return nil, ended(a.key, err)
@@ -277,7 +278,7 @@ func (a *acquisition) wait(ctx context.Context, wait time.Duration, start time.T
 		wait -= time.Since(start)
 		if wait <= 0 {
 			a.release()
-			return nil, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, a.key.String)
+			return nil, fmt.Errorf("%w: %q is held", store.ErrNotAcquired, a.key.String)
 		}
 	}
 	// A deadline on ctx becomes the statement's lock_timeout when it comes
@@ -313,7 +314,7 @@ func (a *acquisition) wait(ctx context.Context, wait time.Duration, start time.T
 
 // granted hands out the lease, unless ctx ended meanwhile: then the grant
 // is undone on the same session and the cancellation reported.
-func (a *acquisition) granted(ctx context.Context) (kannuki.Lease, error) {
+func (a *acquisition) granted(ctx context.Context) (store.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		a.undo()
 		return nil, ended(a.key, err)
@@ -338,7 +339,7 @@ func (a *acquisition) lease() *lease {
 // when only lock_timeout went wrong, or undoes it. A lock table that was
 // full (53200) granted nothing: one unlock makes sure, since pg_locks
 // cannot be asked then. Then it maps the error.
-func (a *acquisition) fail(ctx context.Context, err error) (kannuki.Lease, error) {
+func (a *acquisition) fail(ctx context.Context, err error) (store.Lease, error) {
 	a.settle() // no cancel request may hit the checks below
 	a.settle = noop
 	var pgErr *pgconn.PgError
@@ -394,13 +395,13 @@ func (a *acquisition) fail(ctx context.Context, err error) (kannuki.Lease, error
 	}
 	switch pgErr.Code {
 	case pgsql.CodeLockNotAvailable:
-		return nil, fmt.Errorf("%w: %q still held when the wait ran out", kannuki.ErrNotAcquired, a.key.String)
+		return nil, fmt.Errorf("%w: %q still held when the wait ran out", store.ErrNotAcquired, a.key.String)
 	case pgsql.CodeDeadlock:
-		return nil, fmt.Errorf("%w: %q: %w", kannuki.ErrDeadlock, a.key.String, err)
+		return nil, fmt.Errorf("%w: %q: %w", store.ErrDeadlock, a.key.String, err)
 	case pgsql.CodeQueryCanceled:
 		// Not our cancel request (ctx is alive): statement_timeout or
 		// pg_cancel_backend ended the wait.
-		return nil, fmt.Errorf("%w: %q: the server ended the wait: %w", kannuki.ErrNotAcquired, a.key.String, err)
+		return nil, fmt.Errorf("%w: %q: the server ended the wait: %w", store.ErrNotAcquired, a.key.String, err)
 	}
 	return nil, fmt.Errorf("kannuki: pgx: %w", err)
 }
@@ -469,7 +470,7 @@ func (a *acquisition) destroy() {
 
 // ended is the error of an acquisition whose context ended first; it
 // matches ctx.Err().
-func ended(key kannuki.Key, err error) error {
+func ended(key store.Key, err error) error {
 	return fmt.Errorf("kannuki: acquire %q: %w", key.String, err)
 }
 

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
@@ -66,7 +69,7 @@ func BenchmarkFloorSimpleLiteral(b *testing.B) {
 	defer pc.Release()
 	c := pc.Conn()
 	k := newKey(b, "simple")
-	lock, unlock := pgsql.Lock(k, kannuki.ModeExclusive, kannuki.WaitForever), pgsql.Unlock(k, kannuki.ModeExclusive)
+	lock, unlock := pgsql.Lock(k, store.ModeExclusive, store.WaitForever), pgsql.Unlock(k, store.ModeExclusive)
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := c.Exec(ctx, lock); err != nil {
@@ -96,7 +99,7 @@ func BenchmarkFloorCommentPerKey(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		i++
-		k, _ := kannuki.RubyKeys{}.Derive("", base+strconv.Itoa(i))
+		k, _ := keys.Ruby{}.Derive("", base+strconv.Itoa(i))
 		if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1) "+pgsql.Comment(k.String), k.ID); err != nil {
 			b.Fatal(err)
 		}
@@ -137,9 +140,9 @@ func benchBackend(b *testing.B, ctx context.Context, newKeys bool) {
 	for b.Loop() {
 		if newKeys {
 			i++
-			k, _ = kannuki.RubyKeys{}.Derive("", base+strconv.Itoa(i))
+			k, _ = keys.Ruby{}.Derive("", base+strconv.Itoa(i))
 		}
-		l, err := be.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+		l, err := be.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -201,7 +204,7 @@ func BenchmarkPaired(b *testing.B) {
 		},
 		func() time.Duration {
 			t0 := time.Now()
-			ls, err := be.Acquire(ctx, kb, kannuki.Request{Wait: kannuki.WaitForever})
+			ls, err := be.Acquire(ctx, kb, store.Request{Wait: store.WaitForever})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -259,10 +262,10 @@ func BenchmarkPairedMux(b *testing.B) {
 	kd, km := newKey(b, "dedicated"), newKey(b, "mux")
 	kwd, kwm := newKey(b, "withlock-dedicated"), newKey(b, "withlock-mux")
 	fn := func(context.Context) error { return nil }
-	backendCycle := func(be *Backend, k kannuki.Key) func() time.Duration {
+	backendCycle := func(be *Backend, k store.Key) func() time.Duration {
 		return func() time.Duration {
 			t0 := time.Now()
-			ls, err := be.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+			ls, err := be.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -272,7 +275,7 @@ func BenchmarkPairedMux(b *testing.B) {
 			return time.Since(t0)
 		}
 	}
-	withLockCycle := func(l *kannuki.Locker, k kannuki.Key) func() time.Duration {
+	withLockCycle := func(l *kannuki.Locker, k store.Key) func() time.Duration {
 		return func() time.Duration {
 			t0 := time.Now()
 			if err := l.WithLock(ctx, k.String, fn); err != nil {
@@ -349,7 +352,7 @@ func BenchmarkParallelMux(b *testing.B) {
 	pool := newPool(b, goroutines)
 	ctx := context.Background()
 	backends := [2]*Backend{New(pool, dedicatedOpts), New(pool, Options{})}
-	keys := make([]kannuki.Key, goroutines)
+	keys := make([]store.Key, goroutines)
 	for i := range keys {
 		keys[i] = newKey(b, strconv.Itoa(i))
 	}
@@ -359,7 +362,7 @@ func BenchmarkParallelMux(b *testing.B) {
 		for g := range goroutines {
 			wg.Go(func() {
 				for range perRound {
-					l, err := be.Acquire(ctx, keys[g], kannuki.Request{Wait: kannuki.WaitForever})
+					l, err := be.Acquire(ctx, keys[g], store.Request{Wait: store.WaitForever})
 					if err != nil {
 						b.Error(err)
 						return
@@ -408,7 +411,7 @@ func BenchmarkPairedWatch(b *testing.B) {
 		New(pool, dedicatedOpts), New(pool, nowatch(dedicatedOpts)),
 		New(pool, Options{}), New(pool, nowatch(Options{})),
 	}
-	keys := make([]kannuki.Key, len(backends))
+	keys := make([]store.Key, len(backends))
 	for i := range keys {
 		keys[i] = newKey(b, strconv.Itoa(i))
 	}
@@ -419,7 +422,7 @@ func BenchmarkPairedWatch(b *testing.B) {
 		for j := range backends {
 			i := (n + j) % len(backends)
 			t0 := time.Now()
-			ls, err := backends[i].Acquire(ctx, keys[i], kannuki.Request{Wait: kannuki.WaitForever})
+			ls, err := backends[i].Acquire(ctx, keys[i], store.Request{Wait: store.WaitForever})
 			if err != nil {
 				b.Fatal(err)
 			}

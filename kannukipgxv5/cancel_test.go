@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // TestCancelWhileWaiting: a waiter whose context ends returns its error,
@@ -31,13 +31,13 @@ func TestCancelWhileWaiting(t *testing.T) {
 		ctx  func() (context.Context, context.CancelFunc)
 		want error
 	}{
-		{"cancel", kannuki.WaitForever, func() (context.Context, context.CancelFunc) {
+		{"cancel", store.WaitForever, func() (context.Context, context.CancelFunc) {
 			return context.WithCancel(context.Background())
 		}, context.Canceled},
 		{"cancel timed wait", 20 * time.Second, func() (context.Context, context.CancelFunc) {
 			return context.WithCancel(context.Background())
 		}, context.Canceled},
-		{"deadline", kannuki.WaitForever, func() (context.Context, context.CancelFunc) {
+		{"deadline", store.WaitForever, func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), 200*time.Millisecond)
 		}, context.DeadlineExceeded},
 	} {
@@ -94,7 +94,7 @@ func TestNoLeakedLocks(t *testing.T) {
 	// A churner takes and gives back the key all along, so that the
 	// cancellations fall on tries, waits, grants and handovers.
 	var inside atomic.Int32
-	hold := func(l kannuki.Lease) {
+	hold := func(l store.Lease) {
 		if inside.Add(1) != 1 {
 			t.Error("two holders at once")
 		}
@@ -113,7 +113,7 @@ func TestNoLeakedLocks(t *testing.T) {
 				return
 			default:
 			}
-			l, err := b.Acquire(ctx, k, excl(kannuki.WaitForever))
+			l, err := b.Acquire(ctx, k, excl(store.WaitForever))
 			if err != nil {
 				t.Errorf("churner: %v", err)
 				return
@@ -147,7 +147,7 @@ func TestNoLeakedLocks(t *testing.T) {
 				default: // a deadline (the server's lock_timeout)
 					actx, acancel = context.WithTimeout(ctx, delay)
 				}
-				wait := kannuki.WaitForever
+				wait := store.WaitForever
 				if rand.IntN(2) == 0 {
 					wait = time.Duration(1+rand.IntN(5)) * time.Millisecond
 				}
@@ -158,7 +158,7 @@ func TestNoLeakedLocks(t *testing.T) {
 					hold(l)
 				case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 					outcomes[1].Add(1)
-				case errors.Is(err, kannuki.ErrNotAcquired):
+				case errors.Is(err, store.ErrNotAcquired):
 					outcomes[2].Add(1)
 				default:
 					t.Errorf("Acquire: %v", err)
@@ -180,7 +180,7 @@ func TestNoLeakedLocks(t *testing.T) {
 		wg.Go(func() {
 			for next.Add(1) <= timeouts {
 				_, err := b.Acquire(ctx, k2, excl(time.Duration(1+rand.IntN(3))*time.Millisecond))
-				if !errors.Is(err, kannuki.ErrNotAcquired) {
+				if !errors.Is(err, store.ErrNotAcquired) {
 					t.Errorf("timed wait on a held key: %v", err)
 				}
 			}
@@ -195,7 +195,7 @@ func TestNoLeakedLocks(t *testing.T) {
 	}
 	mustRelease(t, holder)
 
-	for _, key := range []kannuki.Key{k, k2} {
+	for _, key := range []store.Key{k, k2} {
 		if rows := obs.rows(key); len(rows) != 0 {
 			t.Errorf("pg_locks rows left for %q: %v", key.String, rows)
 		}
@@ -221,12 +221,12 @@ func TestCancelAtHandover(t *testing.T) {
 		holder := mustAcquire(t, b, k, excl(0))
 		wctx, wcancel := context.WithCancel(ctx)
 		type result struct {
-			l   kannuki.Lease
+			l   store.Lease
 			err error
 		}
 		res := make(chan result, 1)
 		go func() {
-			l, err := b.Acquire(wctx, k, excl(kannuki.WaitForever))
+			l, err := b.Acquire(wctx, k, excl(store.WaitForever))
 			res <- result{l, err}
 		}()
 		obs.waitWaiters(k, 1)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
@@ -116,7 +118,7 @@ func (f *tableFull) fillBehind(t *testing.T, room int) {
 // TestLockTableFull fills the server's shared lock table through a Locker
 // until the first refusal (SQLSTATE 53200): every lock granted before it
 // is still held, as another session sees in pg_locks; the refusal matches
-// kannuki.ErrCapacity and names max_locks_per_transaction; no Handle
+// store.ErrCapacity and names max_locks_per_transaction; no Handle
 // reports a loss; and once a few locks are released, acquisition works
 // again. With multiplexing the Locker fills the table itself, on shared
 // connections that hold hundreds of its other locks; without, each lock
@@ -151,7 +153,7 @@ func TestLockTableFull(t *testing.T) {
 			if refusal == nil || len(handles) == 0 {
 				t.Fatalf("%d locks granted and no refusal: the table did not fill", len(handles))
 			}
-			if !errors.Is(refusal, kannuki.ErrCapacity) || !strings.Contains(refusal.Error(), "max_locks_per_transaction") {
+			if !errors.Is(refusal, store.ErrCapacity) || !strings.Contains(refusal.Error(), "max_locks_per_transaction") {
 				t.Fatalf("refusal = %v, want an error matching ErrCapacity that names max_locks_per_transaction", refusal)
 			}
 			var na *kannuki.NotAcquiredError

@@ -3,7 +3,8 @@ package kannukipgxv5
 import (
 	"testing"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/backendtest"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/testdb"
@@ -27,7 +28,7 @@ func conformance(t *testing.T, opts Options) {
 	// would otherwise report the child's skip as a failure.
 	newPool(t, 1)
 	backendtest.Run(t, backendtest.Harness{
-		New: func(t testing.TB) kannuki.Backend {
+		New: func(t testing.TB) store.Backend {
 			return New(newPool(t, 8), opts)
 		},
 		Shared:       true,
@@ -38,7 +39,7 @@ func conformance(t *testing.T, opts Options) {
 
 // terminateHolders ends, from a session of its own, every session holding
 // key in this database.
-func terminateHolders(t testing.TB, key kannuki.Key) {
+func terminateHolders(t testing.TB, key store.Key) {
 	t.Helper()
 	obs := newObserver(t)
 	ctx, cancel := guardCtx()

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 )
 
@@ -34,11 +36,11 @@ func crashChild(key string) {
 	if err != nil {
 		fail(err)
 	}
-	k, err := kannuki.RubyKeys{}.Derive("", key)
+	k, err := keys.Ruby{}.Derive("", key)
 	if err != nil {
 		fail(err)
 	}
-	l, err := New(pool, Options{}).Acquire(ctx, k, excl(kannuki.WaitForever))
+	l, err := New(pool, Options{}).Acquire(ctx, k, excl(store.WaitForever))
 	if err != nil {
 		fail(err)
 	}
@@ -94,11 +96,11 @@ func TestCrash(t *testing.T) {
 		t.Fatalf("holders %v, want the child's session %d", h, pid)
 	}
 
-	got := make(chan kannuki.Lease, 1)
+	got := make(chan store.Lease, 1)
 	go func() {
 		ctx, cancel := guardCtx()
 		defer cancel()
-		l, err := b.Acquire(ctx, k, excl(kannuki.WaitForever))
+		l, err := b.Acquire(ctx, k, excl(store.WaitForever))
 		if err != nil {
 			t.Errorf("waiter: %v", err)
 		}

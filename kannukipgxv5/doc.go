@@ -33,7 +33,7 @@
 //   - a try (Request.Wait 0, TryLock) does not wait for a connection
 //     another caller uses: it runs on a shared connection when one can
 //     take it, and otherwise fails at once with an error matching
-//     kannuki.ErrPoolExhausted (the Locker's TryLock reports it as an
+//     store.ErrPoolExhausted (the Locker's TryLock reports it as an
 //     error: whether the key is held is unknown);
 //   - a timed wait spends its budget waiting for a connection first, then
 //     for the lock, and fails with ErrPoolExhausted when no connection came,
@@ -95,7 +95,7 @@
 // destroyed and every lease on it is lost: through a Locker every handle
 // on it is told before the call that destroyed it returns (see Lost
 // locks), and Check and Release return errors matching
-// kannuki.ErrLockLost. The one exception is the lease whose own unlock got
+// store.ErrLockLost. The one exception is the lease whose own unlock got
 // no answer: its Release reports the failure (the lock goes with the
 // session) rather than a loss. A server error on a try on a live
 // connection (SQLSTATE 53200 when the lock table is full, a
@@ -139,7 +139,7 @@
 // connection (BenchmarkPaired).
 //
 // A handoff between goroutines of one Locker (its local queue) is one
-// round trip too: the lease is a kannuki.Relocker, and its Relock sends
+// round trip too: the lease is a store.Relocker, and its Relock sends
 // the unlock and the next goroutine's try as one statement,
 // "SELECT CASE WHEN NOT u THEN 0 WHEN pg_try_advisory_lock($1) THEN 2 ELSE
 // 1 END FROM pg_advisory_unlock($1) u". PostgreSQL gives a released lock
@@ -161,7 +161,7 @@
 // PostgreSQL may report lock_timeout (SQLSTATE 55P03) although the lock was
 // granted; Acquire then asks the session whether it holds the lock and, if
 // it does, returns the lease. A deadlock detected by the server (40P01)
-// is returned as kannuki.ErrDeadlock. A session statement_timeout shorter
+// is returned as store.ErrDeadlock. A session statement_timeout shorter
 // than the wait ends it too (ErrNotAcquired).
 //
 // An explicit cancellation of the context while waiting sends a PostgreSQL
@@ -187,7 +187,7 @@
 // locks) on the pinned connection, with its own timeout
 // (Options.ReleaseTimeout) even when its context is already canceled, and
 // checks the result: false means the session no longer held the lock, and
-// Release reports an error matching kannuki.ErrLockLost. A failed unlock
+// Release reports an error matching store.ErrLockLost. A failed unlock
 // on a broken session reports ErrLockLost too.
 //
 // Check, which the Locker calls every KeepaliveInterval, is one round trip
@@ -204,7 +204,7 @@
 // is in doubt, a connection of its own whose keepalive failed) every
 // lease on it is told in the same step, before the destroying call
 // returns: through a Locker, fn's context is canceled with an error
-// matching kannuki.ErrLockLost, Handle.Lost is closed, Handle.Err reports
+// matching store.ErrLockLost, Handle.Lost is closed, Handle.Err reports
 // it and EventLost is emitted. No lease learns of such a loss from a later
 // keepalive.
 //
@@ -260,7 +260,7 @@
 //
 // When the table is full a try or a wait fails with SQLSTATE 53200 ("out
 // of shared memory") before anything is granted. The caller gets an error
-// matching kannuki.ErrCapacity (through a Locker a *kannuki.NotAcquiredError
+// matching store.ErrCapacity (through a Locker a *kannuki.NotAcquiredError
 // with Reason kannuki.ReasonCapacity) that names max_locks_per_transaction;
 // the connection is kept, and no lock already held is lost
 // (TestLockTableFull: every lock granted before the first refusal is still
@@ -274,7 +274,7 @@
 //     unlocked once on the session to be sure (an unlock needs no room in
 //     the table; a pg_locks query would fail the same way), the
 //     connection and its other locks are kept, the caller gets
-//     kannuki.ErrCapacity. A relock whose try failed so has released its
+//     store.ErrCapacity. A relock whose try failed so has released its
 //     lock and does not retake it.
 //   - Another server error on a live connection within
 //     Options.ReleaseTimeout (55P03 lock_timeout, 40P01 deadlock, 57014
@@ -305,12 +305,12 @@
 // PgBouncer in transaction pooling mode. A try is one round trip
 // (pg_try_advisory_xact_lock). A wait runs inside a SAVEPOINT with a
 // lock_timeout of its own and puts the caller's lock_timeout back, so a
-// timeout, a deadlock (kannuki.ErrDeadlock) or a cancellation rolls back
+// timeout, a deadlock (store.ErrDeadlock) or a cancellation rolls back
 // to the savepoint and leaves the transaction usable, without the lock and
 // with its settings as they were. AcquireTx returns nil exactly when the
 // transaction holds the lock (a grant that races a cancellation is rolled
 // back with the savepoint). A transaction that is closed, aborted, or not
-// open on the server is an error matching kannuki.ErrInvalidArgument,
+// open on the server is an error matching store.ErrInvalidArgument,
 // never a silent no-op. Taking the same key twice in one transaction
 // succeeds; rolling back to a savepoint made before the lock was taken
 // (a nested pgx.Tx, say) releases it.
@@ -338,7 +338,7 @@
 // that the server process it talks to is the one announced when the
 // connection opened; a pooler that shares server sessions announces its
 // own. When they differ, session locks fail with an error matching
-// kannuki.ErrUnsupported. PgBouncer cannot be asked for its pool mode, so a
+// store.ErrUnsupported. PgBouncer cannot be asked for its pool mode, so a
 // pooler in session mode (pool_mode=session), where session locks are
 // safe, is refused too: set Options.SessionPooler for it.
 //
@@ -354,7 +354,7 @@
 //     12,784 locks in all with the defaults on PostgreSQL 15 (see A full
 //     lock table for the sizing). With multiplexing the held locks are no
 //     longer bounded by the connections but by this table: a try beyond
-//     it fails with kannuki.ErrCapacity and holds nothing, and costs no
+//     it fails with store.ErrCapacity and holds nothing, and costs no
 //     other lock. Raise max_locks_per_transaction for more.
 //   - Timed waits longer than about 24.8 days (the largest lock_timeout)
 //     are cut to that.

@@ -7,6 +7,9 @@ import (
 	"log"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukipgxv5"
@@ -41,13 +44,13 @@ func ExampleBackend_Acquire() {
 	defer pool.Close()
 
 	b := kannukipgxv5.New(pool, kannukipgxv5.Options{})
-	key, err := kannuki.RubyKeys{}.Derive("myapp", "scheduler/hourly")
+	key, err := keys.Ruby{}.Derive("myapp", "scheduler/hourly")
 	if err != nil {
 		log.Fatal(err)
 	}
-	lease, err := b.Acquire(ctx, key, kannuki.Request{Mode: kannuki.ModeExclusive, Wait: 0})
+	lease, err := b.Acquire(ctx, key, store.Request{Mode: store.ModeExclusive, Wait: 0})
 	switch {
-	case errors.Is(err, kannuki.ErrNotAcquired):
+	case errors.Is(err, store.ErrNotAcquired):
 		return // another node runs it
 	case err != nil:
 		log.Fatal(err)

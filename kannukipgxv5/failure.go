@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
@@ -23,7 +24,7 @@ import (
 //	                                          before it grants   to be sure (an unlock needs no room
 //	                                                             in the table; a pg_locks query
 //	                                                             would fail with 53200 itself); the
-//	                                                             caller gets kannuki.ErrCapacity
+//	                                                             caller gets store.ErrCapacity
 //	another server error on a live            maybe: 55P03,      kept once the session answered:
 //	connection, within ReleaseTimeout         57014 or an error  on a shared connection the key's
 //	(55P03 lock_timeout, 40P01 deadlock,      after the call     unlock undoes a grant (the books
@@ -33,7 +34,7 @@ import (
 //	                                                             55P03 that came with the grant
 //	                                                             hands the lock out
 //	no answer: a network error, EOF, a FATAL  in doubt           destroyed, and every lease on it
-//	error (57P01 pg_terminate_backend, a                         told at once (kannuki.LossWatcher)
+//	error (57P01 pg_terminate_backend, a                         told at once (store.LossWatcher)
 //	shutdown), a closed connection, a
 //	statement past ReleaseTimeout, or the
 //	settling statement above failing too
@@ -58,13 +59,13 @@ func serverCode(err error) string {
 }
 
 // capacityError is the error of a lock statement of key refused with
-// 53200: it matches kannuki.ErrCapacity and the driver's error.
+// 53200: it matches store.ErrCapacity and the driver's error.
 func capacityError(key string, err error) error {
 	return fmt.Errorf("%w: lock %q: PostgreSQL's shared lock table is full. It is shared by every client of the server and "+
 		"holds max_locks_per_transaction x (max_connections + max_prepared_transactions + background workers) locks, "+
 		"more while spare shared memory lasts (12,784 with the defaults 64 and 100 on PostgreSQL 15); "+
 		"raise max_locks_per_transaction (a server restart) to hold more, or bound this process with kannuki.Options.MaxHeld: %w",
-		kannuki.ErrCapacity, key, err)
+		store.ErrCapacity, key, err)
 }
 
 // settleUnlock unlocks k on c after a statement that failed and may have
@@ -75,7 +76,7 @@ func capacityError(key string, err error) error {
 // no room in the lock table, unlike a query of pg_locks.
 // It goes over the simple protocol, with the id as a literal: a server
 // that lost the connection's prepared statements (26000) answers it too.
-func settleUnlock(ctx context.Context, c *pgx.Conn, k kannuki.Key, m kannuki.Mode) error {
+func settleUnlock(ctx context.Context, c *pgx.Conn, k store.Key, m store.Mode) error {
 	var unlocked bool
 	return c.QueryRow(ctx, pgsql.Unlock(k, m), pgx.QueryExecModeSimpleProtocol).Scan(&unlocked)
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
@@ -16,8 +18,8 @@ import (
 // lease is one held lock and the pool connection pinned for it.
 type lease struct {
 	b    *Backend
-	key  kannuki.Key
-	mode kannuki.Mode
+	key  store.Key
+	mode store.Mode
 
 	mu      sync.Mutex
 	pc      *pgxpool.Conn // nil once released or destroyed
@@ -26,36 +28,36 @@ type lease struct {
 
 	bound sockbound.Bound // the unlock's watchdog (Backend.stmtDog)
 	w     sockwatch.Watch // the socket watch while the lock is held (watch.go)
-	news  lossNews        // tells the Locker of a loss (kannuki.LossWatcher)
+	news  lossNews        // tells the Locker of a loss (store.LossWatcher)
 }
 
 var (
-	_ kannuki.Checker     = (*lease)(nil)
-	_ kannuki.Relocker    = (*lease)(nil)
-	_ kannuki.LossWatcher = (*lease)(nil)
+	_ store.Checker     = (*lease)(nil)
+	_ store.Relocker    = (*lease)(nil)
+	_ store.LossWatcher = (*lease)(nil)
 )
 
-// WatchLoss implements kannuki.LossWatcher: the listener is told when a
+// WatchLoss implements store.LossWatcher: the listener is told when a
 // keepalive check, or the check the socket watch runs, destroyed the
 // connection, before that check returns.
-func (l *lease) WatchLoss(listener kannuki.LossListener) { l.news.watch(listener) }
+func (l *lease) WatchLoss(listener store.LossListener) { l.news.watch(listener) }
 
-// Release implements kannuki.Lease. It unlocks on the pinned connection
+// Release implements store.Lease. It unlocks on the pinned connection
 // with pg_advisory_unlock (or _unlock_shared), bounded by
 // Options.ReleaseTimeout whatever ctx says, and returns the connection to
 // the pool only when the unlock confirmed (returned true). Otherwise it
 // destroys the connection, and reports an error matching
-// kannuki.ErrLockLost when the unlock returned false or the session was
+// store.ErrLockLost when the unlock returned false or the session was
 // gone.
 func (l *lease) Release(ctx context.Context) error {
 	_, err := l.unlock(ctx, false)
 	return err
 }
 
-// Relock implements kannuki.Relocker: the unlock of Release and, when it
+// Relock implements store.Relocker: the unlock of Release and, when it
 // confirmed, a try of the same key on the same connection, in one
 // statement. The new lease keeps the connection pinned.
-func (l *lease) Relock(ctx context.Context) (kannuki.Lease, error) {
+func (l *lease) Relock(ctx context.Context) (store.Lease, error) {
 	pc, err := l.unlock(ctx, true)
 	if pc == nil {
 		return nil, err
@@ -79,7 +81,7 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 		if l.lost != nil {
 			return nil, &kannuki.LockLostError{Key: l.key.String, Err: l.lost}
 		}
-		return nil, kannuki.ErrReleased
+		return nil, store.ErrReleased
 	}
 	l.pc = nil
 	l.unwatch()
@@ -109,7 +111,7 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 	return nil, nil
 }
 
-// Check implements kannuki.Checker with one round trip on the pinned
+// Check implements store.Checker with one round trip on the pinned
 // connection: an empty statement that is only the key's comment, so that
 // pg_stat_activity shows the holder's key from the first keepalive on. The
 // statement is bounded by ctx's deadline, or Options.ReleaseTimeout when
@@ -124,7 +126,7 @@ func (l *lease) Check(ctx context.Context) error {
 		if l.lost != nil {
 			return l.lost
 		}
-		return kannuki.ErrReleased
+		return store.ErrReleased
 	}
 	return l.keepalive(ctx, "keepalive failed")
 }

@@ -3,11 +3,11 @@ package kannukipgxv5
 import (
 	"sync"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
-// lossNews tells a lease's kannuki.LossListener of a loss the backend found
-// (kannuki.LossWatcher): a connection it destroyed, or a watched socket
+// lossNews tells a lease's store.LossListener of a loss the backend found
+// (store.LossWatcher): a connection it destroyed, or a watched socket
 // whose check failed. It has a mutex of its own, not the lease's: a
 // shared connection that dies tells every lease on it, and those leases
 // may be busy with statements of their own (holding their mutex, waiting
@@ -15,14 +15,14 @@ import (
 // it is called with mu held, which orders it before the end of a release.
 type lossNews struct {
 	mu       sync.Mutex
-	listener kannuki.LossListener
+	listener store.LossListener
 	cause    error // the loss, once known
 	ended    bool  // released: never tell any more
 }
 
-// watch implements kannuki.LossWatcher for the lease that holds o:
+// watch implements store.LossWatcher for the lease that holds o:
 // a loss already known is told at once.
-func (o *lossNews) watch(l kannuki.LossListener) {
+func (o *lossNews) watch(l store.LossListener) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -29,7 +31,7 @@ func TestLockLoss(t *testing.T) {
 	}
 	found := false
 	for _, li := range infos {
-		if li.PID == int64(l.PID()) && li.Granted && li.ID == k.ID && li.Mode == kannuki.ModeExclusive {
+		if li.PID == int64(l.PID()) && li.Granted && li.ID == k.ID && li.Mode == store.ModeExclusive {
 			found = li.Name == k.String
 		}
 	}
@@ -46,7 +48,7 @@ func TestLockLoss(t *testing.T) {
 	if err := l.Check(ctx); err == nil {
 		t.Fatal("Check succeeded on a terminated session")
 	}
-	if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Release after the loss = %v, want ErrLockLost", err)
 	}
 	if rows := obs.rows(k); len(rows) != 0 {
@@ -71,12 +73,12 @@ func TestLockLossLocker(t *testing.T) {
 		case <-time.After(hangGuard):
 			t.Fatal("fn's context was not canceled after the session was terminated")
 		}
-		if cause := context.Cause(fctx); !errors.Is(cause, kannuki.ErrLockLost) {
+		if cause := context.Cause(fctx); !errors.Is(cause, store.ErrLockLost) {
 			t.Errorf("cause = %v, want ErrLockLost", cause)
 		}
 		return nil
 	})
-	if !errors.Is(err, kannuki.ErrLockLost) {
+	if !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("WithLock = %v, want ErrLockLost", err)
 	}
 	poolHoldsNone(t, pool)
@@ -97,7 +99,7 @@ func TestUnlockFalse(t *testing.T) {
 	if _, err := l.pc.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Release = %v, want ErrLockLost", err)
 	}
 	obs.waitFor("the session to end", func() bool {

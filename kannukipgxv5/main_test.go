@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 	"go.uber.org/goleak"
@@ -92,7 +94,7 @@ type lockRow struct {
 }
 
 // rows returns the pg_locks rows of key in the current database.
-func (o *observer) rows(k kannuki.Key) []lockRow {
+func (o *observer) rows(k store.Key) []lockRow {
 	o.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
@@ -114,7 +116,7 @@ func (o *observer) rows(k kannuki.Key) []lockRow {
 }
 
 // holders returns the pids holding key (granted rows).
-func (o *observer) holders(k kannuki.Key) []uint32 {
+func (o *observer) holders(k store.Key) []uint32 {
 	o.t.Helper()
 	var pids []uint32
 	for _, r := range o.rows(k) {
@@ -126,7 +128,7 @@ func (o *observer) holders(k kannuki.Key) []uint32 {
 }
 
 // waiters returns the pids waiting for key.
-func (o *observer) waiters(k kannuki.Key) []uint32 {
+func (o *observer) waiters(k store.Key) []uint32 {
 	o.t.Helper()
 	var pids []uint32
 	for _, r := range o.rows(k) {
@@ -150,7 +152,7 @@ func (o *observer) waitFor(what string, cond func() bool) {
 }
 
 // waitWaiters waits until n sessions wait for key and returns their pids.
-func (o *observer) waitWaiters(k kannuki.Key, n int) []uint32 {
+func (o *observer) waitWaiters(k store.Key, n int) []uint32 {
 	o.t.Helper()
 	var w []uint32
 	o.waitFor("waiters", func() bool {
@@ -185,9 +187,9 @@ func poolHoldsNone(t testing.TB, pool *pgxpool.Pool) {
 
 // newKey derives a key unique to t and this run (other tests and other
 // helpers share the database).
-func newKey(t testing.TB, what string) kannuki.Key {
+func newKey(t testing.TB, what string) store.Key {
 	t.Helper()
-	k, err := kannuki.RubyKeys{}.Derive("kannukipgxv5-test", t.Name()+"/"+what+"/"+randHex())
+	k, err := keys.Ruby{}.Derive("kannukipgxv5-test", t.Name()+"/"+what+"/"+randHex())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,23 +207,23 @@ func guardCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), hangGuard)
 }
 
-func excl(wait time.Duration) kannuki.Request {
-	return kannuki.Request{Mode: kannuki.ModeExclusive, Wait: wait}
+func excl(wait time.Duration) store.Request {
+	return store.Request{Mode: store.ModeExclusive, Wait: wait}
 }
 
-func shared(wait time.Duration) kannuki.Request {
-	return kannuki.Request{Mode: kannuki.ModeShared, Wait: wait}
+func shared(wait time.Duration) store.Request {
+	return store.Request{Mode: store.ModeShared, Wait: wait}
 }
 
 // heldLease is what both kinds of lease (a connection of its own, a
 // shared connection) offer the tests.
 type heldLease interface {
-	kannuki.Lease
-	kannuki.Checker
+	store.Lease
+	store.Checker
 	PID() uint32
 }
 
-func mustAcquire(t testing.TB, b *Backend, k kannuki.Key, req kannuki.Request) heldLease {
+func mustAcquire(t testing.TB, b *Backend, k store.Key, req store.Request) heldLease {
 	t.Helper()
 	ctx, cancel := guardCtx()
 	defer cancel()
@@ -233,7 +235,7 @@ func mustAcquire(t testing.TB, b *Backend, k kannuki.Key, req kannuki.Request) h
 }
 
 // pidOf is the server process id of the session holding l.
-func pidOf(l kannuki.Lease) uint32 { return l.(heldLease).PID() }
+func pidOf(l store.Lease) uint32 { return l.(heldLease).PID() }
 
 // dedicatedOpts turns multiplexing off: every lock pins its own connection.
 var dedicatedOpts = Options{SharedConns: -1}
@@ -247,7 +249,7 @@ var modes = []struct {
 	{"dedicated", dedicatedOpts},
 }
 
-func mustRelease(t testing.TB, l kannuki.Lease) {
+func mustRelease(t testing.TB, l store.Lease) {
 	t.Helper()
 	ctx, cancel := guardCtx()
 	defer cancel()
@@ -259,7 +261,7 @@ func mustRelease(t testing.TB, l kannuki.Lease) {
 // notAcquired fails unless err matches ErrNotAcquired.
 func notAcquired(t testing.TB, err error) {
 	t.Helper()
-	if !errors.Is(err, kannuki.ErrNotAcquired) {
+	if !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("got %v, want an error matching ErrNotAcquired", err)
 	}
 }

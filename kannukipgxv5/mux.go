@@ -8,8 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
 	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
@@ -51,7 +52,7 @@ type lockID struct {
 	pair bool
 }
 
-func idOf(k kannuki.Key) lockID {
+func idOf(k store.Key) lockID {
 	if k.Pair {
 		return lockID{id: int64(k.K1)<<32 | int64(uint32(k.K2)), pair: true}
 	}
@@ -61,7 +62,7 @@ func idOf(k kannuki.Key) lockID {
 // keyState is what a shared connection does with a key.
 type keyState struct {
 	granted bool // held; false while a try is in flight
-	mode    kannuki.Mode
+	mode    store.Mode
 	lease   *muxLease // the lease holding it, once granted: told when c dies
 }
 
@@ -126,7 +127,7 @@ const (
 // neither holds the key nor tries it, preferring one with no statement
 // running, then opening a new one while the set is below its bound, then
 // the least busy. The connection comes back reserved (see reserve).
-func (m *muxer) pick(ctx context.Context, key kannuki.Key, mode kannuki.Mode) (*sharedConn, pickResult, error) {
+func (m *muxer) pick(ctx context.Context, key store.Key, mode store.Mode) (*sharedConn, pickResult, error) {
 	id := idOf(key)
 	mayOpen := true
 	for {
@@ -135,7 +136,7 @@ func (m *muxer) pick(ctx context.Context, key kannuki.Key, mode kannuki.Mode) (*
 		held := false
 		for _, c := range m.conns {
 			if st, ok := c.keys[id]; ok {
-				if st.granted && (st.mode == kannuki.ModeExclusive || mode == kannuki.ModeExclusive) {
+				if st.granted && (st.mode == store.ModeExclusive || mode == store.ModeExclusive) {
 					held = true
 				}
 				continue
@@ -196,7 +197,7 @@ func (m *muxer) pick(ctx context.Context, key kannuki.Key, mode kannuki.Mode) (*
 // open takes a connection from the pool for the shared set, without
 // waiting for one another caller uses, and checks it is safe for session
 // locks (pooler.go).
-func (m *muxer) open(ctx context.Context, key kannuki.Key) (*sharedConn, error) {
+func (m *muxer) open(ctx context.Context, key store.Key) (*sharedConn, error) {
 	st := m.b.pool.Stat()
 	if st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
 		return nil, ErrPoolExhausted
@@ -227,7 +228,7 @@ func (m *muxer) open(ctx context.Context, key kannuki.Key) (*sharedConn, error) 
 }
 
 // reserve books a try of id on c. Caller holds m.mu.
-func (c *sharedConn) reserve(id lockID, mode kannuki.Mode) {
+func (c *sharedConn) reserve(id lockID, mode store.Mode) {
 	c.keys[id] = keyState{mode: mode}
 	c.users++
 	c.queue++
@@ -348,7 +349,7 @@ func (c *sharedConn) deadCause() error {
 }
 
 // kill destroys c: its session state is in doubt. Every lease on it is
-// lost from now on, and told so (its kannuki.LossListener) before kill
+// lost from now on, and told so (its store.LossListener) before kill
 // returns. The caller holds c's statement slot, so no statement runs on
 // the connection any more.
 func (c *sharedConn) kill(cause error) {
@@ -431,7 +432,7 @@ func detach(ctx context.Context) context.Context {
 // returns the lease when granted, (nil, nil) when the lock is held
 // elsewhere, and an error when ctx ended first or the statement failed;
 // in every case but a grant, c holds nothing more than before.
-func (m *muxer) try(ctx context.Context, c *sharedConn, key kannuki.Key, mode kannuki.Mode) (kannuki.Lease, error) {
+func (m *muxer) try(ctx context.Context, c *sharedConn, key store.Key, mode store.Mode) (store.Lease, error) {
 	id := idOf(key)
 	if err := c.enter(ctx); err != nil {
 		c.tried(id, nil)
@@ -456,7 +457,7 @@ func (m *muxer) try(ctx context.Context, c *sharedConn, key kannuki.Key, mode ka
 // runTry sends the try on c, whose statement slot the caller holds, and
 // undoes a grant that came after ctx ended. granted is true only for a
 // lock to hand out.
-func (c *sharedConn) runTry(ctx context.Context, key kannuki.Key, mode kannuki.Mode) (granted bool, sent time.Time, err error) {
+func (c *sharedConn) runTry(ctx context.Context, key store.Key, mode store.Mode) (granted bool, sent time.Time, err error) {
 	if cause := c.deadCause(); cause != nil {
 		return false, sent, errRetry
 	}
@@ -515,7 +516,7 @@ var errRetry = errors.New("kannuki: shared connection gone")
 // key is unlocked once on the session, which undoes a grant and needs no
 // room in a full lock table (53200). c is destroyed only when that cannot
 // be done: no server answer, out of time, or the unlock failing too.
-func (c *sharedConn) settleFailedTry(sctx context.Context, deadline time.Time, key kannuki.Key, mode kannuki.Mode, err error) {
+func (c *sharedConn) settleFailedTry(sctx context.Context, deadline time.Time, key store.Key, mode store.Mode, err error) {
 	conn := c.pc.Conn()
 	if serverCode(err) == "" || conn.IsClosed() || !time.Now().Before(deadline) {
 		c.kill(err)
@@ -531,7 +532,7 @@ func (c *sharedConn) settleFailedTry(sctx context.Context, deadline time.Time, k
 // the wait on a connection of its own. handled is false when no shared
 // connection could take the try; the caller then runs the whole request
 // on a connection of its own.
-func (m *muxer) acquire(ctx context.Context, key kannuki.Key, req kannuki.Request, start time.Time) (l kannuki.Lease, handled bool, err error) {
+func (m *muxer) acquire(ctx context.Context, key store.Key, req store.Request, start time.Time) (l store.Lease, handled bool, err error) {
 	for range 3 { // a connection that dies under pick's choice is rare; then give up on sharing
 		c, res, err := m.pick(ctx, key, req.Mode)
 		if err != nil {
@@ -544,7 +545,7 @@ func (m *muxer) acquire(ctx context.Context, key kannuki.Key, req kannuki.Reques
 			// A shared connection of this process holds the key in a
 			// conflicting mode: the server would refuse the try.
 			if req.Wait == 0 {
-				return nil, true, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, key.String)
+				return nil, true, fmt.Errorf("%w: %q is held", store.ErrNotAcquired, key.String)
 			}
 			l, err := m.b.waitDedicated(ctx, key, req, start)
 			return l, true, err
@@ -557,7 +558,7 @@ func (m *muxer) acquire(ctx context.Context, key kannuki.Key, req kannuki.Reques
 			return l, true, err
 		}
 		if req.Wait == 0 {
-			return nil, true, fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, key.String)
+			return nil, true, fmt.Errorf("%w: %q is held", store.ErrNotAcquired, key.String)
 		}
 		l, err = m.b.waitDedicated(ctx, key, req, start)
 		return l, true, err

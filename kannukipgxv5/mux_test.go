@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
@@ -25,7 +27,7 @@ type countingBackend struct {
 	checks atomic.Int64
 }
 
-func (b *countingBackend) Acquire(ctx context.Context, k kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (b *countingBackend) Acquire(ctx context.Context, k store.Key, req store.Request) (store.Lease, error) {
 	l, err := b.Backend.Acquire(ctx, k, req)
 	if err != nil {
 		return nil, err
@@ -209,9 +211,9 @@ func TestMuxSameKey(t *testing.T) {
 			defer cancel()
 			k := newKey(t, "k")
 
-			for _, first := range []kannuki.Request{excl(0), shared(0)} {
+			for _, first := range []store.Request{excl(0), shared(0)} {
 				a := mustAcquire(t, b, k, first)
-				for _, req := range []kannuki.Request{excl(0), excl(50 * time.Millisecond)} {
+				for _, req := range []store.Request{excl(0), excl(50 * time.Millisecond)} {
 					l, err := b.Acquire(ctx, k, req)
 					if err == nil {
 						_ = l.Release(ctx)
@@ -219,7 +221,7 @@ func TestMuxSameKey(t *testing.T) {
 					}
 					notAcquired(t, err)
 				}
-				if first.Mode == kannuki.ModeExclusive {
+				if first.Mode == store.ModeExclusive {
 					_, err := b.Acquire(ctx, k, shared(0))
 					notAcquired(t, err)
 				}
@@ -258,7 +260,7 @@ func TestMuxSameKey(t *testing.T) {
 				t.Fatalf("second Locker's TryLock of a held key = %v, %v; want false, nil", ok, err)
 			}
 			err = l2.WithLock(ctx, k.String, func(context.Context) error { return nil }, kannuki.Timeout(50*time.Millisecond))
-			if !errors.Is(err, kannuki.ErrNotAcquired) {
+			if !errors.Is(err, store.ErrNotAcquired) {
 				t.Fatalf("second Locker's WithLock of a held key = %v, want ErrNotAcquired", err)
 			}
 			if err := h.Release(ctx); err != nil {
@@ -286,7 +288,7 @@ func TestMuxExclusion(t *testing.T) {
 	obs := newObserver(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	keys := make([]kannuki.Key, nkeys)
+	keys := make([]store.Key, nkeys)
 	for i := range keys {
 		keys[i] = newKey(t, fmt.Sprint(i))
 	}
@@ -298,20 +300,20 @@ func TestMuxExclusion(t *testing.T) {
 		wg.Go(func() {
 			for next.Add(1) <= cycles {
 				i := rand.IntN(nkeys)
-				req := kannuki.Request{Mode: kannuki.ModeExclusive}
+				req := store.Request{Mode: store.ModeExclusive}
 				if rand.IntN(3) == 0 {
-					req.Mode = kannuki.ModeShared
+					req.Mode = store.ModeShared
 				}
 				switch rand.IntN(3) {
 				case 0: // a try
 				case 1:
 					req.Wait = time.Duration(1+rand.IntN(5)) * time.Millisecond
 				default:
-					req.Wait = kannuki.WaitForever
+					req.Wait = store.WaitForever
 				}
 				l, err := b.Acquire(ctx, keys[i], req)
 				if err != nil {
-					if !errors.Is(err, kannuki.ErrNotAcquired) {
+					if !errors.Is(err, store.ErrNotAcquired) {
 						t.Errorf("Acquire: %v", err)
 						return
 					}
@@ -319,7 +321,7 @@ func TestMuxExclusion(t *testing.T) {
 					continue
 				}
 				granted[req.Mode].Add(1)
-				if req.Mode == kannuki.ModeExclusive {
+				if req.Mode == store.ModeExclusive {
 					if w := writers[i].Add(1); w != 1 || readers[i].Load() != 0 {
 						t.Errorf("key %d: a writer got in with %d writers and %d readers", i, w, readers[i].Load())
 					}
@@ -330,7 +332,7 @@ func TestMuxExclusion(t *testing.T) {
 					}
 				}
 				time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
-				if req.Mode == kannuki.ModeExclusive {
+				if req.Mode == store.ModeExclusive {
 					writers[i].Add(-1)
 				} else {
 					readers[i].Add(-1)
@@ -367,7 +369,7 @@ func TestMuxConnKilled(t *testing.T) {
 	obs := newObserver(t)
 	ctx, cancel := guardCtx()
 	defer cancel()
-	keys := make([]kannuki.Key, n)
+	keys := make([]store.Key, n)
 	leases := make([]heldLease, n)
 	for i := range keys {
 		keys[i] = newKey(t, fmt.Sprint(i))
@@ -392,11 +394,11 @@ func TestMuxConnKilled(t *testing.T) {
 		err = leases[0].Check(ctx)
 		return err != nil
 	})
-	if !errors.Is(err, kannuki.ErrLockLost) {
+	if !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Check after the kill = %v, want ErrLockLost", err)
 	}
 	for i, l := range leases {
-		if err := l.Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := l.Check(ctx); !errors.Is(err, store.ErrLockLost) {
 			t.Errorf("lease %d: Check = %v, want ErrLockLost", i, err)
 		}
 		if l.PID() != 0 {
@@ -404,7 +406,7 @@ func TestMuxConnKilled(t *testing.T) {
 		}
 	}
 	for i, l := range leases {
-		if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := l.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 			t.Errorf("lease %d: Release = %v, want ErrLockLost", i, err)
 		}
 	}
@@ -456,10 +458,10 @@ func TestMuxConnKilledLocker(t *testing.T) {
 		case <-time.After(hangGuard):
 			t.Fatalf("handle %d was not told of the loss", i)
 		}
-		if !errors.Is(h.Err(), kannuki.ErrLockLost) {
+		if !errors.Is(h.Err(), store.ErrLockLost) {
 			t.Errorf("handle %d: Err = %v, want ErrLockLost", i, h.Err())
 		}
-		if err := h.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := h.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 			t.Errorf("handle %d: Release = %v, want ErrLockLost", i, err)
 		}
 	}
@@ -477,7 +479,7 @@ func TestMuxUnlockFalse(t *testing.T) {
 	ctx, cancel := guardCtx()
 	defer cancel()
 	unlockAllBehindBack(t, ctx, p.l1.(*muxLease).c)
-	if err := p.l1.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := p.l1.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Release = %v, want ErrLockLost", err)
 	}
 	expectLost(t, ctx, "the other lease", p.l2)
@@ -491,12 +493,12 @@ type sharedPair struct {
 	pool   *pgxpool.Pool
 	b      *Backend
 	obs    *observer
-	k1, k2 kannuki.Key
+	k1, k2 store.Key
 	l1, l2 heldLease
 	pid    uint32 // the first lease's session
 }
 
-func newSharedPair(t *testing.T, second kannuki.Request) sharedPair {
+func newSharedPair(t *testing.T, second store.Request) sharedPair {
 	t.Helper()
 	p := sharedPair{pool: newPool(t, 2), obs: newObserver(t), k1: newKey(t, "1"), k2: newKey(t, "2")}
 	p.b = New(p.pool, Options{SharedConns: 1})
@@ -524,10 +526,10 @@ func unlockAllBehindBack(t *testing.T, ctx context.Context, c *sharedConn) {
 // its lock lost.
 func expectLost(t *testing.T, ctx context.Context, what string, l heldLease) {
 	t.Helper()
-	if err := l.Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l.Check(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("%s: Check = %v, want ErrLockLost", what, err)
 	}
-	if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("%s: Release = %v, want ErrLockLost", what, err)
 	}
 }
@@ -545,7 +547,7 @@ func TestMuxCancelStorm(t *testing.T) {
 	obs := newObserver(t)
 	gctx, gcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer gcancel()
-	keys := make([]kannuki.Key, nkeys)
+	keys := make([]store.Key, nkeys)
 	for i := range keys {
 		keys[i] = newKey(t, fmt.Sprint(i))
 	}
@@ -575,7 +577,7 @@ func TestMuxCancelStorm(t *testing.T) {
 				case 1:
 					req.Wait = time.Duration(1+rand.IntN(3)) * time.Millisecond
 				case 2:
-					req.Wait = kannuki.WaitForever
+					req.Wait = store.WaitForever
 				}
 				l, err := b.Acquire(ctx, keys[i], req)
 				cancel()
@@ -592,7 +594,7 @@ func TestMuxCancelStorm(t *testing.T) {
 					}
 				case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 					outcomes[1].Add(1)
-				case errors.Is(err, kannuki.ErrNotAcquired):
+				case errors.Is(err, store.ErrNotAcquired):
 					outcomes[2].Add(1)
 				default:
 					t.Errorf("Acquire: %v", err)
@@ -628,12 +630,12 @@ func TestMuxLocksNames(t *testing.T) {
 	defer cancel()
 	k1, k2 := newKey(t, "1"), newKey(t, "2")
 	l1, l2 := mustAcquire(t, b, k1, excl(0)), mustAcquire(t, b, k2, excl(0))
-	byID := func() map[int64]kannuki.LockInfo {
+	byID := func() map[int64]store.LockInfo {
 		infos, err := b.Locks(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[int64]kannuki.LockInfo{}
+		out := map[int64]store.LockInfo{}
 		for _, li := range infos {
 			if li.PID == int64(l1.PID()) {
 				out[li.ID] = li
@@ -777,8 +779,8 @@ func TestMuxStatementTimeout(t *testing.T) {
 	obs := newObserver(t)
 	ctx, cancel := guardCtx()
 	defer cancel()
-	var keys []kannuki.Key
-	key := func(what string) kannuki.Key {
+	var keys []store.Key
+	key := func(what string) store.Key {
 		k := newKey(t, what)
 		keys = append(keys, k)
 		return k
@@ -790,15 +792,15 @@ func TestMuxStatementTimeout(t *testing.T) {
 	proxy.stalled.Store(true)
 	_, err := b.Acquire(ctx, key("3"), excl(0))
 	proxy.stalled.Store(false)
-	if err == nil || errors.Is(err, kannuki.ErrNotAcquired) {
+	if err == nil || errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("try without an answer = %v, want a driver error", err)
 	}
 	t.Logf("try without an answer: %v", err)
 	for i, l := range []heldLease{l1, l2} {
-		if err := l.Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := l.Check(ctx); !errors.Is(err, store.ErrLockLost) {
 			t.Errorf("lease %d: Check = %v, want ErrLockLost", i+1, err)
 		}
-		if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := l.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 			t.Errorf("lease %d: Release = %v, want ErrLockLost", i+1, err)
 		}
 	}
@@ -810,14 +812,14 @@ func TestMuxStatementTimeout(t *testing.T) {
 	proxy.stalled.Store(true)
 	err = l4.Release(ctx)
 	proxy.stalled.Store(false)
-	if err == nil || errors.Is(err, kannuki.ErrLockLost) {
+	if err == nil || errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("unlock without an answer = %v, want a failed release", err)
 	}
 	t.Logf("unlock without an answer: %v", err)
-	if err := l5.Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l5.Check(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Errorf("other lease: Check = %v, want ErrLockLost", err)
 	}
-	if err := l5.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l5.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Errorf("other lease: Release = %v, want ErrLockLost", err)
 	}
 	obs.sessionGone(pid)
@@ -856,7 +858,7 @@ func TestMuxTryServerError(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = b.Acquire(ctx, k2, excl(0))
-	if err == nil || errors.Is(err, kannuki.ErrNotAcquired) || errors.Is(err, kannuki.ErrLockLost) {
+	if err == nil || errors.Is(err, store.ErrNotAcquired) || errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("try whose statement is gone = %v, want the server's error", err)
 	}
 	t.Logf("try whose statement is gone: %v", err)
@@ -892,12 +894,12 @@ func TestMuxRelock(t *testing.T) {
 	if l2.PID() != pid {
 		t.Fatalf("the two leases are on sessions %d and %d; want one shared connection", pid, l2.PID())
 	}
-	next, err := l1.(kannuki.Relocker).Relock(ctx)
+	next, err := l1.(store.Relocker).Relock(ctx)
 	if err != nil || next == nil {
 		t.Fatalf("Relock = %v, %v; want a new lease", next, err)
 	}
 	n1 := next.(heldLease)
-	for _, k := range []kannuki.Key{k1, k2} {
+	for _, k := range []store.Key{k1, k2} {
 		if got := obs.holders(k); !slices.Equal(got, []uint32{pid}) {
 			t.Fatalf("holders of %s after Relock = %v, want [%d]", k.String, got, pid)
 		}
@@ -907,9 +909,9 @@ func TestMuxRelock(t *testing.T) {
 	}
 	// Another client cannot have either key.
 	other := New(newPool(t, 2), Options{})
-	for _, k := range []kannuki.Key{k1, k2} {
+	for _, k := range []store.Key{k1, k2} {
 		l, err := other.Acquire(ctx, k, excl(0))
-		if !errors.Is(err, kannuki.ErrNotAcquired) {
+		if !errors.Is(err, store.ErrNotAcquired) {
 			if l != nil {
 				_ = l.Release(ctx)
 			}
@@ -920,7 +922,7 @@ func TestMuxRelock(t *testing.T) {
 	// The session loses its locks behind the leases' back: the next
 	// Relock finds out, and nothing on the connection is trusted any more.
 	unlockAllBehindBack(t, ctx, n1.(*muxLease).c)
-	if l, err := n1.(kannuki.Relocker).Relock(ctx); l != nil || !errors.Is(err, kannuki.ErrLockLost) {
+	if l, err := n1.(store.Relocker).Relock(ctx); l != nil || !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Relock of a lock the session lost = %v, %v; want nil, ErrLockLost", l, err)
 	}
 	expectLost(t, ctx, "the other lease", l2)

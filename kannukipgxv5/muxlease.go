@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
@@ -13,8 +15,8 @@ import (
 // muxLease is one lock held on a shared connection (mux.go).
 type muxLease struct {
 	c    *sharedConn
-	key  kannuki.Key
-	mode kannuki.Mode
+	key  store.Key
+	mode store.Mode
 	id   lockID
 
 	mu       sync.Mutex
@@ -23,20 +25,20 @@ type muxLease struct {
 	// each successful Check.
 	checked time.Time
 
-	news lossNews // tells the Locker when the connection dies (kannuki.LossWatcher)
+	news lossNews // tells the Locker when the connection dies (store.LossWatcher)
 }
 
 var (
-	_ kannuki.Checker     = (*muxLease)(nil)
-	_ kannuki.Relocker    = (*muxLease)(nil)
-	_ kannuki.LossWatcher = (*muxLease)(nil)
+	_ store.Checker     = (*muxLease)(nil)
+	_ store.Relocker    = (*muxLease)(nil)
+	_ store.LossWatcher = (*muxLease)(nil)
 )
 
-// WatchLoss implements kannuki.LossWatcher: the listener is told when the
+// WatchLoss implements store.LossWatcher: the listener is told when the
 // shared connection is destroyed (a failed statement of any lease on it,
 // or the check the socket watch runs), before the destroying call
 // returns.
-func (l *muxLease) WatchLoss(listener kannuki.LossListener) { l.news.watch(listener) }
+func (l *muxLease) WatchLoss(listener store.LossListener) { l.news.watch(listener) }
 
 // checkShare: a Check is answered without a round trip when another
 // statement on the same connection succeeded within the last 1/checkShare
@@ -52,21 +54,21 @@ func (l *muxLease) lostErr(cause error) error {
 	return &kannuki.LockLostError{Key: l.key.String, Err: fmt.Errorf("kannuki: the shared connection holding it was closed: %w", cause)}
 }
 
-// Release implements kannuki.Lease: pg_advisory_unlock (or _shared) on
+// Release implements store.Lease: pg_advisory_unlock (or _shared) on
 // the shared connection, after the statements queued before it, bounded
 // by Options.ReleaseTimeout whatever ctx says. When the unlock does not
 // confirm, the connection is destroyed (its other leases are lost), and
 // an unlock that returned false or a dead connection reports an error
-// matching kannuki.ErrLockLost.
+// matching store.ErrLockLost.
 func (l *muxLease) Release(ctx context.Context) error {
 	_, err := l.unlock(ctx, false)
 	return err
 }
 
-// Relock implements kannuki.Relocker: the unlock of Release and, when it
+// Relock implements store.Relocker: the unlock of Release and, when it
 // confirmed, a try of the same key on the same shared connection, in one
 // statement. The new lease keeps the key's place on the connection.
-func (l *muxLease) Relock(ctx context.Context) (kannuki.Lease, error) {
+func (l *muxLease) Relock(ctx context.Context) (store.Lease, error) {
 	next, err := l.unlock(ctx, true)
 	if next == nil {
 		return nil, err
@@ -82,7 +84,7 @@ func (l *muxLease) unlock(ctx context.Context, relock bool) (next *muxLease, err
 	defer l.mu.Unlock()
 	defer l.news.end()
 	if l.released {
-		return nil, kannuki.ErrReleased
+		return nil, store.ErrReleased
 	}
 	l.released = true
 	c := l.c
@@ -127,7 +129,7 @@ func (l *muxLease) unlock(ctx context.Context, relock bool) (next *muxLease, err
 	return nil, nil
 }
 
-// Check implements kannuki.Checker. The connection is shared, so one
+// Check implements store.Checker. The connection is shared, so one
 // round trip answers for all its leases: the check succeeds without one
 // when another statement on the connection succeeded recently enough
 // (see checkShare). Otherwise it sends the key's comment, an empty
@@ -138,12 +140,12 @@ func (l *muxLease) unlock(ctx context.Context, relock bool) (next *muxLease, err
 // answers the check when one of them, sent after the check began,
 // succeeded: the session was alive, and the lock with it. When
 // the statement fails the connection is destroyed and every lease on it
-// is lost; Check then returns an error matching kannuki.ErrLockLost.
+// is lost; Check then returns an error matching store.ErrLockLost.
 func (l *muxLease) Check(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.released {
-		return kannuki.ErrReleased
+		return store.ErrReleased
 	}
 	c := l.c
 	if cause := c.deadCause(); cause != nil {

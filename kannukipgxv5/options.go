@@ -3,7 +3,7 @@ package kannukipgxv5
 import (
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // Default values used when the corresponding Options field is zero.
@@ -12,15 +12,15 @@ const (
 	DefaultTryConnTimeout = 5 * time.Second
 )
 
-// ErrPoolExhausted is kannuki.ErrPoolExhausted: the cause of a try
+// ErrPoolExhausted is store.ErrPoolExhausted: the cause of a try
 // (Request.Wait 0) that found every connection of the pool in use, and of a
 // timed wait that ran out while waiting for a connection. Such errors also
-// match kannuki.ErrNotAcquired (the lock was not obtained in the budget),
+// match store.ErrNotAcquired (the lock was not obtained in the budget),
 // but they say nothing about whether the key is held: through a Locker they
 // come inside a
 // *kannuki.NotAcquiredError with Reason kannuki.ReasonPoolExhausted, and
 // TryLock reports it as an error, not as false.
-var ErrPoolExhausted = kannuki.ErrPoolExhausted
+var ErrPoolExhausted = store.ErrPoolExhausted
 
 // Options configure a Backend. The zero value is ready to use.
 type Options struct {
@@ -47,7 +47,7 @@ type Options struct {
 	// Without it, the first Acquire checks that the server process it talks
 	// to is the one announced when the connection opened (a pooler that
 	// shares server sessions announces its own), and session locks fail
-	// with an error matching kannuki.ErrUnsupported when it is not: behind
+	// with an error matching store.ErrUnsupported when it is not: behind
 	// a pooler in transaction mode (PgBouncer pool_mode=transaction) a
 	// session lock would stay on a server session that other clients then
 	// use. Transaction-scoped locks (AcquireTx, RunTx) are safe behind any

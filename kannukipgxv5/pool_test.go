@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -23,7 +25,7 @@ func TestPoolOfOne(t *testing.T) {
 	ctx, cancel := guardCtx()
 	defer cancel()
 	_, err := b.Acquire(ctx, k2, excl(0))
-	if !errors.Is(err, ErrPoolExhausted) || !errors.Is(err, kannuki.ErrNotAcquired) {
+	if !errors.Is(err, ErrPoolExhausted) || !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("try with the pool exhausted: %v; want ErrPoolExhausted and ErrNotAcquired", err)
 	}
 	ok, err := kannuki.New(b, kannuki.Options{}).TryLock(ctx, k2.String, func(context.Context) error { return nil })
@@ -40,7 +42,7 @@ func TestPoolOfOne(t *testing.T) {
 		t.Fatalf("timed wait gave up after %s < %s", el, d)
 	}
 	dctx, dcancel := context.WithTimeout(ctx, d)
-	_, err = b.Acquire(dctx, k2, excl(kannuki.WaitForever))
+	_, err = b.Acquire(dctx, k2, excl(store.WaitForever))
 	dcancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("wait forever with the pool exhausted: %v", err)
@@ -53,9 +55,9 @@ func TestPoolOfOne(t *testing.T) {
 		t.Fatalf("Held with the pool exhausted: %v", err)
 	}
 
-	got := make(chan kannuki.Lease, 1)
+	got := make(chan store.Lease, 1)
 	go func() {
-		l, err := b.Acquire(ctx, k2, excl(kannuki.WaitForever))
+		l, err := b.Acquire(ctx, k2, excl(store.WaitForever))
 		if err != nil {
 			t.Errorf("waiter for a connection: %v", err)
 		}
@@ -82,9 +84,9 @@ func TestPoolOfTwo(t *testing.T) {
 	holder := mustAcquire(t, b, k1, excl(0))
 	ctx, cancel := guardCtx()
 	defer cancel()
-	got := make(chan kannuki.Lease, 1)
+	got := make(chan store.Lease, 1)
 	go func() {
-		l, err := b.Acquire(ctx, k1, excl(kannuki.WaitForever))
+		l, err := b.Acquire(ctx, k1, excl(store.WaitForever))
 		if err != nil {
 			t.Errorf("waiter: %v", err)
 		}
@@ -117,12 +119,12 @@ func TestPoolOfOneLocker(t *testing.T) {
 	k1, k2 := newKey(t, "outer").String, newKey(t, "inner").String
 	err := l.WithLock(ctx, k1, func(ctx context.Context) error {
 		ok, err := l.TryLock(ctx, k2, func(context.Context) error { return nil })
-		if ok || !errors.Is(err, kannuki.ErrPoolExhausted) {
+		if ok || !errors.Is(err, store.ErrPoolExhausted) {
 			t.Errorf("nested TryLock on a pool of one = %v, %v; want false and ErrPoolExhausted", ok, err)
 		}
 		return l.WithLock(ctx, k2, func(context.Context) error { return nil }, kannuki.Timeout(100*time.Millisecond))
 	})
-	if !errors.Is(err, kannuki.ErrNotAcquired) || !errors.Is(err, kannuki.ErrPoolExhausted) {
+	if !errors.Is(err, store.ErrNotAcquired) || !errors.Is(err, store.ErrPoolExhausted) {
 		t.Fatalf("nested WithLock on a pool of one: %v", err)
 	}
 	poolHoldsNone(t, pool)
@@ -138,7 +140,7 @@ func TestPoolOfOneMux(t *testing.T) {
 	obs := newObserver(t)
 	k1, k2, k3 := newKey(t, "1"), newKey(t, "2"), newKey(t, "3")
 	holder := mustAcquire(t, b, k1, excl(0))
-	l2 := mustAcquire(t, b, k2, excl(kannuki.WaitForever))
+	l2 := mustAcquire(t, b, k2, excl(store.WaitForever))
 	if holder.PID() != l2.PID() {
 		t.Fatalf("two locks of a pool of one on sessions %d and %d", holder.PID(), l2.PID())
 	}
@@ -171,15 +173,15 @@ func TestPoolOfOneMux(t *testing.T) {
 		t.Fatalf("timed wait gave up after %s < %s", el, d)
 	}
 	dctx, dcancel := context.WithTimeout(ctx, d)
-	_, err = b.Acquire(dctx, k1, excl(kannuki.WaitForever))
+	_, err = b.Acquire(dctx, k1, excl(store.WaitForever))
 	dcancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("wait forever with the pool exhausted: %v", err)
 	}
 
-	got := make(chan kannuki.Lease, 1)
+	got := make(chan store.Lease, 1)
 	go func() {
-		l, err := b.Acquire(ctx, k1, excl(kannuki.WaitForever))
+		l, err := b.Acquire(ctx, k1, excl(store.WaitForever))
 		if err != nil {
 			t.Errorf("waiter for a connection: %v", err)
 		}
@@ -259,7 +261,7 @@ func TestTryConnBounded(t *testing.T) {
 			}()
 			select {
 			case err := <-done:
-				if !errors.Is(err, ErrPoolExhausted) || !errors.Is(err, kannuki.ErrNotAcquired) {
+				if !errors.Is(err, ErrPoolExhausted) || !errors.Is(err, store.ErrNotAcquired) {
 					t.Fatalf("try on a pool whose idle connection hangs: %v; want ErrPoolExhausted", err)
 				}
 			case <-time.After(30 * time.Second):

@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
@@ -17,7 +18,7 @@ import (
 // checkSession refuses session locks on connections that do not go
 // straight to PostgreSQL, unless Options.SessionPooler says the pooler pins
 // sessions. It costs one round trip, on the first Acquire of the Backend.
-func (b *Backend) checkSession(ctx context.Context, pc *pgxpool.Conn, key kannuki.Key) error {
+func (b *Backend) checkSession(ctx context.Context, pc *pgxpool.Conn, key store.Key) error {
 	if b.opts.SessionPooler {
 		return nil
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -21,13 +23,13 @@ func TestSessionLocksRefusedBehindPgBouncer(t *testing.T) {
 
 	for range 2 { // the second call uses the remembered answer
 		_, err := b.Acquire(ctx, k, excl(0))
-		if !errors.Is(err, kannuki.ErrUnsupported) || errors.Is(err, kannuki.ErrNotAcquired) {
+		if !errors.Is(err, store.ErrUnsupported) || errors.Is(err, store.ErrNotAcquired) {
 			t.Fatalf("session lock through PgBouncer: got %v, want ErrUnsupported", err)
 		}
 	}
 	ran := false
 	err := kannuki.New(b, kannuki.Options{}).WithLock(ctx, k.String, func(context.Context) error { ran = true; return nil })
-	if !errors.Is(err, kannuki.ErrUnsupported) || ran {
+	if !errors.Is(err, store.ErrUnsupported) || ran {
 		t.Fatalf("WithLock through PgBouncer: %v (fn ran: %v), want ErrUnsupported without running fn", err, ran)
 	}
 	if rows := obs.rows(k); len(rows) != 0 {
@@ -76,7 +78,7 @@ func TestSessionPoolerOption(t *testing.T) {
 	defer cancel()
 	_, err := b.Acquire(ctx, k, excl(0))
 	notAcquired(t, err)
-	if errors.Is(err, kannuki.ErrUnsupported) {
+	if errors.Is(err, store.ErrUnsupported) {
 		t.Fatalf("got %v with SessionPooler set", err)
 	}
 }

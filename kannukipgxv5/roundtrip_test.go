@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // countingConn counts the writes to the server: pgx writes each request in
@@ -46,14 +46,14 @@ func TestRoundTrips(t *testing.T) {
 		f()
 		return writes.Load() - before
 	}
-	for _, mode := range []kannuki.Mode{kannuki.ModeExclusive, kannuki.ModeShared} {
-		req := kannuki.Request{Mode: mode, Wait: kannuki.WaitForever}
+	for _, mode := range []store.Mode{store.ModeExclusive, store.ModeShared} {
+		req := store.Request{Mode: mode, Wait: store.WaitForever}
 		mustRelease(t, mustAcquire(t, b, newKey(t, "warm"), req)) // prepares the two statements
 		for _, c := range []struct {
 			name string
 			ctx  context.Context
 		}{{"background", context.Background()}, {"cancelable", ctx}} {
-			var l kannuki.Lease
+			var l store.Lease
 			var err error
 			acq := measure(func() {
 				if l, err = b.Acquire(c.ctx, newKey(t, "k"), req); err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/kannuki-go/kannuki"
@@ -43,7 +45,7 @@ var (
 // unlock returned false, 1 when it unlocked but another session had the
 // lock first, 2 when it unlocked and took the lock again. unlocked is the
 // unlock's answer; taken says whether the relock took the lock again.
-func unlockStatement(ctx context.Context, c *pgx.Conn, k kannuki.Key, m kannuki.Mode, relock bool) (unlocked, taken bool, err error) {
+func unlockStatement(ctx context.Context, c *pgx.Conn, k store.Key, m store.Mode, relock bool) (unlocked, taken bool, err error) {
 	if !relock {
 		unlocked, err = boolStatement(ctx, c, &unlockText, k, m)
 		return unlocked, false, err
@@ -65,7 +67,7 @@ func unlockStatement(ctx context.Context, c *pgx.Conn, k kannuki.Key, m kannuki.
 // connection must be destroyed, and err is what the release reports: nil
 // when the lock was released before the watchdog gave up on the socket
 // (a lock a relock took dies with the session), an error matching
-// kannuki.ErrLockLost when the session was gone or did not hold the lock,
+// store.ErrLockLost when the session was gone or did not hold the lock,
 // another error when whether the session still holds it is unknown. conn
 // names the connection in that error.
 func judgeUnlock(key string, ok bool, stmtErr error, fired bool, deadline time.Time, closed bool, conn string) (cause, err error) {
@@ -102,7 +104,7 @@ var errUnlockFalse = errors.New("pg_advisory_unlock returned false: the session 
 
 // boolStatement runs one of the constant statements above for k and
 // returns the function's answer.
-func boolStatement(ctx context.Context, c *pgx.Conn, text *[2][2]string, k kannuki.Key, m kannuki.Mode) (bool, error) {
+func boolStatement(ctx context.Context, c *pgx.Conn, text *[2][2]string, k store.Key, m store.Mode) (bool, error) {
 	var tag pgconn.CommandTag
 	var err error
 	s := sharedIndex(m)
@@ -123,8 +125,8 @@ func boolStatement(ctx context.Context, c *pgx.Conn, text *[2][2]string, k kannu
 }
 
 // sharedIndex is the first index of the [shared][pair] statement tables.
-func sharedIndex(m kannuki.Mode) int {
-	if m == kannuki.ModeShared {
+func sharedIndex(m store.Mode) int {
+	if m == store.ModeShared {
 		return 1
 	}
 	return 0

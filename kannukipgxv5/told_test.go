@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/hooktest"
 )
@@ -21,9 +23,9 @@ func expectTold(t *testing.T, what string, r *hooktest.LossRecorder) {
 }
 
 // watchLoss hands l a recorder.
-func watchLoss(l kannuki.Lease) *hooktest.LossRecorder {
+func watchLoss(l store.Lease) *hooktest.LossRecorder {
 	r := new(hooktest.LossRecorder)
-	l.(kannuki.LossWatcher).WatchLoss(r)
+	l.(store.LossWatcher).WatchLoss(r)
 	return r
 }
 
@@ -85,7 +87,7 @@ func TestMuxKillTellsEveryLease(t *testing.T) {
 	c.leave()
 	// Right after the kill: no waiting.
 	for i, h := range hs {
-		if err := h.Err(); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := h.Err(); !errors.Is(err, store.ErrLockLost) {
 			t.Fatalf("handle %d: Err = %v right after the kill, want ErrLockLost", i, err)
 		}
 		select {
@@ -95,18 +97,18 @@ func TestMuxKillTellsEveryLease(t *testing.T) {
 		}
 	}
 	for i, fctx := range running {
-		if cause := context.Cause(fctx); !errors.Is(cause, kannuki.ErrLockLost) {
+		if cause := context.Cause(fctx); !errors.Is(cause, store.ErrLockLost) {
 			t.Fatalf("WithLock %d: fn's context cause = %v right after the kill, want ErrLockLost", i, cause)
 		}
 	}
 	wg.Wait()
 	for i, err := range results {
-		if !errors.Is(err, kannuki.ErrLockLost) {
+		if !errors.Is(err, store.ErrLockLost) {
 			t.Errorf("WithLock %d = %v, want ErrLockLost", i, err)
 		}
 	}
 	for i, h := range hs {
-		if err := h.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := h.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 			t.Fatalf("handle %d: Release = %v, want ErrLockLost", i, err)
 		}
 	}
@@ -128,7 +130,7 @@ func TestMuxDestroyTells(t *testing.T) {
 		p := newSharedPair(t, shared(0))
 		r1, r2 := watchLoss(p.l1), watchLoss(p.l2)
 		unlockAllBehindBack(t, ctx, p.l1.(*muxLease).c)
-		if err := p.l1.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := p.l1.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 			t.Fatalf("Release = %v, want ErrLockLost", err)
 		}
 		expectTold(t, "the other lease, when the Release returned", r2)
@@ -142,20 +144,20 @@ func TestMuxDestroyTells(t *testing.T) {
 		p := newSharedPair(t, excl(0))
 		r2 := watchLoss(p.l2)
 		unlockAllBehindBack(t, ctx, p.l1.(*muxLease).c)
-		if next, err := p.l1.(kannuki.Relocker).Relock(ctx); next != nil || !errors.Is(err, kannuki.ErrLockLost) {
+		if next, err := p.l1.(store.Relocker).Relock(ctx); next != nil || !errors.Is(err, store.ErrLockLost) {
 			t.Fatalf("Relock = %v, %v; want nil, ErrLockLost", next, err)
 		}
 		expectTold(t, "the other lease, when the Relock returned", r2)
 	})
 	t.Run("relocked lease told", func(t *testing.T) {
 		p := newSharedPair(t, excl(0))
-		next, err := p.l1.(kannuki.Relocker).Relock(ctx)
+		next, err := p.l1.(store.Relocker).Relock(ctx)
 		if err != nil || next == nil {
 			t.Fatalf("Relock = %v, %v; want a new lease", next, err)
 		}
 		rn := watchLoss(next)
 		unlockAllBehindBack(t, ctx, p.l2.(*muxLease).c)
-		if err := p.l2.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := p.l2.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 			t.Fatalf("Release = %v, want ErrLockLost", err)
 		}
 		expectTold(t, "the lease a Relock handed out", rn)
@@ -183,11 +185,11 @@ func TestMuxDestroyTells(t *testing.T) {
 }
 
 // mustReleaseLost releases a lease whose lock was lost.
-func mustReleaseLost(t *testing.T, l kannuki.Lease) {
+func mustReleaseLost(t *testing.T, l store.Lease) {
 	t.Helper()
 	ctx, cancel := guardCtx()
 	defer cancel()
-	if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := l.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Release = %v, want ErrLockLost", err)
 	}
 }

@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
 var (
-	_ kannuki.TxBackend[pgx.Tx] = (*Backend)(nil)
-	_ kannuki.TxRunner[pgx.Tx]  = (*Backend)(nil)
+	_ store.TxBackend[pgx.Tx] = (*Backend)(nil)
+	_ store.TxRunner[pgx.Tx]  = (*Backend)(nil)
 )
 
 // Transaction-scoped locks are taken with the statements of internal/pgsql
@@ -23,7 +24,7 @@ var (
 // protocol: one round trip each, nothing prepared, so they work the same
 // behind PgBouncer in transaction mode whatever the pool's query exec mode.
 
-// AcquireTx implements kannuki.TxBackend (kannuki.LockTx): it takes key
+// AcquireTx implements store.TxBackend (kannuki.LockTx): it takes key
 // with pg_advisory_xact_lock (or its _shared form) inside tx, so the lock
 // is held until tx commits or rolls back; there is nothing to release, and
 // it works behind PgBouncer in transaction pooling mode.
@@ -35,8 +36,8 @@ var (
 // remaining wait or ctx's deadline, whichever comes first, otherwise), and
 // the caller's lock_timeout is restored afterwards: SHOW lock_timeout reads
 // the same before and after AcquireTx. A refused try, an expired wait
-// (error matching kannuki.ErrNotAcquired, or ctx.Err() when ctx's deadline
-// ended it), a deadlock (kannuki.ErrDeadlock) or a cancellation of ctx
+// (error matching store.ErrNotAcquired, or ctx.Err() when ctx's deadline
+// ended it), a deadlock (store.ErrDeadlock) or a cancellation of ctx
 // leaves tx usable and without the lock: the savepoint is rolled back and
 // released. A granted wait costs two more round trips (the wait, and the
 // release of the savepoint).
@@ -52,29 +53,29 @@ var (
 // tx must be an open transaction. A tx that was committed or rolled back
 // (pgx.ErrTxClosed), whose connection is no longer in a transaction block
 // (a COMMIT sent by hand), or that is aborted by an earlier error yields an
-// error matching kannuki.ErrInvalidArgument; AcquireTx never pretends to
+// error matching store.ErrInvalidArgument; AcquireTx never pretends to
 // lock. Should the server or the network fail mid-wait, the error says so
 // and tx is unusable: roll it back, which frees anything it held. A
 // rollback to a savepoint of the caller's taken before AcquireTx (a nested
 // pgx.Tx, for instance) also releases the lock.
-func (b *Backend) AcquireTx(ctx context.Context, tx pgx.Tx, key kannuki.Key, req kannuki.Request) error {
+func (b *Backend) AcquireTx(ctx context.Context, tx pgx.Tx, key store.Key, req store.Request) error {
 	start := time.Now()
 	switch {
 	case b == nil:
-		return fmt.Errorf("%w: nil Backend", kannuki.ErrInvalidArgument)
+		return fmt.Errorf("%w: nil Backend", store.ErrInvalidArgument)
 	case ctx == nil:
-		return fmt.Errorf("%w: nil context", kannuki.ErrInvalidArgument)
+		return fmt.Errorf("%w: nil context", store.ErrInvalidArgument)
 	case tx == nil:
-		return fmt.Errorf("%w: nil pgx.Tx", kannuki.ErrInvalidArgument)
-	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
-		return fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+		return fmt.Errorf("%w: nil pgx.Tx", store.ErrInvalidArgument)
+	case req.Mode != store.ModeExclusive && req.Mode != store.ModeShared:
+		return fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 	if err := ctx.Err(); err != nil {
 		return ended(key, err)
 	}
 	c := tx.Conn()
 	if c == nil {
-		return fmt.Errorf("%w: %T has no connection", kannuki.ErrInvalidArgument, tx)
+		return fmt.Errorf("%w: %T has no connection", store.ErrInvalidArgument, tx)
 	}
 	x := txAcquisition{b: b, tx: tx, c: c, key: key, mode: req.Mode}
 	granted, err := x.try(ctx)
@@ -84,7 +85,7 @@ func (b *Backend) AcquireTx(ctx context.Context, tx pgx.Tx, key kannuki.Key, req
 	case granted:
 		return nil
 	case req.Wait == 0:
-		return fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, key.String)
+		return fmt.Errorf("%w: %q is held", store.ErrNotAcquired, key.String)
 	}
 	if err := ctx.Err(); err != nil {
 		return ended(key, err)
@@ -92,7 +93,7 @@ func (b *Backend) AcquireTx(ctx context.Context, tx pgx.Tx, key kannuki.Key, req
 	wait := req.Wait
 	if wait > 0 {
 		if wait -= time.Since(start); wait <= 0 {
-			return fmt.Errorf("%w: %q is held", kannuki.ErrNotAcquired, key.String)
+			return fmt.Errorf("%w: %q is held", store.ErrNotAcquired, key.String)
 		}
 	}
 	return x.wait(ctx, wait)
@@ -103,8 +104,8 @@ type txAcquisition struct {
 	b    *Backend
 	tx   pgx.Tx
 	c    *pgx.Conn
-	key  kannuki.Key
-	mode kannuki.Mode
+	key  store.Key
+	mode store.Mode
 }
 
 // try runs pg_try_advisory_xact_lock. ctx's end does not interrupt it (it
@@ -186,13 +187,13 @@ func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 	}
 	switch pgErr.Code {
 	case pgsql.CodeLockNotAvailable:
-		return fmt.Errorf("%w: %q still held when the wait ran out", kannuki.ErrNotAcquired, x.key.String)
+		return fmt.Errorf("%w: %q still held when the wait ran out", store.ErrNotAcquired, x.key.String)
 	case pgsql.CodeDeadlock:
-		return fmt.Errorf("%w: %q: %w", kannuki.ErrDeadlock, x.key.String, err)
+		return fmt.Errorf("%w: %q: %w", store.ErrDeadlock, x.key.String, err)
 	case pgsql.CodeQueryCanceled:
 		// Not our cancel request (ctx is alive): statement_timeout or
 		// pg_cancel_backend ended the wait.
-		return fmt.Errorf("%w: %q: the server ended the wait: %w", kannuki.ErrNotAcquired, x.key.String, err)
+		return fmt.Errorf("%w: %q: the server ended the wait: %w", store.ErrNotAcquired, x.key.String, err)
 	}
 	return fmt.Errorf("kannuki: pgx: lock %q in a transaction: %w", x.key.String, err)
 }
@@ -226,11 +227,11 @@ func (x *txAcquisition) statementError(ctx context.Context, err error) error {
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.Is(err, pgx.ErrTxClosed):
-		return fmt.Errorf("%w: lock %q: the transaction has already been committed or rolled back: %w", kannuki.ErrInvalidArgument, x.key.String, err)
+		return fmt.Errorf("%w: lock %q: the transaction has already been committed or rolled back: %w", store.ErrInvalidArgument, x.key.String, err)
 	case errors.As(err, &pgErr) && pgErr.Code == pgsql.CodeNoActiveTx:
 		return x.notInTx('I')
 	case errors.As(err, &pgErr) && pgErr.Code == pgsql.CodeTxAborted:
-		return fmt.Errorf("%w: lock %q: the transaction is aborted by an earlier error; roll it back: %w", kannuki.ErrInvalidArgument, x.key.String, err)
+		return fmt.Errorf("%w: lock %q: the transaction is aborted by an earlier error; roll it back: %w", store.ErrInvalidArgument, x.key.String, err)
 	}
 	if !errors.As(err, &pgErr) || x.c.IsClosed() {
 		// No answer from the server, or pgx gave up on the connection.
@@ -246,7 +247,7 @@ func (x *txAcquisition) statementError(ctx context.Context, err error) error {
 
 func (x *txAcquisition) notInTx(status byte) error {
 	return fmt.Errorf("%w: lock %q: the connection is not in an open transaction (status %q): a transaction lock would end with the statement",
-		kannuki.ErrInvalidArgument, x.key.String, status)
+		store.ErrInvalidArgument, x.key.String, status)
 }
 
 // afterWaitKey is a context key for tests only: its func() value runs after
@@ -254,33 +255,33 @@ func (x *txAcquisition) notInTx(status byte) error {
 // cancel ctx exactly there (a grant racing a cancellation).
 type afterWaitKey struct{}
 
-// RunTx implements kannuki.TxRunner (kannuki.InTx): it begins a
+// RunTx implements store.TxRunner (kannuki.InTx): it begins a
 // transaction on a pool connection, takes key in it with AcquireTx, runs
 // fn, and commits when fn returns nil. It rolls back when the lock is not
-// granted (fn does not run; the error matches kannuki.ErrNotAcquired), when
+// granted (fn does not run; the error matches store.ErrNotAcquired), when
 // fn returns an error, and when fn panics (the panic propagates). The lock
 // ends with the transaction, which begins with req.TxOptions (a
 // pgx.TxOptions, from kannuki.TxOptions) when set.
 //
 // Getting the connection follows the rules of Acquire: a try does not wait
-// for a busy pool (kannuki.ErrPoolExhausted) and a timed wait spends its
+// for a busy pool (store.ErrPoolExhausted) and a timed wait spends its
 // budget on the connection first. The commit runs even if ctx ends while
 // it is in flight (a commit interrupted half-way has an unknown outcome);
 // if ctx has already ended when fn returns, RunTx rolls back instead. The
 // rollback runs on a context of its own, bounded by Options.ReleaseTimeout.
 // pgxpool destroys a connection that comes back still inside a transaction,
 // so a failed commit or rollback never leaves a lock on a pooled session.
-func (b *Backend) RunTx(ctx context.Context, key kannuki.Key, req kannuki.Request, fn func(context.Context, pgx.Tx) error) (err error) {
+func (b *Backend) RunTx(ctx context.Context, key store.Key, req store.Request, fn func(context.Context, pgx.Tx) error) (err error) {
 	start := time.Now()
 	switch {
 	case fn == nil:
-		return fmt.Errorf("%w: nil function", kannuki.ErrInvalidArgument)
+		return fmt.Errorf("%w: nil function", store.ErrInvalidArgument)
 	case b == nil || b.pool == nil:
-		return fmt.Errorf("%w: nil pgxpool.Pool", kannuki.ErrInvalidArgument)
+		return fmt.Errorf("%w: nil pgxpool.Pool", store.ErrInvalidArgument)
 	case ctx == nil:
-		return fmt.Errorf("%w: nil context", kannuki.ErrInvalidArgument)
-	case req.Mode != kannuki.ModeExclusive && req.Mode != kannuki.ModeShared:
-		return fmt.Errorf("%w: unknown lock mode %d", kannuki.ErrInvalidArgument, req.Mode)
+		return fmt.Errorf("%w: nil context", store.ErrInvalidArgument)
+	case req.Mode != store.ModeExclusive && req.Mode != store.ModeShared:
+		return fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 	txOpts, err := pgxTxOptions(req.TxOptions)
 	if err != nil {
@@ -339,5 +340,5 @@ func pgxTxOptions(v any) (pgx.TxOptions, error) {
 		}
 		return pgx.TxOptions{}, nil
 	}
-	return pgx.TxOptions{}, fmt.Errorf("%w: kannukipgxv5: TxOptions of type %T, want pgx.TxOptions", kannuki.ErrInvalidArgument, v)
+	return pgx.TxOptions{}, fmt.Errorf("%w: kannukipgxv5: TxOptions of type %T, want pgx.TxOptions", store.ErrInvalidArgument, v)
 }

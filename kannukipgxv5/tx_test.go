@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
@@ -37,7 +40,7 @@ func newTxLocker(t testing.TB, b *Backend) txLocker {
 func (l txLocker) name(what string) string { return l.prefix + what }
 
 // key is the derived key of name, for the observer.
-func (l txLocker) key(name string) kannuki.Key {
+func (l txLocker) key(name string) store.Key {
 	l.t.Helper()
 	k, err := l.Key(name)
 	if err != nil {
@@ -383,7 +386,7 @@ func TestTxTryAndTimeout(t *testing.T) {
 				t.Errorf("timed wait gave up after %s, before its %s", took, wait)
 			}
 			notAcquired(t, err)
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kannuki.ErrDeadlock) {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, store.ErrDeadlock) {
 				t.Fatalf("timeout reported as %v", err)
 			}
 			usable(t, tx)
@@ -510,7 +513,7 @@ func TestTxDeadlock(t *testing.T) {
 	go func() { results <- result{b, kannuki.LockTx(ctx, l.Locker, b, n1)} }()
 
 	victim := <-results // the survivor waits until the victim's transaction ends
-	if !errors.Is(victim.err, kannuki.ErrDeadlock) {
+	if !errors.Is(victim.err, store.ErrDeadlock) {
 		t.Fatalf("got %v, want ErrDeadlock", victim.err)
 	}
 	usable(t, victim.tx)
@@ -597,7 +600,7 @@ func TestTxGrantRacingCancel(t *testing.T) {
 	defer cancel()
 	ctx = context.WithValue(ctx, afterWaitKey{}, func() { cancel() })
 	done := make(chan error, 1)
-	go func() { done <- b.AcquireTx(ctx, tx, k, excl(kannuki.WaitForever)) }()
+	go func() { done <- b.AcquireTx(ctx, tx, k, excl(store.WaitForever)) }()
 	obs.waitWaiters(k, 1)
 	commit(t, holder) // the wait is granted; then the hook cancels ctx
 	err := <-done
@@ -630,7 +633,7 @@ func TestTxNotOpen(t *testing.T) {
 		}
 		for _, opt := range []kannuki.CallOption{kannuki.Timeout(0), kannuki.NoTimeout()} {
 			err := kannuki.LockTx(ctx, l.Locker, tx, l.name(end))
-			if !errors.Is(err, kannuki.ErrInvalidArgument) || !errors.Is(err, pgx.ErrTxClosed) {
+			if !errors.Is(err, store.ErrInvalidArgument) || !errors.Is(err, pgx.ErrTxClosed) {
 				t.Errorf("after %s (%v): got %v, want ErrInvalidArgument and pgx.ErrTxClosed", end, opt, err)
 			}
 		}
@@ -653,14 +656,14 @@ func TestTxNotOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = kannuki.LockTx(ctx, l.Locker, tx, name, kannuki.Timeout(0))
-	if !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if !errors.Is(err, store.ErrInvalidArgument) {
 		t.Errorf("try outside a transaction block: got %v, want ErrInvalidArgument", err)
 	}
 	// The wait path (the key held elsewhere, so the try is refused).
 	holder := begin(t, pool)
 	lockTx(t, l, holder, name)
 	err = kannuki.LockTx(ctx, l.Locker, tx, name, kannuki.Timeout(hangGuard))
-	if !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if !errors.Is(err, store.ErrInvalidArgument) {
 		t.Errorf("wait outside a transaction block: got %v, want ErrInvalidArgument", err)
 	}
 	if h := obs.holders(k); len(h) != 1 || h[0] != txPID(holder) {
@@ -673,10 +676,10 @@ func TestTxNotOpen(t *testing.T) {
 	if _, err := tx.Exec(ctx, "SELECT 1/0"); err == nil {
 		t.Fatal("division by zero succeeded")
 	}
-	if err := kannuki.LockTx(ctx, l.Locker, tx, l.name("aborted"), kannuki.Timeout(0)); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if err := kannuki.LockTx(ctx, l.Locker, tx, l.name("aborted"), kannuki.Timeout(0)); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Errorf("aborted transaction: got %v, want ErrInvalidArgument", err)
 	}
-	if err := b.AcquireTx(ctx, nil, k, excl(0)); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if err := b.AcquireTx(ctx, nil, k, excl(0)); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Errorf("nil tx: got %v, want ErrInvalidArgument", err)
 	}
 }
@@ -691,11 +694,11 @@ func TestTxShared(t *testing.T) {
 	ctx, cancel := guardCtx()
 	defer cancel()
 	bigint := newKey(t, "k")
-	pair, err := kannuki.RawKeys{}.Derive("", fmt.Sprintf("%d,%d", int32(bigint.ID), int32(bigint.ID>>32)))
+	pair, err := keys.Raw{}.Derive("", fmt.Sprintf("%d,%d", int32(bigint.ID), int32(bigint.ID>>32)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []kannuki.Key{bigint, pair} {
+	for _, k := range []store.Key{bigint, pair} {
 		r1, r2 := begin(t, pool), begin(t, pool)
 		for _, tx := range []pgx.Tx{r1, r2} {
 			if err := b.AcquireTx(ctx, tx, k, shared(0)); err != nil {
@@ -713,7 +716,7 @@ func TestTxShared(t *testing.T) {
 		commit(t, r1)
 		notAcquired(t, b.AcquireTx(ctx, w, k, excl(0)))
 		done := make(chan error, 1)
-		go func() { done <- b.AcquireTx(ctx, w, k, excl(kannuki.WaitForever)) }()
+		go func() { done <- b.AcquireTx(ctx, w, k, excl(store.WaitForever)) }()
 		obs.waitWaiters(k, 1)
 		rollback(t, r2)
 		if err := <-done; err != nil {
@@ -834,7 +837,7 @@ func TestRunTxCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- b.RunTx(ctx, k, excl(kannuki.WaitForever), func(context.Context, pgx.Tx) error {
+		done <- b.RunTx(ctx, k, excl(store.WaitForever), func(context.Context, pgx.Tx) error {
 			return errors.New("fn ran without the lock")
 		})
 	}()
@@ -886,7 +889,7 @@ func TestTxCancelAtRandom(t *testing.T) {
 		tx := begin(t, pool)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- b.AcquireTx(ctx, tx, k, excl(kannuki.WaitForever)) }()
+		go func() { done <- b.AcquireTx(ctx, tx, k, excl(store.WaitForever)) }()
 		obs.waitWaiters(k, 1)
 		pause := time.Duration(mrand.IntN(3000)) * time.Microsecond
 		go func() { time.Sleep(pause); cancel() }()
@@ -944,7 +947,7 @@ func TestInTxOptions(t *testing.T) {
 		t.Error("fn ran with options of the wrong type")
 		return nil
 	}, kannuki.TxOptions(pgx.Serializable))
-	if !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if !errors.Is(err, store.ErrInvalidArgument) {
 		t.Fatalf("InTx with a pgx.TxIsoLevel as TxOptions: %v, want ErrInvalidArgument", err)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // TestUnlockTimeout: on a connection of its own, an unlock or a relock the
@@ -26,16 +26,16 @@ func TestUnlockTimeout(t *testing.T) {
 		pid := l.PID()
 		proxy.stalled.Store(true)
 		start := time.Now()
-		var next kannuki.Lease
+		var next store.Lease
 		var err error
 		if relock {
-			next, err = l.(kannuki.Relocker).Relock(ctx)
+			next, err = l.(store.Relocker).Relock(ctx)
 		} else {
 			err = l.Release(ctx)
 		}
 		took := time.Since(start)
 		proxy.stalled.Store(false)
-		if next != nil || err == nil || errors.Is(err, kannuki.ErrLockLost) {
+		if next != nil || err == nil || errors.Is(err, store.ErrLockLost) {
 			t.Fatalf("relock=%v without an answer = %v, %v; want no lease and a failed release", relock, next, err)
 		}
 		if took > hangGuard {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"go.uber.org/goleak"
 )
@@ -78,7 +80,7 @@ func killWhileHeld(t *testing.T, opts Options, quiet time.Duration) time.Duratio
 	if !opts.NoWatch {
 		obs.waitFor("fn's context to be canceled", func() bool { return fctx.Err() != nil })
 		latency = time.Since(sent)
-		if cause := context.Cause(fctx); !errors.Is(cause, kannuki.ErrLockLost) {
+		if cause := context.Cause(fctx); !errors.Is(cause, store.ErrLockLost) {
 			t.Fatalf("fn's context cause = %v, want ErrLockLost", cause)
 		}
 	} else {
@@ -91,7 +93,7 @@ func killWhileHeld(t *testing.T, opts Options, quiet time.Duration) time.Duratio
 	}
 	close(finish)
 	wg.Wait()
-	if !errors.Is(result, kannuki.ErrLockLost) {
+	if !errors.Is(result, store.ErrLockLost) {
 		t.Fatalf("WithLock = %v, want ErrLockLost", result)
 	}
 	poolHoldsNone(t, pool)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/hooktest"
 	"github.com/kannuki-go/kannuki/kannukimem"
@@ -70,7 +72,7 @@ func TestTwoCollectors(t *testing.T) {
 func TestWaiting(t *testing.T) {
 	c := kannukiprom.New(kannukiprom.Options{})
 	ctx := context.Background()
-	shared := kannuki.ModeShared
+	shared := store.ModeShared
 	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventAttempt, Key: "a"})
 	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventAttempt, Key: "b", Mode: shared})
 	c.LockEvent(ctx, kannuki.Event{Kind: kannuki.EventWaiting, Key: "a", Wait: 5 * time.Millisecond})

@@ -14,7 +14,7 @@ import (
 // MaxKeyArgsLen is the longest canonical argument encoding put into a lock
 // key as it is. Longer arguments are replaced by the string
 // "sha256:" + the hex SHA-256 of their canonical encoding, which keeps keys
-// well below kannuki.MaxKeyLen. River's arguments are JSON objects, so such a
+// well below keys.MaxKeyLen. River's arguments are JSON objects, so such a
 // string never equals real arguments. It is kannukijob.MaxKeyArgsLen.
 const MaxKeyArgsLen = kannukijob.MaxKeyArgsLen
 

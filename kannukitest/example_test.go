@@ -56,7 +56,7 @@ func Example_leakCheck() {
 	t.end()
 	// Output:
 	// report/daily <nil>
-	// FAIL: kannukitest: 1 lock(s) still held at the end of the test (a missing Release, or fn still running): "report/daily" (exclusive)
+	// FAIL: kannukitest: 1 lock(s) still held at the end of the test (a missing Release, or fn still running): "report/daily" (exclusive, taken at example_test.go:53)
 }
 
 // exampleT stands in for the *testing.T a test function receives, so the

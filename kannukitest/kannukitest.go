@@ -26,6 +26,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/global"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
@@ -59,6 +62,7 @@ type Option func(*config)
 type config struct {
 	opts      kannuki.Options
 	leakCheck bool
+	asDefault bool
 }
 
 // WithOptions sets the Locker's options (key prefix, key scheme, default
@@ -72,6 +76,14 @@ func WithOptions(o kannuki.Options) Option {
 // released (for a test that hands a lock to code outliving it).
 func WithoutLeakCheck() Option {
 	return func(c *config) { c.leakCheck = false }
+}
+
+// AsDefault makes the Locker the process-wide one (global.SetDefault) for
+// the test, and puts the previous one back when the test ends, for code
+// under test that uses the global package. The default is one per process:
+// tests that use AsDefault must not run in parallel with each other.
+func AsDefault() Option {
+	return func(c *config) { c.asDefault = true }
 }
 
 // New returns a Locker on a fresh in-process backend. When the test ends
@@ -93,6 +105,11 @@ func New(t testing.TB, opts ...Option) *Locker {
 	rec := newRecorder(mem)
 	l := &Locker{Locker: kannuki.New(rec, c.opts), t: t, mem: mem, rec: rec}
 	t.Cleanup(func() { l.cleanup(c.leakCheck) })
+	if c.asDefault {
+		prev := global.Default()
+		global.SetDefault(l.Locker)
+		t.Cleanup(func() { global.SetDefault(prev) })
+	}
 	return l
 }
 
@@ -106,17 +123,17 @@ func (l *Locker) Mem() *kannukimem.Backend { return l.mem }
 // ends. It fails the test when key is already held or awaited.
 func (l *Locker) SimulateHeld(key string) (release func()) {
 	l.t.Helper()
-	return l.simulate(key, kannuki.ModeExclusive)
+	return l.simulate(key, store.ModeExclusive)
 }
 
 // SimulateHeldShared is SimulateHeld with a shared hold: shared requests
 // still succeed, exclusive ones do not.
 func (l *Locker) SimulateHeldShared(key string) (release func()) {
 	l.t.Helper()
-	return l.simulate(key, kannuki.ModeShared)
+	return l.simulate(key, store.ModeShared)
 }
 
-func (l *Locker) simulate(key string, mode kannuki.Mode) func() {
+func (l *Locker) simulate(key string, mode store.Mode) func() {
 	l.t.Helper()
 	k := l.key(key)
 	release, err := l.mem.SimulateHeld(k, mode)
@@ -193,7 +210,7 @@ func (l *Locker) held(key string) bool {
 }
 
 // key derives key as the Locker does (prefix and scheme).
-func (l *Locker) key(key string) kannuki.Key {
+func (l *Locker) key(key string) store.Key {
 	l.t.Helper()
 	k, err := l.Locker.Key(key)
 	if err != nil {

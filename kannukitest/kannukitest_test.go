@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/global"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -85,8 +86,10 @@ func (f *fakeTB) run(body func(tb testing.TB)) []string {
 }
 
 func TestLeakCheckFailsForgottenRelease(t *testing.T) {
+	var acquireLine int
 	errs := newFake(t).run(func(tb testing.TB) {
 		l := New(tb)
+		_, _, acquireLine, _ = runtime.Caller(0)
 		if _, err := l.Acquire(context.Background(), "report/daily"); err != nil {
 			t.Error(err)
 		}
@@ -94,6 +97,30 @@ func TestLeakCheckFailsForgottenRelease(t *testing.T) {
 	})
 	if len(errs) != 1 || !strings.Contains(errs[0], `"report/daily"`) || !strings.Contains(errs[0], "still held at the end of the test") {
 		t.Fatalf("leak check reported %q; want one failure naming the key", errs)
+	}
+	// The report points at the line that took the lock.
+	if want := fmt.Sprintf("taken at kannukitest_test.go:%d", acquireLine+1); !strings.Contains(errs[0], want) {
+		t.Fatalf("leak check reported %q; want it to say %q", errs[0], want)
+	}
+}
+
+func TestAsDefault(t *testing.T) {
+	before := global.Default()
+	errs := newFake(t).run(func(tb testing.TB) {
+		l := New(tb, AsDefault())
+		if global.Default() != l.Locker {
+			t.Error("AsDefault did not set the default Locker")
+		}
+		if err := global.WithLock(context.Background(), "k", func(context.Context) error { return nil }); err != nil {
+			t.Error(err)
+		}
+		l.AssertAcquired("k")
+	})
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if global.Default() != before {
+		t.Fatal("the default Locker was not put back when the test ended")
 	}
 }
 
@@ -238,7 +265,7 @@ func TestPrefixApplies(t *testing.T) {
 	if ok, _ := l.TryLock(context.Background(), "job", func(context.Context) error { return nil }); ok {
 		t.Fatal("the simulated hold ignored the prefix")
 	}
-	if infos, _ := l.Locks(context.Background()); len(infos) != 1 || infos[0].Name != "myapp/job" {
+	if infos, _ := l.Mem().Locks(context.Background()); len(infos) != 1 || infos[0].Name != "myapp/job" {
 		t.Fatalf("Locks = %+v", infos)
 	}
 }

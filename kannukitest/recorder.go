@@ -3,12 +3,16 @@ package kannukitest
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/kannukimem"
 )
 
@@ -24,20 +28,20 @@ type recorder struct {
 }
 
 var (
-	_ kannuki.Backend = (*recorder)(nil)
-	_ kannuki.Lister  = (*recorder)(nil)
+	_ store.Backend = (*recorder)(nil)
+	_ store.Lister  = (*recorder)(nil)
 )
 
 func newRecorder(mem *kannukimem.Backend) *recorder {
 	return &recorder{mem: mem, grants: map[string]int{}, outstanding: map[*recordedLease]struct{}{}}
 }
 
-func (r *recorder) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Request) (kannuki.Lease, error) {
+func (r *recorder) Acquire(ctx context.Context, key store.Key, req store.Request) (store.Lease, error) {
 	lease, err := r.mem.Acquire(ctx, key, req)
 	if err != nil {
 		return nil, err
 	}
-	rl := &recordedLease{Lease: lease, r: r, key: key.String, mode: req.Mode, since: time.Now()}
+	rl := &recordedLease{Lease: lease, r: r, key: key.String, mode: req.Mode, since: time.Now(), at: callerOutside()}
 	r.mu.Lock()
 	r.grants[key.String]++
 	r.outstanding[rl] = struct{}{}
@@ -45,11 +49,11 @@ func (r *recorder) Acquire(ctx context.Context, key kannuki.Key, req kannuki.Req
 	return rl, nil
 }
 
-func (r *recorder) Held(ctx context.Context, key kannuki.Key) (bool, error) {
+func (r *recorder) Held(ctx context.Context, key store.Key) (bool, error) {
 	return r.mem.Held(ctx, key)
 }
 
-func (r *recorder) Locks(ctx context.Context) ([]kannuki.LockInfo, error) {
+func (r *recorder) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	return r.mem.Locks(ctx)
 }
 
@@ -92,11 +96,12 @@ func (r *recorder) takeOutstanding() []*recordedLease {
 
 // recordedLease leaves the outstanding set on Release.
 type recordedLease struct {
-	kannuki.Lease
+	store.Lease
 	r     *recorder
 	key   string
-	mode  kannuki.Mode
+	mode  store.Mode
 	since time.Time
+	at    string // file:line of the call that took it, for the leak report
 }
 
 func (rl *recordedLease) Release(ctx context.Context) error {
@@ -108,12 +113,33 @@ func (rl *recordedLease) Release(ctx context.Context) error {
 
 // Check forwards the keepalive to the memory lease.
 func (rl *recordedLease) Check(ctx context.Context) error {
-	if c, ok := rl.Lease.(kannuki.Checker); ok {
+	if c, ok := rl.Lease.(store.Checker); ok {
 		return c.Check(ctx)
 	}
 	return nil
 }
 
 func (rl *recordedLease) describe() string {
-	return fmt.Sprintf("%q (%s)", rl.key, rl.mode)
+	if rl.at == "" {
+		return fmt.Sprintf("%q (%s)", rl.key, rl.mode)
+	}
+	return fmt.Sprintf("%q (%s, taken at %s)", rl.key, rl.mode, rl.at)
+}
+
+// callerOutside returns file:line of the first caller outside Kannuki's
+// own packages (test files count as outside): the line of the test or the
+// code under test that took the lock. A leak reported at the end of the
+// test then points at it, not at the cleanup.
+func callerOutside() string {
+	var pcs [32]uintptr
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs[:])])
+	for {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "github.com/kannuki-go/kannuki") || strings.HasSuffix(f.File, "_test.go") {
+			return filepath.Base(f.File) + ":" + strconv.Itoa(f.Line)
+		}
+		if !more {
+			return ""
+		}
+	}
 }

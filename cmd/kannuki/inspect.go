@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	kstore "github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -50,7 +52,7 @@ type lockJSON struct {
 	Since       *time.Time `json:"since,omitempty"`
 }
 
-func toJSON(li kannuki.LockInfo) lockJSON {
+func toJSON(li kstore.LockInfo) lockJSON {
 	j := lockJSON{Name: li.Name, ID: li.ID, Mode: li.Mode.String(), Granted: li.Granted, PID: li.PID, Application: li.Application, Client: li.Client}
 	if !li.Since.IsZero() {
 		s := li.Since
@@ -127,11 +129,11 @@ func (a *app) status(ctx context.Context, args []string) int {
 		return fail(err)
 	}
 	out := statusJSON{Key: k.String, Held: held, Holders: []lockJSON{}, Waiters: []lockJSON{}, Store: st.where}
-	infos, err := l.Locks(ctx)
+	infos, err := st.locks(ctx)
 	if err != nil && !errors.Is(err, kannuki.ErrUnsupported) {
 		return fail(err)
 	}
-	var holders, waiters []kannuki.LockInfo
+	var holders, waiters []kstore.LockInfo
 	for _, li := range infos {
 		if !sameLock(st.kind, li, k) {
 			continue
@@ -169,8 +171,8 @@ func (a *app) status(ctx context.Context, args []string) int {
 
 // sameLock reports whether a listed lock is key k: by advisory id on
 // PostgreSQL (a listing shows names only for some sessions), by lock name
-// on MySQL (case-insensitive there), by key on the file store.
-func sameLock(kind string, li kannuki.LockInfo, k kannuki.Key) bool {
+// on MySQL (which may fold case), by key on the file store.
+func sameLock(kind string, li kstore.LockInfo, k kstore.Key) bool {
 	switch kind {
 	case kindPostgres:
 		return !k.Pair && li.ID == k.ID
@@ -180,7 +182,7 @@ func sameLock(kind string, li kannuki.LockInfo, k kannuki.Key) bool {
 	return li.Name == k.String || li.Name == k.Name
 }
 
-func (a *app) printStatus(k kannuki.Key, held bool, holders, waiters []kannuki.LockInfo, st *store) {
+func (a *app) printStatus(k kstore.Key, held bool, holders, waiters []kstore.LockInfo, st *store) {
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "key\t%s\n", printable(k.String))
 	state := "free"
@@ -202,7 +204,7 @@ func (a *app) printStatus(k kannuki.Key, held bool, holders, waiters []kannuki.L
 }
 
 // describe is one lock holder or waiter on one line.
-func describe(li kannuki.LockInfo) string {
+func describe(li kstore.LockInfo) string {
 	var parts []string
 	if li.PID != 0 {
 		parts = append(parts, "pid "+strconv.FormatInt(li.PID, 10))
@@ -242,8 +244,7 @@ func (a *app) locks(ctx context.Context, args []string) int {
 		return fail(err)
 	}
 	defer st.close()
-	l := kannuki.New(st.backend, kannuki.Options{Logger: a.logger(&c)})
-	infos, err := l.Locks(ctx)
+	infos, err := st.locks(ctx)
 	if err != nil {
 		return fail(err)
 	}

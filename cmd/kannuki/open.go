@@ -8,19 +8,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukifile"
+	kstore "github.com/kannuki-go/kannuki/store"
 )
 
 // store is an open lock store.
 type store struct {
-	backend kannuki.Backend
+	backend kstore.Backend
 	kind    string
 	where   string // for messages: the DSN, password redacted (file:// + the directory for the file store)
 	close   func() error
 	// holder, when set, finds the holder of a key the store's Lister may
 	// not show (MySQL without the performance schema).
-	holder func(ctx context.Context, k kannuki.Key) (*kannuki.LockInfo, error)
+	holder func(ctx context.Context, k kstore.Key) (*kstore.LockInfo, error)
 	// locksNote, when set, explains the limits of the store's listing.
 	locksNote func(ctx context.Context) string
 }
@@ -62,7 +62,7 @@ func (a *app) open(ctx context.Context, dsn string) (*store, error) {
 }
 
 // openSQL checks that the database answers before any lock is asked of b.
-func (a *app) openSQL(ctx context.Context, t *target, db *sql.DB, b kannuki.Backend) (*store, error) {
+func (a *app) openSQL(ctx context.Context, t *target, db *sql.DB, b kstore.Backend) (*store, error) {
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
@@ -97,3 +97,13 @@ type rewordedError struct {
 
 func (e *rewordedError) Error() string { return e.msg }
 func (e *rewordedError) Unwrap() error { return e.err }
+
+// locks lists the store's held and awaited locks, or fails with an error
+// matching ErrUnsupported when the store cannot list them.
+func (s *store) locks(ctx context.Context) ([]kstore.LockInfo, error) {
+	li, ok := s.backend.(kstore.Lister)
+	if !ok {
+		return nil, fmt.Errorf("%w: this store cannot list locks", kstore.ErrUnsupported)
+	}
+	return li.Locks(ctx)
+}

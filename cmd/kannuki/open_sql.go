@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 
+	kstore "github.com/kannuki-go/kannuki/store"
+
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 	"github.com/kannuki-go/kannuki/kannukipg"
 )
@@ -46,7 +47,7 @@ func (a *app) openMySQL(ctx context.Context, t *target) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.holder = func(ctx context.Context, k kannuki.Key) (*kannuki.LockInfo, error) { return mysqlHolder(ctx, db, k) }
+	st.holder = func(ctx context.Context, k kstore.Key) (*kstore.LockInfo, error) { return mysqlHolder(ctx, db, k) }
 	st.locksNote = func(ctx context.Context) string { return mysqlLocksNote(ctx, db) }
 	return st, nil
 }
@@ -55,7 +56,7 @@ func (a *app) openMySQL(ctx context.Context, t *target) (*store, error) {
 // connection id, the process list its client address. kannukimysql's
 // Locks sees a lock nobody waits for only when the performance schema (or
 // MariaDB's metadata_lock_info plugin) is on; this works everywhere.
-func mysqlHolder(ctx context.Context, db *sql.DB, k kannuki.Key) (*kannuki.LockInfo, error) {
+func mysqlHolder(ctx context.Context, db *sql.DB, k kstore.Key) (*kstore.LockInfo, error) {
 	var id sql.NullInt64
 	// The name as the exact UTF-8 bytes of the key, as kannukimysql locks it.
 	if err := db.QueryRowContext(ctx, "SELECT IS_USED_LOCK(CONVERT(CAST(? AS BINARY) USING utf8mb4))", k.Name).Scan(&id); err != nil {
@@ -64,7 +65,7 @@ func mysqlHolder(ctx context.Context, db *sql.DB, k kannuki.Key) (*kannuki.LockI
 	if !id.Valid {
 		return nil, nil
 	}
-	li := &kannuki.LockInfo{Name: k.Name, Mode: kannuki.ModeExclusive, Granted: true, PID: id.Int64}
+	li := &kstore.LockInfo{Name: k.Name, Mode: kstore.ModeExclusive, Granted: true, PID: id.Int64}
 	var host sql.NullString
 	err := db.QueryRowContext(ctx, "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = ?", id.Int64).Scan(&host)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {

@@ -100,7 +100,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	fs.BoolVar(&f.try, "try", false, "try once, do not wait (same as --timeout 0)")
 	fs.BoolVar(&f.shared, "shared", false, "take a shared lock (file store and PostgreSQL only)")
 	fs.BoolVar(&f.quiet, "q", false, "say nothing about the lock: no waiting line, no message when it is not acquired (exit code only)")
-	fs.DurationVar(&f.keepalive, "keepalive", kannuki.DefaultKeepaliveInterval, "check the lock every `D` while the command runs; 0 turns it off")
+	fs.DurationVar(&f.keepalive, "keepalive", 5*time.Second, "check the lock every `D` while the command runs; 0 turns it off")
 	fs.DurationVar(&f.grace, "grace", 10*time.Second, "after a lost lock, wait `D` between SIGTERM and SIGKILL")
 	fs.IntVar(&f.conflictCode, "conflict-exit-code", exitNotAcquired, "exit `CODE` when the lock is not acquired")
 	cmdline, code, ok := a.parse(fs, args, false)
@@ -270,7 +270,7 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 	var h *kannuki.Handle
 	switch {
 	case try:
-		h, err = l.TryAcquire(wctx, f.key, opts...)
+		h, err = l.Acquire(wctx, f.key, append(opts, kannuki.Timeout(0))...)
 	case f.wait.set:
 		h, err = l.Acquire(wctx, f.key, append(opts, kannuki.Timeout(f.wait.d))...)
 	default:

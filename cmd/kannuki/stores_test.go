@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	kstore "github.com/kannuki-go/kannuki/store"
+
 	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 )
 
@@ -57,9 +59,9 @@ func openDB(t *testing.T, what, driver, dsn string) *sql.DB {
 	return db
 }
 
-func derive(t *testing.T, key string) kannuki.Key {
+func derive(t *testing.T, key string) kstore.Key {
 	t.Helper()
-	k, err := kannuki.RubyKeys{}.Derive("", key)
+	k, err := keys.Ruby{}.Derive("", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +77,7 @@ func postgresStore(t *testing.T) storeCase {
 		waiters: true,
 		kill: func(t *testing.T, key string) {
 			t.Helper()
-			classid, objid := kannuki.ClassObjID(derive(t, key).ID)
+			classid, objid := keys.ClassObjID(derive(t, key).ID)
 			var n int
 			err := db.QueryRow(`SELECT count(pg_terminate_backend(pid)) FROM pg_locks
 				WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND classid = $1 AND objid = $2

@@ -12,6 +12,7 @@ import (
 	uwidth "golang.org/x/text/width"
 
 	"github.com/kannuki-go/kannuki"
+	kstore "github.com/kannuki-go/kannuki/store"
 )
 
 // How "kannuki run" says that it waits. A lock that frees within
@@ -179,7 +180,7 @@ func fitWidth(line string, width int) string {
 // holderText describes the holders of a lock for the waiting line:
 // "pid 4242 (kannuki, client 10.0.0.5, since 20:51:10)", and how many more
 // hold it in shared mode.
-func holderText(holders []kannuki.LockInfo) string {
+func holderText(holders []kstore.LockInfo) string {
 	if len(holders) == 0 {
 		return ""
 	}
@@ -191,7 +192,7 @@ func holderText(holders []kannuki.LockInfo) string {
 	if h.Client != "" {
 		parts = append(parts, "client "+printable(h.Client))
 	}
-	if h.Mode == kannuki.ModeShared {
+	if h.Mode == kstore.ModeShared {
 		parts = append(parts, "shared")
 	}
 	if !h.Since.IsZero() {
@@ -235,8 +236,8 @@ func holderOf(l *kannuki.Locker, st *store, key string) func(context.Context) st
 		if kerr != nil {
 			return ""
 		}
-		infos, _ := l.Locks(ctx)
-		var holders []kannuki.LockInfo
+		infos, _ := st.locks(ctx)
+		var holders []kstore.LockInfo
 		for _, li := range infos {
 			if li.Granted && sameLock(st.kind, li, k) {
 				holders = append(holders, li)

@@ -118,7 +118,7 @@ type purchaseService struct {
 
 // purchase is the guide's PurchaseService#purchase.
 func (s *purchaseService) purchase(ctx context.Context, product, qty, user int64) error {
-	err := s.env.Locker.Lock(ctx, fmt.Sprintf("inventory/%d", product), func(ctx context.Context) error {
+	err := s.env.Locker.WithLock(ctx, fmt.Sprintf("inventory/%d", product), func(ctx context.Context) error {
 		db := s.env.Data
 		stock, err := db.Int(ctx, "SELECT stock FROM "+productsTable+" WHERE run = ? AND id = ?", s.env.Run, product)
 		if err != nil {

@@ -3,7 +3,7 @@
 // so two invoices created at once must not read the same last number.
 //
 // The lock is the Go form of the guide's model macro
-// `kannuki :number_generation, scope: :company_id`: a kannuki.Definition
+// `kannuki :number_generation, scope: :company_id`: a keys.Definition
 // whose key is "number_generation/<company id>". By default (-lock tx) it
 // is taken inside the transaction that reads the last number and inserts
 // the invoice, with kannuki.InTx: the lock ends with the transaction, just
@@ -30,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/kannuki-go/kannuki/keys"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/examples/internal/exampleenv"
 )
@@ -48,7 +50,7 @@ var schema = []string{
 }
 
 // numberGeneration is `kannuki :number_generation, scope: :company_id`.
-var numberGeneration = kannuki.Define[int64]("number_generation")
+var numberGeneration = keys.Define[int64]("number_generation")
 
 func main() {
 	cfg := exampleenv.Flags(flag.CommandLine)
@@ -120,7 +122,7 @@ func (s *service) createInvoice(ctx context.Context, company int64) (number int6
 		})
 	} else {
 		// The session form: each statement commits on its own, inside the lock.
-		err = numberGeneration.WithLock(ctx, s.env.Locker, company, func(ctx context.Context) error {
+		err = s.env.Locker.WithLock(ctx, numberGeneration.Key(company), func(ctx context.Context) error {
 			number, err = s.insertNext(ctx, s.env.Data, company)
 			return err
 		})

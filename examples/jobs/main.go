@@ -63,7 +63,7 @@ func main() {
 			skipEvents.Add(1)
 		}
 	})
-	locker := kannuki.New(env.Locker.Backend(), kannuki.Options{KeyPrefix: exampleenv.KeyPrefix(env.Run), Hook: hook})
+	locker := kannuki.New(env.Store, kannuki.Options{KeyPrefix: exampleenv.KeyPrefix(env.Run), Hook: hook})
 	guard := kannukijob.Guard{Locker: locker, OnConflict: kannukijob.Skip} // unique_by_lock on_conflict: :skip
 
 	gauge := env.NewGauge(gaugeTable)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
@@ -46,7 +48,7 @@ func TestTryAndHeld(t *testing.T) {
 				t.Fatalf("try took %s", d)
 			}
 		}
-		if c, ok := l.(kannuki.Checker); !ok {
+		if c, ok := l.(store.Checker); !ok {
 			t.Fatal("lease is not a Checker")
 		} else if err := c.Check(ctx); err != nil {
 			t.Fatalf("Check: %v", err)
@@ -103,7 +105,7 @@ func TestTimeouts(t *testing.T) {
 				for _, d := range []time.Duration{20 * time.Millisecond, 400 * time.Millisecond} {
 					ctx, cancel := context.WithTimeout(context.Background(), d)
 					start := time.Now()
-					_, err := b.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+					_, err := b.Acquire(ctx, k, exclusive(store.WaitForever))
 					took := time.Since(start)
 					cancel()
 					if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kannuki.ErrNotAcquired) {
@@ -184,7 +186,7 @@ func TestHandoff(t *testing.T) {
 		k := uniqueKey(t)
 		l := mustAcquire(t, holder, k)
 		type result struct {
-			l   kannuki.Lease
+			l   store.Lease
 			at  time.Time
 			err error
 		}
@@ -192,7 +194,7 @@ func TestHandoff(t *testing.T) {
 		go func() {
 			ctx, cancel := guard()
 			defer cancel()
-			l, err := b.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+			l, err := b.Acquire(ctx, k, exclusive(store.WaitForever))
 			got <- result{l, time.Now(), err}
 		}()
 		obs.waitWaiters(t, k, 1)
@@ -215,7 +217,7 @@ func TestShared(t *testing.T) {
 	b, _ := newBackend(t, variants[0], 2, kannukimysql.Options{})
 	ctx, cancel := guard()
 	defer cancel()
-	_, err := b.Acquire(ctx, uniqueKey(t), kannuki.Request{Mode: kannuki.ModeShared, Wait: 0})
+	_, err := b.Acquire(ctx, uniqueKey(t), store.Request{Mode: store.ModeShared, Wait: 0})
 	if !errors.Is(err, kannuki.ErrUnsupported) {
 		t.Fatalf("shared: %v, want ErrUnsupported", err)
 	}
@@ -236,7 +238,7 @@ func TestWaitForeverLoops(t *testing.T) {
 	go func() {
 		ctx, cancel := guard()
 		defer cancel()
-		l, err := b.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+		l, err := b.Acquire(ctx, k, exclusive(store.WaitForever))
 		got <- outcome{l, err}
 	}()
 	first := obs.waitWaiters(t, k, 1)[0]

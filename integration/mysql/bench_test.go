@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
@@ -53,13 +55,13 @@ func BenchmarkLockUnlock(b *testing.B) {
 	}
 }
 
-func benchBackend(b *testing.B, be kannuki.Backend) {
+func benchBackend(b *testing.B, be store.Backend) {
 	ctx := context.Background()
 	k := uniqueKey(b)
 	mustRelease(b, mustAcquire(b, be, k)) // warm: the connection's session and statements
 	b.ResetTimer()
 	for b.Loop() {
-		l, err := be.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+		l, err := be.Acquire(ctx, k, exclusive(store.WaitForever))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -70,7 +72,7 @@ func benchBackend(b *testing.B, be kannuki.Backend) {
 	reportCycles(b)
 }
 
-func benchLocker(b *testing.B, be kannuki.Backend) {
+func benchLocker(b *testing.B, be store.Backend) {
 	ctx := context.Background()
 	l := kannuki.New(be, kannuki.Options{})
 	key := uniqueKey(b).String
@@ -206,7 +208,7 @@ func BenchmarkInterleaved(b *testing.B) {
 		be, _ := newBackend(b, v, 4, opts)
 		k := uniqueKey(b)
 		return func() {
-			l, err := be.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+			l, err := be.Acquire(ctx, k, exclusive(store.WaitForever))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
@@ -21,7 +23,7 @@ func spinUntil(t time.Time) {
 
 // outcome is what one contested acquisition ended in.
 type outcome struct {
-	l   kannuki.Lease
+	l   store.Lease
 	err error
 }
 
@@ -30,7 +32,7 @@ type outcome struct {
 // agrees with the outcome: success means this waiter's session holds the
 // key (its Release answers 1), an error means nobody holds it. It returns
 // whether the acquisition succeeded.
-func verify(t testing.TB, obs *observer, k kannuki.Key, holderID int64, o outcome, wantErr error) bool {
+func verify(t testing.TB, obs *observer, k store.Key, holderID int64, o outcome, wantErr error) bool {
 	t.Helper()
 	owner := obs.owner(t, k)
 	if o.err != nil {
@@ -73,7 +75,7 @@ func TestCancelAtHandover(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			got := make(chan outcome, 1)
 			go func() {
-				l, err := b.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+				l, err := b.Acquire(ctx, k, exclusive(store.WaitForever))
 				got <- outcome{l, err}
 			}()
 			obs.waitWaiters(t, k, 1)
@@ -111,7 +113,7 @@ func TestNoLeakedLocks(t *testing.T) {
 		holder, _ := newBackend(t, v, workers+2, kannukimysql.Options{})
 		b, _ := newBackend(t, v, workers+2, kannukimysql.Options{})
 		obs := newObserver(t)
-		keys := make([]kannuki.Key, workers)
+		keys := make([]store.Key, workers)
 		for i := range keys {
 			keys[i] = uniqueKey(t)
 		}
@@ -157,8 +159,8 @@ func TestNoLeakedLocks(t *testing.T) {
 // before the call; 1: during the wait (the holder keeps the lock); 2:
 // around the handover (the holder releases at a random moment too); 3: no
 // holder (during the try or after the grant).
-func cancelTrial(t *testing.T, holder, b kannuki.Backend, obs *observer, k kannuki.Key, phase int, note func(string)) {
-	var hl kannuki.Lease
+func cancelTrial(t *testing.T, holder, b store.Backend, obs *observer, k store.Key, phase int, note func(string)) {
+	var hl store.Lease
 	var holderID int64
 	if phase == 1 || phase == 2 {
 		hl = mustAcquire(t, holder, k)
@@ -171,7 +173,7 @@ func cancelTrial(t *testing.T, holder, b kannuki.Backend, obs *observer, k kannu
 	got := make(chan outcome, 1)
 	start := time.Now()
 	go func() {
-		l, err := b.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+		l, err := b.Acquire(ctx, k, exclusive(store.WaitForever))
 		got <- outcome{l, err}
 	}()
 	released := make(chan error, 1)
@@ -224,7 +226,7 @@ func cancelTrial(t *testing.T, holder, b kannuki.Backend, obs *observer, k kannu
 
 // timeoutTrial is one wait that times out: a bounded wait of 1-5 ms
 // (ErrNotAcquired), or a context deadline of 1-5 ms (DeadlineExceeded).
-func timeoutTrial(t *testing.T, holder, b kannuki.Backend, k kannuki.Key, bounded bool, note func(string)) {
+func timeoutTrial(t *testing.T, holder, b store.Backend, k store.Key, bounded bool, note func(string)) {
 	hl := mustAcquire(t, holder, k)
 	d := time.Millisecond + time.Duration(rand.Int64N(int64(4*time.Millisecond)))
 	start := time.Now()
@@ -233,7 +235,7 @@ func timeoutTrial(t *testing.T, holder, b kannuki.Backend, k kannuki.Key, bounde
 	if !bounded {
 		cancel()
 		ctx, cancel = context.WithTimeout(context.Background(), d)
-		wait, want = kannuki.WaitForever, context.DeadlineExceeded
+		wait, want = store.WaitForever, context.DeadlineExceeded
 	}
 	_, err := b.Acquire(ctx, k, exclusive(wait))
 	took := time.Since(start)

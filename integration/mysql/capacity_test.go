@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/kannuki-go/kannuki"
@@ -85,7 +87,7 @@ func TestCapacity(t *testing.T) {
 	defer cancel()
 
 	var hs []*kannuki.Handle
-	var keys []kannuki.Key
+	var keys []store.Key
 	var refusal error
 	for i := 0; i < 4*n && refusal == nil; i++ {
 		k := uniqueKey(t, strconv.Itoa(i))

@@ -3,7 +3,8 @@ package mysql
 import (
 	"testing"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/backendtest"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
@@ -22,7 +23,7 @@ func conformance(t *testing.T, v variant, dialer bool) {
 	// case starts its child before it asks the harness for a backend.
 	openDB(t, v.dsn(), 1)
 	backendtest.Run(t, backendtest.Harness{
-		New: func(t testing.TB) kannuki.Backend {
+		New: func(t testing.TB) store.Backend {
 			// Every waiting goroutine pins a connection: the suite's 16
 			// goroutines per client need 16, plus one for the KILL that
 			// follows a canceled wait. With fewer, tries fail with
@@ -36,13 +37,13 @@ func conformance(t *testing.T, v variant, dialer bool) {
 		},
 		Shared:       false,
 		MultiProcess: true,
-		KillHolder: func(t testing.TB, key kannuki.Key) {
+		KillHolder: func(t testing.TB, key store.Key) {
 			obs := newObserver(t)
 			if id := obs.owner(t, key); id != 0 {
 				obs.kill(t, id)
 			}
 		},
-		HeldOnServer: func(t testing.TB, key kannuki.Key) bool {
+		HeldOnServer: func(t testing.TB, key store.Key) bool {
 			return newObserver(t).owner(t, key) != 0
 		},
 	})

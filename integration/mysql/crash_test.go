@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
 
@@ -27,7 +29,7 @@ func childMain() int {
 		fmt.Println("error:", err)
 		return 1
 	}
-	k, err := kannuki.RubyKeys{}.Derive("", key)
+	k, err := keys.Ruby{}.Derive("", key)
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -72,14 +74,14 @@ func TestCrash(t *testing.T) {
 		}
 
 		type result struct {
-			l   kannuki.Lease
+			l   store.Lease
 			err error
 		}
 		got := make(chan result, 1)
 		go func() {
 			ctx, cancel := guard()
 			defer cancel()
-			l, err := b.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+			l, err := b.Acquire(ctx, k, exclusive(store.WaitForever))
 			got <- result{l, err}
 		}()
 		obs.waitWaiters(t, k, 1)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
@@ -57,7 +59,7 @@ func TestExclusion(t *testing.T) {
 					var wait time.Duration
 					switch rand.IntN(3) {
 					case 0:
-						wait = kannuki.WaitForever
+						wait = store.WaitForever
 					case 1:
 						wait = time.Duration(rand.IntN(20)) * time.Millisecond
 					}
@@ -125,13 +127,13 @@ func TestSmallPools(t *testing.T) {
 	// cancelWait starts a wait forever on k (held by someone else) with b,
 	// cancels it once the server shows it waiting, and checks that the
 	// waiting session is gone and the lock still the holder's.
-	cancelWait := func(t *testing.T, b kannuki.Backend, k kannuki.Key) {
+	cancelWait := func(t *testing.T, b store.Backend, k store.Key) {
 		t.Helper()
 		holderID := obs.owner(t, k)
 		ctx, cancel := context.WithCancel(context.Background())
 		got := make(chan error, 1)
 		go func() {
-			_, err := b.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+			_, err := b.Acquire(ctx, k, exclusive(store.WaitForever))
 			got <- err
 		}()
 		obs.waitWaiters(t, k, 1)
@@ -157,7 +159,7 @@ func TestSmallPools(t *testing.T) {
 			t.Fatalf("try with the only connection pinned: %v, want ErrNoConnection", err)
 		}
 		short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		_, err := b.Acquire(short, k2, exclusive(kannuki.WaitForever))
+		_, err := b.Acquire(short, k2, exclusive(store.WaitForever))
 		cancelShort()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("wait with the only connection pinned: %v, want DeadlineExceeded", err)
@@ -182,7 +184,7 @@ func TestSmallPools(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		got := make(chan error, 1)
 		go func() {
-			_, err := b.Acquire(ctx, k2, exclusive(kannuki.WaitForever))
+			_, err := b.Acquire(ctx, k2, exclusive(store.WaitForever))
 			got <- err
 		}()
 		obs.waitWaiters(t, k2, 1)
@@ -197,7 +199,7 @@ func TestSmallPools(t *testing.T) {
 		}
 		mustRelease(t, ol)
 		mustRelease(t, l)
-		for _, k := range []kannuki.Key{k1, k2, k3} {
+		for _, k := range []store.Key{k1, k2, k3} {
 			obs.waitFree(t, k)
 		}
 	})

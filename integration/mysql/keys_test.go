@@ -7,6 +7,9 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
@@ -43,14 +46,14 @@ func TestOddKeys(t *testing.T) {
 					strings.Repeat("long", 40),
 					strings.Repeat("🔒", 100),
 				}
-				keys := make([]kannuki.Key, len(odd))
-				leases := make([]kannuki.Lease, len(odd))
+				names := make([]store.Key, len(odd))
+				leases := make([]store.Lease, len(odd))
 				for i, s := range odd {
-					k, err := kannuki.RubyKeys{}.Derive("kmy-odd-"+suffix, s)
+					k, err := keys.Ruby{}.Derive("kmy-odd-"+suffix, s)
 					if err != nil {
 						t.Fatalf("derive %q: %v", s, err)
 					}
-					keys[i] = k
+					names[i] = k
 					if n := utf8.RuneCountInString(k.Name); n > 64 {
 						t.Fatalf("name %q has %d characters", k.Name, n)
 					}
@@ -62,7 +65,7 @@ func TestOddKeys(t *testing.T) {
 				}
 				// All held at once: distinct names, none merged with
 				// another (MariaDB compares names byte for byte).
-				for i, k := range keys {
+				for i, k := range names {
 					if obs.owner(t, k) == 0 {
 						t.Fatalf("%q: the server shows no holder of %q", odd[i], k.Name)
 					}
@@ -77,7 +80,7 @@ func TestOddKeys(t *testing.T) {
 					if err := l.Release(ctx); err != nil {
 						t.Fatalf("Release(%q): %v", odd[i], err)
 					}
-					if o := obs.owner(t, keys[i]); o != 0 {
+					if o := obs.owner(t, names[i]); o != 0 {
 						t.Fatalf("%q held by %d after Release", odd[i], o)
 					}
 				}
@@ -95,11 +98,11 @@ func TestBadKeys(t *testing.T) {
 	b, _ := newBackend(t, variants[0], 2, kannukimysql.Options{})
 	ctx, cancel := guard()
 	defer cancel()
-	long, err := kannuki.AdvisoryLockKeys{}.Derive("", strings.Repeat("x", 65))
+	long, err := keys.Advisory{}.Derive("", strings.Repeat("x", 65))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := map[string]kannuki.Key{
+	bad := map[string]store.Key{
 		"empty":           {String: "", Name: ""},
 		"NUL":             {String: "a\x00b", Name: "a\x00b"},
 		"invalid UTF-8":   {String: "\xff", Name: "\xff"},
@@ -117,7 +120,7 @@ func TestBadKeys(t *testing.T) {
 		}
 	}
 	// 64 characters of 3 bytes is fine on both servers.
-	ok := kannuki.Key{String: "ok", Name: strings.Repeat("é", 63) + randSuffix()[:1]}
+	ok := store.Key{String: "ok", Name: strings.Repeat("é", 63) + randSuffix()[:1]}
 	l, err := b.Acquire(ctx, ok, exclusive(0))
 	if err != nil {
 		t.Fatalf("64-character name: %v", err)
@@ -140,7 +143,7 @@ func TestLocks(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = b.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+		_, _ = b.Acquire(ctx, k, exclusive(store.WaitForever))
 	}()
 	defer func() { cancel(); <-done }()
 	waiterID := obs.waitWaiters(t, k, 1)[0].id
@@ -165,7 +168,7 @@ func TestLocks(t *testing.T) {
 				t.Errorf("waiter without Since: %+v", li)
 			}
 		}
-		if li.Mode != kannuki.ModeExclusive {
+		if li.Mode != store.ModeExclusive {
 			t.Errorf("mode %v", li.Mode)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
@@ -24,12 +26,12 @@ func TestLockLoss(t *testing.T) {
 			l := mustAcquire(t, b, k)
 			ctx, cancel := guard()
 			defer cancel()
-			if err := l.(kannuki.Checker).Check(ctx); err != nil {
+			if err := l.(store.Checker).Check(ctx); err != nil {
 				t.Fatalf("Check while held: %v", err)
 			}
 			obs.kill(t, obs.owner(t, k))
 			obs.waitFree(t, k)
-			if err := l.(kannuki.Checker).Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+			if err := l.(store.Checker).Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
 				t.Fatalf("Check after KILL: %v, want ErrLockLost", err)
 			}
 			if err := l.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {

@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/go-sql-driver/mysql"
 	"go.uber.org/goleak"
 
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 	"github.com/kannuki-go/kannuki/kannukimysql"
 )
@@ -104,10 +106,10 @@ func randSuffix() string {
 
 // uniqueKey derives a key that no other test or helper uses. Long test
 // names end up hashed by the default scheme, which is fine.
-func uniqueKey(t testing.TB, parts ...string) kannuki.Key {
+func uniqueKey(t testing.TB, parts ...string) store.Key {
 	t.Helper()
 	name := strings.Join(append([]string{"kmy", t.Name(), randSuffix()}, parts...), "/")
-	k, err := kannuki.RubyKeys{}.Derive("", name)
+	k, err := keys.Ruby{}.Derive("", name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +130,7 @@ func newObserver(t testing.TB) *observer {
 // owner returns the session holding k's name (IS_USED_LOCK), 0 if none.
 // The name goes as an argument, escaped by the driver: an encoding
 // independent of the backend's.
-func (o *observer) owner(t testing.TB, k kannuki.Key) int64 {
+func (o *observer) owner(t testing.TB, k store.Key) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -141,7 +143,7 @@ func (o *observer) owner(t testing.TB, k kannuki.Key) int64 {
 
 // waitFree polls until nobody holds k (a destroyed connection's session
 // ends asynchronously), failing after 10 s.
-func (o *observer) waitFree(t testing.TB, k kannuki.Key) {
+func (o *observer) waitFree(t testing.TB, k store.Key) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for o.owner(t, k) != 0 {
@@ -168,7 +170,7 @@ type waiter struct {
 
 // waiters lists the sessions whose waiting statement mentions k's name as
 // Kannuki's hex literal.
-func (o *observer) waiters(t testing.TB, k kannuki.Key) []waiter {
+func (o *observer) waiters(t testing.TB, k store.Key) []waiter {
 	t.Helper()
 	rows, err := o.db.Query("SELECT ID, QUERY_ID, TIME_MS, INFO FROM information_schema.PROCESSLIST WHERE STATE = 'User lock' AND INFO LIKE ?",
 		"%"+hex.EncodeToString([]byte(k.Name))+"%")
@@ -193,7 +195,7 @@ func (o *observer) waiters(t testing.TB, k kannuki.Key) []waiter {
 }
 
 // waitWaiters polls until n sessions wait for k.
-func (o *observer) waitWaiters(t testing.TB, k kannuki.Key, n int) []waiter {
+func (o *observer) waitWaiters(t testing.TB, k store.Key, n int) []waiter {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -209,8 +211,8 @@ func (o *observer) waitWaiters(t testing.TB, k kannuki.Key, n int) []waiter {
 }
 
 // exclusive is a request for an exclusive lock.
-func exclusive(wait time.Duration) kannuki.Request {
-	return kannuki.Request{Mode: kannuki.ModeExclusive, Wait: wait}
+func exclusive(wait time.Duration) store.Request {
+	return store.Request{Mode: store.ModeExclusive, Wait: wait}
 }
 
 // guard is a context for one step of a test: a generous hang guard.
@@ -219,11 +221,11 @@ func guard() (context.Context, context.CancelFunc) {
 }
 
 // mustAcquire acquires k or fails the test.
-func mustAcquire(t testing.TB, b kannuki.Backend, k kannuki.Key) kannuki.Lease {
+func mustAcquire(t testing.TB, b store.Backend, k store.Key) store.Lease {
 	t.Helper()
 	ctx, cancel := guard()
 	defer cancel()
-	l, err := b.Acquire(ctx, k, exclusive(kannuki.WaitForever))
+	l, err := b.Acquire(ctx, k, exclusive(store.WaitForever))
 	if err != nil {
 		t.Fatalf("Acquire(%q): %v", k.String, err)
 	}
@@ -231,7 +233,7 @@ func mustAcquire(t testing.TB, b kannuki.Backend, k kannuki.Key) kannuki.Lease {
 }
 
 // mustRelease releases l or fails the test.
-func mustRelease(t testing.TB, l kannuki.Lease) {
+func mustRelease(t testing.TB, l store.Lease) {
 	t.Helper()
 	ctx, cancel := guard()
 	defer cancel()

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/kannuki-go/kannuki"
@@ -67,7 +69,7 @@ type held struct {
 }
 
 // holdLock takes k through locker and keeps it until h.done is closed.
-func holdLock(t *testing.T, locker *kannuki.Locker, k kannuki.Key) *held {
+func holdLock(t *testing.T, locker *kannuki.Locker, k store.Key) *held {
 	t.Helper()
 	h := &held{done: make(chan struct{}), errc: make(chan error, 1)}
 	started := make(chan context.Context, 1)
@@ -162,11 +164,11 @@ func TestWatchRearms(t *testing.T) {
 	// nothing but the watch calls the listener here.
 	l := mustAcquire(t, b, k)
 	r := &hooktest.LossRecorder{}
-	l.(kannuki.LossWatcher).WatchLoss(r)
+	l.(store.LossWatcher).WatchLoss(r)
 	ctx, cancel := guard()
 	defer cancel()
 	for range 3 {
-		if err := l.(kannuki.Checker).Check(ctx); err != nil {
+		if err := l.(store.Checker).Check(ctx); err != nil {
 			t.Fatalf("Check: %v", err)
 		}
 	}
@@ -227,12 +229,12 @@ func TestDestroyTells(t *testing.T) {
 		k := uniqueKey(t)
 		l := mustAcquire(t, b, k)
 		r := &hooktest.LossRecorder{}
-		l.(kannuki.LossWatcher).WatchLoss(r)
+		l.(store.LossWatcher).WatchLoss(r)
 		obs.kill(t, obs.owner(t, k))
 		obs.waitFree(t, k)
 		ctx, cancel := guard()
 		defer cancel()
-		err := l.(kannuki.Checker).Check(ctx)
+		err := l.(store.Checker).Check(ctx)
 		n, cause := r.Count()
 		if !errors.Is(err, kannuki.ErrLockLost) || n != 1 || !errors.Is(cause, kannuki.ErrLockLost) {
 			t.Fatalf("Check: %v; listener told %d times (%v) when Check returned, want ErrLockLost and once", err, n, cause)
@@ -248,11 +250,11 @@ func TestDestroyTells(t *testing.T) {
 		l = mustAcquire(t, b, k)
 		obs.kill(t, obs.owner(t, k))
 		obs.waitFree(t, k)
-		if err := l.(kannuki.Checker).Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := l.(store.Checker).Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
 			t.Fatalf("Check: %v, want ErrLockLost", err)
 		}
 		r2 := &hooktest.LossRecorder{}
-		l.(kannuki.LossWatcher).WatchLoss(r2)
+		l.(store.LossWatcher).WatchLoss(r2)
 		if n, _ := r2.Count(); n != 1 {
 			t.Fatalf("WatchLoss after the loss told %d times, want 1", n)
 		}
@@ -263,8 +265,8 @@ func TestDestroyTells(t *testing.T) {
 		// A lock released normally is never told.
 		l = mustAcquire(t, b, k)
 		r3 := &hooktest.LossRecorder{}
-		l.(kannuki.LossWatcher).WatchLoss(r3)
-		if err := l.(kannuki.Checker).Check(ctx); err != nil {
+		l.(store.LossWatcher).WatchLoss(r3)
+		if err := l.(store.Checker).Check(ctx); err != nil {
 			t.Fatalf("Check while held: %v", err)
 		}
 		mustRelease(t, l)

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -18,7 +21,7 @@ func TestTryAndRelease(t *testing.T) {
 		obs := newObserver(t)
 		k := uniqueKey(t)
 
-		l := mustAcquire(t, b, k, kannuki.Request{Wait: 0})
+		l := mustAcquire(t, b, k, store.Request{Wait: 0})
 		if n := obs.held(t, k); n != 1 {
 			t.Fatalf("pg_locks shows %d holders, want 1", n)
 		}
@@ -26,11 +29,11 @@ func TestTryAndRelease(t *testing.T) {
 		if err != nil || !held {
 			t.Fatalf("Held = %v, %v; want true", held, err)
 		}
-		if err := l.(kannuki.Checker).Check(ctxT(t, 10*time.Second)); err != nil {
+		if err := l.(store.Checker).Check(ctxT(t, 10*time.Second)); err != nil {
 			t.Fatalf("Check on a healthy lease: %v", err)
 		}
 		// A try on a held lock fails at once with ErrNotAcquired.
-		if _, err := b.Acquire(ctxT(t, 10*time.Second), k, kannuki.Request{Wait: 0}); !errors.Is(err, kannuki.ErrNotAcquired) {
+		if _, err := b.Acquire(ctxT(t, 10*time.Second), k, store.Request{Wait: 0}); !errors.Is(err, kannuki.ErrNotAcquired) {
 			t.Fatalf("try on a held lock: %v, want ErrNotAcquired", err)
 		}
 		// Release works with a canceled context.
@@ -42,10 +45,10 @@ func TestTryAndRelease(t *testing.T) {
 		if n := obs.held(t, k); n != 0 {
 			t.Fatalf("pg_locks shows %d holders after Release", n)
 		}
-		if err := l.Release(context.Background()); !errors.Is(err, kannuki.ErrReleased) {
+		if err := l.Release(context.Background()); !errors.Is(err, store.ErrReleased) {
 			t.Fatalf("second Release: %v, want ErrReleased", err)
 		}
-		if err := l.(kannuki.Checker).Check(context.Background()); err == nil {
+		if err := l.(store.Checker).Check(context.Background()); err == nil {
 			t.Fatal("Check after Release succeeded")
 		}
 		held, err = b.Held(ctxT(t, 10*time.Second), k)
@@ -64,12 +67,12 @@ func TestTimeouts(t *testing.T) {
 		b, db := newBackend(t, d, 6)
 		obs := newObserver(t)
 		k := uniqueKey(t)
-		holder := mustAcquire(t, b, k, kannuki.Request{})
+		holder := mustAcquire(t, b, k, store.Request{})
 		defer mustRelease(t, holder)
 
 		t.Run("try", func(t *testing.T) {
 			start := time.Now()
-			_, err := b.Acquire(ctxT(t, 10*time.Second), k, kannuki.Request{Wait: 0})
+			_, err := b.Acquire(ctxT(t, 10*time.Second), k, store.Request{Wait: 0})
 			if !errors.Is(err, kannuki.ErrNotAcquired) {
 				t.Fatalf("err = %v, want ErrNotAcquired", err)
 			}
@@ -80,7 +83,7 @@ func TestTimeouts(t *testing.T) {
 		t.Run("wait", func(t *testing.T) {
 			const wait = 300 * time.Millisecond
 			start := time.Now()
-			_, err := b.Acquire(context.Background(), k, kannuki.Request{Wait: wait})
+			_, err := b.Acquire(context.Background(), k, store.Request{Wait: wait})
 			el := time.Since(start)
 			if !errors.Is(err, kannuki.ErrNotAcquired) {
 				t.Fatalf("err = %v, want ErrNotAcquired", err)
@@ -94,7 +97,7 @@ func TestTimeouts(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
 			start := time.Now()
-			_, err := b.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+			_, err := b.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 			el := time.Since(start)
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("err = %v, want context.DeadlineExceeded", err)
@@ -107,7 +110,7 @@ func TestTimeouts(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
 			start := time.Now()
-			_, err := b.Acquire(ctx, k, kannuki.Request{Wait: time.Hour})
+			_, err := b.Acquire(ctx, k, store.Request{Wait: time.Hour})
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 			}
@@ -120,7 +123,7 @@ func TestTimeouts(t *testing.T) {
 			defer cancel()
 			errc := make(chan error, 1)
 			go func() {
-				_, err := b.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+				_, err := b.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 				errc <- err
 			}()
 			eventually(t, 10*time.Second, "the waiter to queue", func() bool { return obs.waiting(t, k) == 1 })
@@ -140,7 +143,7 @@ func TestTimeouts(t *testing.T) {
 		t.Run("canceled-before", func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			if _, err := b.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever}); !errors.Is(err, context.Canceled) {
+			if _, err := b.Acquire(ctx, k, store.Request{Wait: store.WaitForever}); !errors.Is(err, context.Canceled) {
 				t.Fatalf("err = %v, want context.Canceled", err)
 			}
 		})
@@ -159,14 +162,14 @@ func TestOneStatementWhileWaiting(t *testing.T) {
 		b, _ := newBackend(t, d, 4)
 		obs := newObserver(t)
 		k := uniqueKey(t, `it's a "key" */ -- with junk`)
-		holder := mustAcquire(t, b, k, kannuki.Request{})
+		holder := mustAcquire(t, b, k, store.Request{})
 		defer mustRelease(t, holder)
 
 		const wait = 3 * time.Second
 		errc := make(chan error, 1)
 		start := time.Now()
 		go func() {
-			_, err := b.Acquire(ctxT(t, 30*time.Second), k, kannuki.Request{Wait: wait})
+			_, err := b.Acquire(ctxT(t, 30*time.Second), k, store.Request{Wait: wait})
 			errc <- err
 		}()
 		var pid int64
@@ -220,12 +223,12 @@ func TestHandoff(t *testing.T) {
 		b, db := newBackend(t, d, 4)
 		obs := newObserver(t)
 		k := uniqueKey(t)
-		for _, mode := range []kannuki.Mode{kannuki.ModeExclusive, kannuki.ModeShared} {
-			holder := mustAcquire(t, b, k, kannuki.Request{Mode: kannuki.ModeExclusive})
-			got := make(chan kannuki.Lease, 1)
+		for _, mode := range []store.Mode{store.ModeExclusive, store.ModeShared} {
+			holder := mustAcquire(t, b, k, store.Request{Mode: store.ModeExclusive})
+			got := make(chan store.Lease, 1)
 			errc := make(chan error, 1)
 			go func() {
-				l, err := b.Acquire(ctxT(t, 30*time.Second), k, kannuki.Request{Mode: mode, Wait: kannuki.WaitForever})
+				l, err := b.Acquire(ctxT(t, 30*time.Second), k, store.Request{Mode: mode, Wait: store.WaitForever})
 				if err != nil {
 					errc <- err
 					return
@@ -262,26 +265,26 @@ func TestShared(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, d driver) {
 		b, db := newBackend(t, d, 12)
 		obs := newObserver(t)
-		for _, scheme := range []kannuki.KeyScheme{kannuki.RubyKeys{}, kannuki.AdvisoryLockKeys{Namespace: 7}} {
+		for _, scheme := range []keys.Scheme{keys.Ruby{}, keys.Advisory{Namespace: 7}} {
 			base := uniqueKey(t)
 			k, err := scheme.Derive("", base.String)
 			if err != nil {
 				t.Fatal(err)
 			}
 			const readers = 8
-			var leases []kannuki.Lease
+			var leases []store.Lease
 			for range readers {
-				leases = append(leases, mustAcquire(t, b, k, kannuki.Request{Mode: kannuki.ModeShared}))
+				leases = append(leases, mustAcquire(t, b, k, store.Request{Mode: store.ModeShared}))
 			}
 			if n := obs.held(t, k); n != readers {
 				t.Fatalf("%d shared holders, want %d", n, readers)
 			}
-			if _, err := b.Acquire(ctxT(t, 10*time.Second), k, kannuki.Request{Mode: kannuki.ModeExclusive}); !errors.Is(err, kannuki.ErrNotAcquired) {
+			if _, err := b.Acquire(ctxT(t, 10*time.Second), k, store.Request{Mode: store.ModeExclusive}); !errors.Is(err, kannuki.ErrNotAcquired) {
 				t.Fatalf("writer try among readers: %v, want ErrNotAcquired", err)
 			}
-			writer := make(chan kannuki.Lease, 1)
+			writer := make(chan store.Lease, 1)
 			go func() {
-				l, err := b.Acquire(ctxT(t, 30*time.Second), k, kannuki.Request{Mode: kannuki.ModeExclusive, Wait: kannuki.WaitForever})
+				l, err := b.Acquire(ctxT(t, 30*time.Second), k, store.Request{Mode: store.ModeExclusive, Wait: store.WaitForever})
 				if err != nil {
 					t.Error(err)
 				}
@@ -298,7 +301,7 @@ func TestShared(t *testing.T) {
 					t.Fatalf("Release of a shared lock: %v", err)
 				}
 			}
-			var w kannuki.Lease
+			var w store.Lease
 			select {
 			case w = <-writer:
 			case <-time.After(10 * time.Second):
@@ -307,7 +310,7 @@ func TestShared(t *testing.T) {
 			if w == nil {
 				t.FailNow()
 			}
-			if _, err := b.Acquire(ctxT(t, 10*time.Second), k, kannuki.Request{Mode: kannuki.ModeShared}); !errors.Is(err, kannuki.ErrNotAcquired) {
+			if _, err := b.Acquire(ctxT(t, 10*time.Second), k, store.Request{Mode: store.ModeShared}); !errors.Is(err, kannuki.ErrNotAcquired) {
 				t.Fatalf("reader try while a writer holds: %v, want ErrNotAcquired", err)
 			}
 			mustRelease(t, w)
@@ -325,12 +328,12 @@ func TestMyLockIDs(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, d driver) {
 		b, _ := newBackend(t, d, 2)
 		obs := newObserver(t)
-		k, err := kannuki.RubyKeys{}.Derive("", "my_lock")
+		k, err := keys.Ruby{}.Derive("", "my_lock")
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Other suites may hold my_lock too: wait for it.
-		l := mustAcquire(t, b, k, kannuki.Request{Wait: kannuki.WaitForever})
+		l := mustAcquire(t, b, k, store.Request{Wait: store.WaitForever})
 		defer mustRelease(t, l)
 		var n int
 		err = obs.db.QueryRow(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
@@ -347,15 +350,15 @@ func TestPairKeys(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, d driver) {
 		b, db := newBackend(t, d, 4)
 		obs := newObserver(t)
-		k, err := kannuki.AdvisoryLockKeys{Namespace: 3}.Derive("", uniqueKey(t).String)
+		k, err := keys.Advisory{Namespace: 3}.Derive("", uniqueKey(t).String)
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := mustAcquire(t, b, k, kannuki.Request{})
+		l := mustAcquire(t, b, k, store.Request{})
 		if n := obs.held(t, k); n != 1 {
 			t.Fatalf("%d holders", n)
 		}
-		if _, err := b.Acquire(ctxT(t, 10*time.Second), k, kannuki.Request{Wait: 50 * time.Millisecond}); !errors.Is(err, kannuki.ErrNotAcquired) {
+		if _, err := b.Acquire(ctxT(t, 10*time.Second), k, store.Request{Wait: 50 * time.Millisecond}); !errors.Is(err, kannuki.ErrNotAcquired) {
 			t.Fatalf("wait on a held pair lock: %v", err)
 		}
 		held, err := b.Held(ctxT(t, 10*time.Second), k)
@@ -363,7 +366,7 @@ func TestPairKeys(t *testing.T) {
 			t.Fatalf("Held = %v, %v", held, err)
 		}
 		// Relock's pair form: taken again on the same session.
-		l, err = l.(kannuki.Relocker).Relock(ctxT(t, 10*time.Second))
+		l, err = l.(store.Relocker).Relock(ctxT(t, 10*time.Second))
 		if err != nil || l == nil {
 			t.Fatalf("Relock = %v, %v; want a new lease", l, err)
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukipg"
 )
@@ -20,7 +22,7 @@ import (
 // On a shared machine the load drifts between benchmarks; TestCompareForms
 // interleaves the variants cycle by cycle for steadier ratios.
 
-func benchBackend(b *testing.B, d driver) (*kannukipg.Backend, kannuki.Key) {
+func benchBackend(b *testing.B, d driver) (*kannukipg.Backend, store.Key) {
 	db := openDB(b, d, 4)
 	warm(b, db, 2)
 	return kannukipg.New(db, kannukipg.Options{}), uniqueKey(b)
@@ -104,7 +106,7 @@ func BenchmarkBackend(b *testing.B) {
 					ctx, cancel := c.ctx()
 					defer cancel()
 					for b.Loop() {
-						l, err := be.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+						l, err := be.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -151,7 +153,7 @@ func BenchmarkForms(b *testing.B) {
 				b.Run(f.String(), func(b *testing.B) {
 					ctx := context.Background()
 					for b.Loop() {
-						l, err := be.Acquire(ctx, k, kannuki.Request{})
+						l, err := be.Acquire(ctx, k, store.Request{})
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -212,7 +214,7 @@ func BenchmarkVsFloor(b *testing.B) {
 				run  func() error
 			}{
 				{"backend", func() error {
-					l, err := be.Acquire(cctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+					l, err := be.Acquire(cctx, k, store.Request{Wait: store.WaitForever})
 					if err != nil {
 						return err
 					}

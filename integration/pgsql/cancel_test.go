@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -55,7 +57,7 @@ func TestNoLeakedLocks(t *testing.T) {
 					return
 				default:
 				}
-				l, err := hb.Acquire(context.Background(), k, kannuki.Request{Wait: 5 * time.Second})
+				l, err := hb.Acquire(context.Background(), k, store.Request{Wait: 5 * time.Second})
 				if err != nil {
 					t.Errorf("toggling holder: %v", err)
 					return
@@ -91,7 +93,7 @@ func TestNoLeakedLocks(t *testing.T) {
 						ctx, cancel = context.WithCancel(context.Background())
 						time.AfterFunc(delay, cancel)
 					}
-					l, err := b.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+					l, err := b.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 					cancel()
 					switch {
 					case err == nil:
@@ -117,7 +119,7 @@ func TestNoLeakedLocks(t *testing.T) {
 		t.Logf("canceled acquisitions: %d granted, %d canceled, %d deadline", granted.Load(), canceled.Load(), timedOut.Load())
 
 		// Phase 2: timed-out waits on a lock held throughout.
-		holder := mustAcquire(t, hb, k, kannuki.Request{})
+		holder := mustAcquire(t, hb, k, store.Request{})
 		next.Store(0)
 		var notAcquired atomic.Int32
 		for range workers {
@@ -126,7 +128,7 @@ func TestNoLeakedLocks(t *testing.T) {
 				defer wg.Done()
 				for next.Add(1) <= int32(n) {
 					wait := time.Duration(1+rand.IntN(4)) * time.Millisecond
-					_, err := b.Acquire(context.Background(), k, kannuki.Request{Wait: wait})
+					_, err := b.Acquire(context.Background(), k, store.Request{Wait: wait})
 					if !errors.Is(err, kannuki.ErrNotAcquired) {
 						t.Errorf("timed-out wait: %v, want ErrNotAcquired", err)
 					}
@@ -158,17 +160,17 @@ func TestCancelAtHandover(t *testing.T) {
 		obs := newObserver(t)
 		k := uniqueKey(t)
 		type result struct {
-			l   kannuki.Lease
+			l   store.Lease
 			err error
 		}
 		var won, lost int
 		n := trials(300)
 		for i := range n {
-			h := mustAcquire(t, hb, k, kannuki.Request{})
+			h := mustAcquire(t, hb, k, store.Request{})
 			ctx, cancel := context.WithCancel(context.Background())
 			res := make(chan result, 1)
 			go func() {
-				l, err := wb.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+				l, err := wb.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 				res <- result{l, err}
 			}()
 			eventually(t, 10*time.Second, "the waiter to queue", func() bool { return obs.waiting(t, k) == 1 })

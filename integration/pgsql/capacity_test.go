@@ -40,7 +40,7 @@ func TestLockTableFull(t *testing.T) {
 		// that no first-use lookup needs the table once it is full.
 		var warm []*kannuki.Handle
 		for i := range capacityPool {
-			h, err := lk.TryAcquire(ctx, fmt.Sprint("warm/", i))
+			h, err := lk.Acquire(ctx, fmt.Sprint("warm/", i), kannuki.Timeout(0))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +86,7 @@ func TestLockTableFull(t *testing.T) {
 		var held []*kannuki.Handle
 		var refused error
 		for i := 0; i < capacityPool-2; i++ {
-			h, err := lk.TryAcquire(ctx, fmt.Sprint("fill/", i))
+			h, err := lk.Acquire(ctx, fmt.Sprint("fill/", i), kannuki.Timeout(0))
 			if err != nil {
 				refused = err
 				break
@@ -121,7 +121,7 @@ func TestLockTableFull(t *testing.T) {
 		}
 		held = held[2:]
 		for i := range 2 {
-			h, err := lk.TryAcquire(ctx, fmt.Sprint("again/", i))
+			h, err := lk.Acquire(ctx, fmt.Sprint("again/", i), kannuki.Timeout(0))
 			if err != nil {
 				t.Fatalf("a try after two releases: %v", err)
 			}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukipg"
 )
@@ -54,9 +56,9 @@ func TestCompareForms(t *testing.T) {
 			name string
 			run  func() error
 		}
-		cycle := func(be kannuki.Backend, ctx context.Context) func() error {
+		cycle := func(be store.Backend, ctx context.Context) func() error {
 			return func() error {
-				l, err := be.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+				l, err := be.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 				if err != nil {
 					return err
 				}

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/testdb"
 	"github.com/kannuki-go/kannuki/kannukipg"
 )
@@ -34,14 +36,14 @@ func childMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	k, err := kannuki.RubyKeys{}.Derive("", key)
+	k, err := keys.Ruby{}.Derive("", key)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := kannukipg.New(db, kannukipg.Options{}).Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever}); err != nil {
+	if _, err := kannukipg.New(db, kannukipg.Options{}).Acquire(ctx, k, store.Request{Wait: store.WaitForever}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -92,10 +94,10 @@ func TestCrashFreesLock(t *testing.T) {
 		}
 
 		got := make(chan error, 1)
-		var lease kannuki.Lease
+		var lease store.Lease
 		go func() {
 			var err error
-			lease, err = b.Acquire(ctxT(t, 30*time.Second), k, kannuki.Request{Wait: kannuki.WaitForever})
+			lease, err = b.Acquire(ctxT(t, 30*time.Second), k, store.Request{Wait: store.WaitForever})
 			got <- err
 		}()
 		eventually(t, 10*time.Second, "the waiter to queue", func() bool { return obs.waiting(t, k) == 1 })

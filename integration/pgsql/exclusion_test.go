@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // TestExclusion: 16 goroutines of one client contend on one key for 500
@@ -42,7 +42,7 @@ func TestExclusion(t *testing.T) {
 					defer cancel()
 				}
 				for next.Add(1) <= cycles {
-					l, err := b.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+					l, err := b.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 					if err != nil {
 						t.Errorf("Acquire: %v", err)
 						return

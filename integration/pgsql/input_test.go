@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukipg"
 )
@@ -64,17 +67,17 @@ func TestBadInput(t *testing.T) {
 				`back\slash %2A percent`,
 				"tab\tnew\nline\r\x7f",
 				"日本語/キー/🔒",
-				strings.Repeat("é", 300),               // 600 bytes: the comment is cut at a character boundary
-				strings.Repeat("*/", 2000),             // 4000 bytes, all escaped
-				strings.Repeat("x", kannuki.MaxKeyLen), // the longest key
+				strings.Repeat("é", 300),            // 600 bytes: the comment is cut at a character boundary
+				strings.Repeat("*/", 2000),          // 4000 bytes, all escaped
+				strings.Repeat("x", keys.MaxKeyLen), // the longest key
 			} {
-				k, err := kannuki.RubyKeys{}.Derive("", key)
+				k, err := keys.Ruby{}.Derive("", key)
 				if err != nil {
 					t.Fatalf("key %.40q: %v", key, err)
 				}
 				k.ID ^= int64(r[0])<<8 | int64(r[1]) // keep ids of this run to itself
 				ctx := ctxT(t, 30*time.Second)
-				l, err := b.Acquire(ctx, k, kannuki.Request{})
+				l, err := b.Acquire(ctx, k, store.Request{})
 				if err != nil {
 					t.Fatalf("key %.40q: Acquire: %v", key, err)
 				}
@@ -82,13 +85,13 @@ func TestBadInput(t *testing.T) {
 					t.Fatalf("key %.40q: %d holders", key, n)
 				}
 				// The waiting statement carries the comment too.
-				if _, err := other.Acquire(ctx, k, kannuki.Request{Wait: 30 * time.Millisecond}); !errors.Is(err, kannuki.ErrNotAcquired) {
+				if _, err := other.Acquire(ctx, k, store.Request{Wait: 30 * time.Millisecond}); !errors.Is(err, kannuki.ErrNotAcquired) {
 					t.Fatalf("key %.40q: timed wait on a held key: %v", key, err)
 				}
 				if held, err := b.Held(ctx, k); err != nil || !held {
 					t.Fatalf("key %.40q: Held = %v, %v", key, held, err)
 				}
-				if err := l.(kannuki.Checker).Check(ctx); err != nil {
+				if err := l.(store.Checker).Check(ctx); err != nil {
 					t.Fatalf("key %.40q: Check: %v", key, err)
 				}
 				if _, err := b.Locks(ctx); err != nil {
@@ -110,15 +113,15 @@ func TestBadInput(t *testing.T) {
 			// String is only ever a comment, made safe here too.
 			var id [8]byte
 			_, _ = rand.Read(id[:])
-			k := kannuki.Key{
+			k := store.Key{
 				String: "nul\x00 bad\xff\xfe utf8 */ " + strings.Repeat("ü", 1<<19), // 1 MiB
 				ID:     int64(id[0])<<40 | int64(id[1])<<32 | int64(id[2])<<24 | int64(id[3])<<8 | int64(id[4]),
 			}
-			l := mustAcquire(t, b, k, kannuki.Request{})
-			if _, err := b.Acquire(ctxT(t, 10*time.Second), k, kannuki.Request{Wait: 20 * time.Millisecond}); !errors.Is(err, kannuki.ErrNotAcquired) {
+			l := mustAcquire(t, b, k, store.Request{})
+			if _, err := b.Acquire(ctxT(t, 10*time.Second), k, store.Request{Wait: 20 * time.Millisecond}); !errors.Is(err, kannuki.ErrNotAcquired) {
 				t.Fatalf("timed wait: %v", err)
 			}
-			if err := l.(kannuki.Checker).Check(ctxT(t, 10*time.Second)); err != nil {
+			if err := l.(store.Checker).Check(ctxT(t, 10*time.Second)); err != nil {
 				t.Fatalf("Check: %v", err)
 			}
 			mustRelease(t, l)
@@ -126,15 +129,15 @@ func TestBadInput(t *testing.T) {
 
 		t.Run("requests", func(t *testing.T) {
 			k := uniqueKey(t)
-			if _, err := b.Acquire(ctxT(t, 10*time.Second), k, kannuki.Request{Mode: kannuki.Mode(7)}); !errors.Is(err, kannuki.ErrInvalidArgument) {
+			if _, err := b.Acquire(ctxT(t, 10*time.Second), k, store.Request{Mode: store.Mode(7)}); !errors.Is(err, kannuki.ErrInvalidArgument) {
 				t.Fatalf("unknown mode: %v", err)
 			}
 			//lint:ignore SA1012 a nil context is the bad input under test
-			if _, err := b.Acquire(nil, k, kannuki.Request{}); !errors.Is(err, kannuki.ErrInvalidArgument) {
+			if _, err := b.Acquire(nil, k, store.Request{}); !errors.Is(err, kannuki.ErrInvalidArgument) {
 				t.Fatalf("nil context: %v", err)
 			}
 			var nb *kannukipg.Backend
-			if _, err := nb.Acquire(ctxT(t, 10*time.Second), k, kannuki.Request{}); !errors.Is(err, kannuki.ErrInvalidArgument) {
+			if _, err := nb.Acquire(ctxT(t, 10*time.Second), k, store.Request{}); !errors.Is(err, kannuki.ErrInvalidArgument) {
 				t.Fatalf("nil Backend: %v", err)
 			}
 			if _, err := kannukipg.New(nil, kannukipg.Options{}).Held(ctxT(t, 10*time.Second), k); !errors.Is(err, kannuki.ErrInvalidArgument) {
@@ -152,7 +155,7 @@ func TestLocks(t *testing.T) {
 		b, _ := newBackend(t, d, 4)
 		other, _ := newBackend(t, d, 2)
 		k := uniqueKey(t)
-		find := func(granted bool) (kannuki.LockInfo, bool) {
+		find := func(granted bool) (store.LockInfo, bool) {
 			infos, err := b.Locks(ctxT(t, 10*time.Second))
 			if err != nil {
 				t.Fatal(err)
@@ -162,28 +165,28 @@ func TestLocks(t *testing.T) {
 					return li, true
 				}
 			}
-			return kannuki.LockInfo{}, false
+			return store.LockInfo{}, false
 		}
-		l := mustAcquire(t, b, k, kannuki.Request{Mode: kannuki.ModeShared})
+		l := mustAcquire(t, b, k, store.Request{Mode: store.ModeShared})
 		defer mustRelease(t, l)
-		if err := l.(kannuki.Checker).Check(ctxT(t, 10*time.Second)); err != nil {
+		if err := l.(store.Checker).Check(ctxT(t, 10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		li, ok := find(true)
 		if !ok {
 			t.Fatal("held lock not listed")
 		}
-		if li.Name != commentName(k) || li.Mode != kannuki.ModeShared || li.PID == 0 || li.Since.IsZero() {
+		if li.Name != commentName(k) || li.Mode != store.ModeShared || li.PID == 0 || li.Since.IsZero() {
 			t.Fatalf("held lock listed as %+v", li)
 		}
 		errc := make(chan error, 1)
 		go func() {
-			_, err := other.Acquire(ctxT(t, 30*time.Second), k, kannuki.Request{Wait: 500 * time.Millisecond})
+			_, err := other.Acquire(ctxT(t, 30*time.Second), k, store.Request{Wait: 500 * time.Millisecond})
 			errc <- err
 		}()
-		var w kannuki.LockInfo
+		var w store.LockInfo
 		eventually(t, 10*time.Second, "the waiter to be listed", func() bool { w, ok = find(false); return ok })
-		if w.Name != commentName(k) || w.Mode != kannuki.ModeExclusive || w.PID == li.PID {
+		if w.Name != commentName(k) || w.Mode != store.ModeExclusive || w.PID == li.PID {
 			t.Fatalf("waiter listed as %+v", w)
 		}
 		if err := <-errc; !errors.Is(err, kannuki.ErrNotAcquired) {

@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
 // terminate ends the session holding k, behind its holder's back.
-func (o *observer) terminate(t testing.TB, k kannuki.Key) {
+func (o *observer) terminate(t testing.TB, k store.Key) {
 	t.Helper()
 	pids := o.holderPIDs(t, k)
 	if len(pids) != 1 {
@@ -32,9 +34,9 @@ func TestLockLoss(t *testing.T) {
 
 		t.Run("check", func(t *testing.T) {
 			k := uniqueKey(t)
-			l := mustAcquire(t, b, k, kannuki.Request{})
+			l := mustAcquire(t, b, k, store.Request{})
 			obs.terminate(t, k)
-			if err := l.(kannuki.Checker).Check(ctxT(t, 10*time.Second)); !errors.Is(err, kannuki.ErrLockLost) {
+			if err := l.(store.Checker).Check(ctxT(t, 10*time.Second)); !errors.Is(err, kannuki.ErrLockLost) {
 				t.Fatalf("Check after the session was terminated: %v; want ErrLockLost", err)
 			}
 			if err := l.Release(context.Background()); !errors.Is(err, kannuki.ErrLockLost) {
@@ -46,7 +48,7 @@ func TestLockLoss(t *testing.T) {
 		})
 		t.Run("release", func(t *testing.T) {
 			k := uniqueKey(t)
-			l := mustAcquire(t, b, k, kannuki.Request{Mode: kannuki.ModeShared})
+			l := mustAcquire(t, b, k, store.Request{Mode: store.ModeShared})
 			obs.terminate(t, k)
 			if err := l.Release(context.Background()); !errors.Is(err, kannuki.ErrLockLost) {
 				t.Fatalf("Release after the session was terminated: %v; want ErrLockLost", err)

@@ -13,11 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 	_ "github.com/lib/pq"              // registers "postgres"
 	"go.uber.org/goleak"
 
-	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 	"github.com/kannuki-go/kannuki/kannukipg"
@@ -113,12 +115,12 @@ func newBackend(t testing.TB, d driver, maxOpen int) (*kannukipg.Backend, *sql.D
 }
 
 // uniqueKey derives a key that no other test or helper uses.
-func uniqueKey(t testing.TB, parts ...string) kannuki.Key {
+func uniqueKey(t testing.TB, parts ...string) store.Key {
 	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := strings.Join(append([]string{"kannukipg-it", t.Name(), hex.EncodeToString(b[:])}, parts...), "/")
-	k, err := kannuki.RubyKeys{}.Derive("", name)
+	k, err := keys.Ruby{}.Derive("", name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +140,7 @@ func newObserver(t testing.TB) *observer {
 }
 
 // held counts granted sessions holding k in this database.
-func (o *observer) held(t testing.TB, k kannuki.Key) int {
+func (o *observer) held(t testing.TB, k store.Key) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -150,7 +152,7 @@ func (o *observer) held(t testing.TB, k kannuki.Key) int {
 }
 
 // waiting counts sessions waiting for k.
-func (o *observer) waiting(t testing.TB, k kannuki.Key) int {
+func (o *observer) waiting(t testing.TB, k store.Key) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -162,7 +164,7 @@ func (o *observer) waiting(t testing.TB, k kannuki.Key) int {
 }
 
 // holderPIDs returns the pids of the sessions holding k.
-func (o *observer) holderPIDs(t testing.TB, k kannuki.Key) []int64 {
+func (o *observer) holderPIDs(t testing.TB, k store.Key) []int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -204,7 +206,7 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-func mustAcquire(t testing.TB, b kannuki.Backend, k kannuki.Key, req kannuki.Request) kannuki.Lease {
+func mustAcquire(t testing.TB, b store.Backend, k store.Key, req store.Request) store.Lease {
 	t.Helper()
 	l, err := b.Acquire(ctxT(t, 30*time.Second), k, req)
 	if err != nil {
@@ -213,7 +215,7 @@ func mustAcquire(t testing.TB, b kannuki.Backend, k kannuki.Key, req kannuki.Req
 	return l
 }
 
-func mustRelease(t testing.TB, l kannuki.Lease) {
+func mustRelease(t testing.TB, l store.Lease) {
 	t.Helper()
 	if err := l.Release(context.Background()); err != nil {
 		t.Fatalf("Release: %v", err)
@@ -221,21 +223,21 @@ func mustRelease(t testing.TB, l kannuki.Lease) {
 }
 
 // where is the pg_locks predicate of k in this database.
-func where(k kannuki.Key) string { return pgsql.Where(k) }
+func where(k store.Key) string { return pgsql.Where(k) }
 
 // kannukiName is the key a statement's Kannuki comment carries.
 func kannukiName(query string) string { return pgsql.NameFromQuery(query) }
 
 // commentName is what kannukiName returns for a statement on k (keys short
 // enough not to be cut).
-func commentName(k kannuki.Key) string {
+func commentName(k store.Key) string {
 	return strings.TrimSuffix(strings.TrimPrefix(pgsql.Comment(k.String), "/* kannuki: "), " */")
 }
 
 // assertPoolClean takes every idle connection of db at once and checks
 // that none of their sessions holds an advisory lock: the pool never gets
 // a connection back with a lock on it.
-func assertPoolClean(t testing.TB, db *sql.DB, _ ...kannuki.Lease) {
+func assertPoolClean(t testing.TB, db *sql.DB, _ ...store.Lease) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukipg"
 )
@@ -27,11 +29,11 @@ func TestWaitFailureKeepsOrDestroys(t *testing.T) {
 		open := func() int { return db.Stats().OpenConnections }
 
 		k := uniqueKey(t)
-		holder := mustAcquire(t, other, k, kannuki.Request{})
+		holder := mustAcquire(t, other, k, store.Request{})
 		defer mustRelease(t, holder)
 
 		before := open()
-		if _, err := b.Acquire(ctxT(t, time.Minute), k, kannuki.Request{Wait: 50 * time.Millisecond}); !errors.Is(err, kannuki.ErrNotAcquired) {
+		if _, err := b.Acquire(ctxT(t, time.Minute), k, store.Request{Wait: 50 * time.Millisecond}); !errors.Is(err, kannuki.ErrNotAcquired) {
 			t.Fatalf("a timed wait on a held key: %v; want ErrNotAcquired", err)
 		}
 		if n := open(); n != before {
@@ -41,7 +43,7 @@ func TestWaitFailureKeepsOrDestroys(t *testing.T) {
 		waitOn := func() chan error {
 			done := make(chan error, 1)
 			go func() {
-				l, err := b.Acquire(context.Background(), k, kannuki.Request{Wait: kannuki.WaitForever})
+				l, err := b.Acquire(context.Background(), k, store.Request{Wait: store.WaitForever})
 				if l != nil {
 					_ = l.Release(context.Background())
 				}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukipg"
 )
@@ -24,20 +26,20 @@ func TestSmallPools(t *testing.T) {
 		for _, size := range []int{1, 2} {
 			db := openDB(t, d, size)
 			b := kannukipg.New(db, kannukipg.Options{ConnWait: connWait})
-			k := make([]kannuki.Key, 3)
+			k := make([]store.Key, 3)
 			for i := range k {
 				k[i] = uniqueKey(t, string(rune('a'+i)))
 			}
 
 			// Pin every connection of the pool.
-			var pinned []kannuki.Lease
+			var pinned []store.Lease
 			for i := range size {
-				pinned = append(pinned, mustAcquire(t, b, k[i], kannuki.Request{}))
+				pinned = append(pinned, mustAcquire(t, b, k[i], store.Request{}))
 			}
 			free := k[2]
 
 			start := time.Now()
-			_, err := b.Acquire(ctxT(t, 30*time.Second), free, kannuki.Request{Wait: 0})
+			_, err := b.Acquire(ctxT(t, 30*time.Second), free, store.Request{Wait: 0})
 			if !errors.Is(err, kannukipg.ErrNoConnection) || !errors.Is(err, kannuki.ErrNotAcquired) || !errors.Is(err, kannuki.ErrPoolExhausted) {
 				t.Fatalf("pool %d, try with every connection pinned: %v; want ErrNoConnection", size, err)
 			}
@@ -47,7 +49,7 @@ func TestSmallPools(t *testing.T) {
 
 			const wait = 400 * time.Millisecond
 			start = time.Now()
-			_, err = b.Acquire(ctxT(t, 30*time.Second), free, kannuki.Request{Wait: wait})
+			_, err = b.Acquire(ctxT(t, 30*time.Second), free, store.Request{Wait: wait})
 			if !errors.Is(err, kannukipg.ErrNoConnection) {
 				t.Fatalf("pool %d, wait %s: %v; want ErrNoConnection", size, wait, err)
 			}
@@ -56,7 +58,7 @@ func TestSmallPools(t *testing.T) {
 			}
 
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			_, err = b.Acquire(ctx, free, kannuki.Request{Wait: kannuki.WaitForever})
+			_, err = b.Acquire(ctx, free, store.Request{Wait: store.WaitForever})
 			cancel()
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("pool %d, WaitForever with a 300ms context: %v; want DeadlineExceeded", size, err)
@@ -65,7 +67,7 @@ func TestSmallPools(t *testing.T) {
 			// A waiter for a free connection gets the one a release hands back.
 			got := make(chan error, 1)
 			go func() {
-				l, err := b.Acquire(ctxT(t, 30*time.Second), free, kannuki.Request{Wait: kannuki.WaitForever})
+				l, err := b.Acquire(ctxT(t, 30*time.Second), free, store.Request{Wait: store.WaitForever})
 				if err == nil {
 					err = l.Release(context.Background())
 				}
@@ -87,15 +89,15 @@ func TestSmallPools(t *testing.T) {
 			// A wait for a lock held by another client, canceled, in a pool
 			// with no spare connection for pg_cancel_backend: the driver's
 			// cancel ends it, the connection is destroyed, the call returns.
-			var pins []kannuki.Lease
+			var pins []store.Lease
 			for i := range size - 1 {
-				pins = append(pins, mustAcquire(t, b, k[i], kannuki.Request{}))
+				pins = append(pins, mustAcquire(t, b, k[i], store.Request{}))
 			}
-			h := mustAcquire(t, other, free, kannuki.Request{})
+			h := mustAcquire(t, other, free, store.Request{})
 			ctx, cancel = context.WithCancel(context.Background())
 			errc := make(chan error, 1)
 			go func() {
-				_, err := b.Acquire(ctx, free, kannuki.Request{Wait: kannuki.WaitForever})
+				_, err := b.Acquire(ctx, free, store.Request{Wait: store.WaitForever})
 				errc <- err
 			}()
 			eventually(t, 10*time.Second, "the waiter to queue", func() bool { return obs.waiting(t, free) == 1 })
@@ -111,7 +113,7 @@ func TestSmallPools(t *testing.T) {
 			// A context deadline needs no second connection: the server's
 			// lock_timeout ends the wait and the connection stays pooled.
 			ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
-			_, err = b.Acquire(ctx, free, kannuki.Request{Wait: kannuki.WaitForever})
+			_, err = b.Acquire(ctx, free, store.Request{Wait: store.WaitForever})
 			cancel()
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("pool %d, wait ended by its deadline: %v", size, err)
@@ -126,7 +128,7 @@ func TestSmallPools(t *testing.T) {
 			eventually(t, 10*time.Second, "the lock to be free", func() bool {
 				return obs.held(t, free) == 0 && obs.waiting(t, free) == 0
 			})
-			l := mustAcquire(t, b, free, kannuki.Request{Wait: 5 * time.Second})
+			l := mustAcquire(t, b, free, store.Request{Wait: 5 * time.Second})
 			mustRelease(t, l)
 			assertPoolClean(t, db)
 		}
@@ -143,13 +145,13 @@ func TestCancelUsesSpareConnection(t *testing.T) {
 		db := openDB(t, d, 2)
 		b := kannukipg.New(db, kannukipg.Options{})
 		k := uniqueKey(t)
-		h := mustAcquire(t, other, k, kannuki.Request{})
+		h := mustAcquire(t, other, k, store.Request{})
 		defer mustRelease(t, h)
 		for range 5 {
 			ctx, cancel := context.WithCancel(context.Background())
 			errc := make(chan error, 1)
 			go func() {
-				_, err := b.Acquire(ctx, k, kannuki.Request{Wait: kannuki.WaitForever})
+				_, err := b.Acquire(ctx, k, store.Request{Wait: store.WaitForever})
 				errc <- err
 			}()
 			eventually(t, 10*time.Second, "the waiter to queue", func() bool { return obs.waiting(t, k) == 1 })

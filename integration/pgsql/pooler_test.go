@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/kannukipg"
 )
@@ -23,7 +25,7 @@ func TestSessionLocksRefusedBehindPgBouncer(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 
 	for range 2 { // the second call uses the remembered answer
-		_, err := b.Acquire(ctx, k, kannuki.Request{Wait: 0})
+		_, err := b.Acquire(ctx, k, store.Request{Wait: 0})
 		if !errors.Is(err, kannuki.ErrUnsupported) || errors.Is(err, kannuki.ErrNotAcquired) {
 			t.Fatalf("session lock through PgBouncer: got %v, want ErrUnsupported", err)
 		}
@@ -60,11 +62,11 @@ func TestSessionLocksRefusedBehindPgBouncer(t *testing.T) {
 func TestSessionPoolerOption(t *testing.T) {
 	direct, _ := newBackend(t, drivers[0], 1)
 	k := uniqueKey(t, "k")
-	holder := mustAcquire(t, direct, k, kannuki.Request{})
+	holder := mustAcquire(t, direct, k, store.Request{})
 	defer mustRelease(t, holder)
 	db := openBouncer(t, drivers[0], "&default_query_exec_mode=simple_protocol", 2)
 	b := kannukipg.New(db, kannukipg.Options{SessionPooler: true})
-	_, err := b.Acquire(ctxT(t, 30*time.Second), k, kannuki.Request{Wait: 0})
+	_, err := b.Acquire(ctxT(t, 30*time.Second), k, store.Request{Wait: 0})
 	if !errors.Is(err, kannuki.ErrNotAcquired) || errors.Is(err, kannuki.ErrUnsupported) {
 		t.Fatalf("try of a held key with SessionPooler set: %v, want ErrNotAcquired", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 	"github.com/kannuki-go/kannuki/kannukipg"
@@ -140,7 +142,7 @@ func TestFastStatementsBounded(t *testing.T) {
 	ctx := context.Background()
 
 	k := uniqueKey(t, "unlock")
-	l, err := b.Acquire(ctx, k, kannuki.Request{Wait: 0})
+	l, err := b.Acquire(ctx, k, store.Request{Wait: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +169,7 @@ func TestFastStatementsBounded(t *testing.T) {
 	// it has not reset for a second, does not ping it (the ping would hang
 	// in the pool instead, where ConnWait bounds it).
 	for range 2 {
-		warm, err := b.Acquire(ctx, uniqueKey(t, "warm"), kannuki.Request{Wait: 0})
+		warm, err := b.Acquire(ctx, uniqueKey(t, "warm"), store.Request{Wait: 0})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +182,7 @@ func TestFastStatementsBounded(t *testing.T) {
 	k2 := uniqueKey(t, "try")
 	start = time.Now()
 	go func() {
-		l, err := b.Acquire(ctx, k2, kannuki.Request{Wait: 0})
+		l, err := b.Acquire(ctx, k2, store.Request{Wait: 0})
 		if l != nil {
 			_ = l.Release(ctx)
 		}
@@ -203,7 +205,7 @@ func TestFastStatementsBounded(t *testing.T) {
 }
 
 // waitFreed fails t unless k is free on the server within 20 s.
-func waitFreed(t *testing.T, obs *observer, k kannuki.Key) {
+func waitFreed(t *testing.T, obs *observer, k store.Key) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for obs.held(t, k) != 0 {
@@ -242,7 +244,7 @@ func TestConnWaitBoundsPoolRequest(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		l, err := b.Acquire(ctx, uniqueKey(t, "connwait"), kannuki.Request{Wait: 0})
+		l, err := b.Acquire(ctx, uniqueKey(t, "connwait"), store.Request{Wait: 0})
 		if l != nil {
 			_ = l.Release(context.Background())
 		}

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 	"github.com/kannuki-go/kannuki/kannukipg"
@@ -40,7 +43,7 @@ func newTxLocker(t testing.TB, db *sql.DB) txLocker {
 
 func (l txLocker) name(what string) string { return l.prefix + what }
 
-func (l txLocker) key(t testing.TB, name string) kannuki.Key {
+func (l txLocker) key(t testing.TB, name string) store.Key {
 	t.Helper()
 	k, err := l.Key(name)
 	if err != nil {
@@ -115,7 +118,7 @@ func notAcquired(t testing.TB, err error) {
 }
 
 // waitWaiting waits until someone waits for k.
-func waitWaiting(t testing.TB, obs *observer, k kannuki.Key) {
+func waitWaiting(t testing.TB, obs *observer, k store.Key) {
 	t.Helper()
 	eventually(t, txGuard, "a waiter", func() bool { return obs.waiting(t, k) > 0 })
 }
@@ -644,7 +647,7 @@ func TestTxNotOpen(t *testing.T) {
 		if err := kannuki.LockTx(ctx, l.Locker, tx, l.name("aborted"), kannuki.Timeout(0)); !errors.Is(err, kannuki.ErrInvalidArgument) {
 			t.Errorf("aborted transaction: got %v, want ErrInvalidArgument", err)
 		}
-		if err := l.b.AcquireTx(ctx, nil, k, kannuki.Request{}); !errors.Is(err, kannuki.ErrInvalidArgument) {
+		if err := l.b.AcquireTx(ctx, nil, k, store.Request{}); !errors.Is(err, kannuki.ErrInvalidArgument) {
 			t.Errorf("nil tx: got %v", err)
 		}
 	})
@@ -659,13 +662,13 @@ func TestTxShared(t *testing.T) {
 		obs := newObserver(t)
 		ctx := ctxT(t, txGuard)
 		bigint := uniqueKey(t)
-		pair, err := kannuki.RawKeys{}.Derive("", fmt.Sprintf("%d,%d", int32(bigint.ID), int32(bigint.ID>>32)))
+		pair, err := keys.Raw{}.Derive("", fmt.Sprintf("%d,%d", int32(bigint.ID), int32(bigint.ID>>32)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		shared := kannuki.Request{Mode: kannuki.ModeShared}
-		excl := func(w time.Duration) kannuki.Request { return kannuki.Request{Mode: kannuki.ModeExclusive, Wait: w} }
-		for _, k := range []kannuki.Key{bigint, pair} {
+		shared := store.Request{Mode: store.ModeShared}
+		excl := func(w time.Duration) store.Request { return store.Request{Mode: store.ModeExclusive, Wait: w} }
+		for _, k := range []store.Key{bigint, pair} {
 			r1, r2 := txBegin(t, db), txBegin(t, db)
 			for _, tx := range []*sql.Tx{r1, r2} {
 				if err := b.AcquireTx(ctx, tx, k, shared); err != nil {
@@ -681,7 +684,7 @@ func TestTxShared(t *testing.T) {
 			txUsable(t, w)
 			txCommit(t, r1)
 			done := make(chan error, 1)
-			go func() { done <- b.AcquireTx(ctx, w, k, excl(kannuki.WaitForever)) }()
+			go func() { done <- b.AcquireTx(ctx, w, k, excl(store.WaitForever)) }()
 			waitWaiting(t, obs, k)
 			txRollback(t, r2)
 			if err := <-done; err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/lib/pq"
 
 	"github.com/kannuki-go/kannuki"
@@ -90,7 +92,7 @@ func hold(t *testing.T, lk *kannuki.Locker, name string) *holding {
 }
 
 // lockedKey is the full key of name on lk.
-func lockedKey(t testing.TB, lk *kannuki.Locker, name string) kannuki.Key {
+func lockedKey(t testing.TB, lk *kannuki.Locker, name string) store.Key {
 	t.Helper()
 	k, err := lk.Key(name)
 	if err != nil {
@@ -126,13 +128,13 @@ func TestSocketWatch(t *testing.T) {
 		t.Run("relocked", func(t *testing.T) {
 			b := watched(t, d, kannukipg.Options{})
 			k := uniqueKey(t)
-			l := mustAcquire(t, b, k, kannuki.Request{})
-			next, err := l.(kannuki.Relocker).Relock(ctxT(t, watchGuard))
+			l := mustAcquire(t, b, k, store.Request{})
+			next, err := l.(store.Relocker).Relock(ctxT(t, watchGuard))
 			if err != nil || next == nil {
 				t.Fatalf("Relock: %v, %v; want the lock again", next, err)
 			}
 			var rec hooktest.LossRecorder
-			next.(kannuki.LossWatcher).WatchLoss(&rec)
+			next.(store.LossWatcher).WatchLoss(&rec)
 			obs.terminate(t, k)
 			eventually(t, watchGuard, "the relocked lease to be told", func() bool { return len(rec.Told()) == 1 })
 			if err := next.Release(context.Background()); !errors.Is(err, kannuki.ErrLockLost) {
@@ -170,11 +172,11 @@ func TestDestroyTellsListener(t *testing.T) {
 		ctx := ctxT(t, time.Minute)
 
 		k := uniqueKey(t, "keepalive")
-		l := mustAcquire(t, b, k, kannuki.Request{})
+		l := mustAcquire(t, b, k, store.Request{})
 		var rec hooktest.LossRecorder
-		l.(kannuki.LossWatcher).WatchLoss(&rec)
+		l.(store.LossWatcher).WatchLoss(&rec)
 		obs.terminate(t, k)
-		err := l.(kannuki.Checker).Check(ctx)
+		err := l.(store.Checker).Check(ctx)
 		told := rec.Told()
 		if !errors.Is(err, kannuki.ErrLockLost) || len(told) != 1 || !errors.Is(told[0], kannuki.ErrLockLost) {
 			t.Fatalf("Check: %v; told %v; want ErrLockLost, told once before Check returned", err, told)
@@ -187,13 +189,13 @@ func TestDestroyTellsListener(t *testing.T) {
 		}
 
 		k = uniqueKey(t, "before")
-		l = mustAcquire(t, b, k, kannuki.Request{})
+		l = mustAcquire(t, b, k, store.Request{})
 		obs.terminate(t, k)
-		if err := l.(kannuki.Checker).Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+		if err := l.(store.Checker).Check(ctx); !errors.Is(err, kannuki.ErrLockLost) {
 			t.Fatalf("Check: %v; want ErrLockLost", err)
 		}
 		var late hooktest.LossRecorder
-		l.(kannuki.LossWatcher).WatchLoss(&late)
+		l.(store.LossWatcher).WatchLoss(&late)
 		if told := late.Told(); len(told) != 1 {
 			t.Fatalf("WatchLoss after the loss: told %v, want told at once", told)
 		}
@@ -212,9 +214,9 @@ func TestDestroyTellsListener(t *testing.T) {
 		}
 		b := kannukipg.New(db, kannukipg.Options{ReleaseTimeout: 300 * time.Millisecond})
 		k := uniqueKey(t)
-		l := mustAcquire(t, b, k, kannuki.Request{})
+		l := mustAcquire(t, b, k, store.Request{})
 		var rec hooktest.LossRecorder
-		l.(kannuki.LossWatcher).WatchLoss(&rec)
+		l.(store.LossWatcher).WatchLoss(&rec)
 		p.stall()
 		err = l.Release(context.Background())
 		told := rec.Told()
@@ -298,7 +300,7 @@ func TestWatchCost(t *testing.T) {
 			}()
 			start := time.Now()
 			for range 200 {
-				l, err := b.Acquire(ctx, k, kannuki.Request{})
+				l, err := b.Acquire(ctx, k, store.Request{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -356,7 +358,7 @@ func TestWatchNoGoroutinePerLock(t *testing.T) {
 		})
 		// One lock first, so that the pool's and the drivers' goroutines
 		// exist before counting.
-		h, err := lk.TryAcquire(ctx, uniqueKey(t).String)
+		h, err := lk.Acquire(ctx, uniqueKey(t).String, kannuki.Timeout(0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -366,7 +368,7 @@ func TestWatchNoGoroutinePerLock(t *testing.T) {
 		eventually(t, watchGuard, "the Poller's goroutine to end", func() bool { return !pollerRunning() })
 		before := runtime.NumGoroutine()
 		for range n {
-			h, err := lk.TryAcquire(ctx, uniqueKey(t).String)
+			h, err := lk.Acquire(ctx, uniqueKey(t).String, kannuki.Timeout(0))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/testdb"
 	"github.com/kannuki-go/kannuki/kannukipg"
@@ -16,7 +17,7 @@ import (
 // tests plus an observer pool that sees the server's side: who waits on a
 // key, and a way to kill the session holding one.
 type Env struct {
-	Backend kannuki.Backend
+	Backend store.Backend
 	obs     *sql.DB
 }
 
@@ -53,7 +54,7 @@ func OpenDB(t testing.TB, driver string) *sql.DB {
 }
 
 // Waiting reports whether some session waits for k (a lock not granted).
-func (e *Env) Waiting(t testing.TB, k kannuki.Key) bool {
+func (e *Env) Waiting(t testing.TB, k store.Key) bool {
 	t.Helper()
 	var n int
 	err := e.obs.QueryRow("SELECT count(*) FROM pg_locks WHERE " + pgsql.Where(k) + " AND NOT granted").Scan(&n)
@@ -64,7 +65,7 @@ func (e *Env) Waiting(t testing.TB, k kannuki.Key) bool {
 }
 
 // AwaitWaiting polls until some session waits for k, or fails after 10 s.
-func (e *Env) AwaitWaiting(t testing.TB, k kannuki.Key) {
+func (e *Env) AwaitWaiting(t testing.TB, k store.Key) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !e.Waiting(t, k) {
@@ -76,7 +77,7 @@ func (e *Env) AwaitWaiting(t testing.TB, k kannuki.Key) {
 }
 
 // AwaitNotWaiting polls until nobody waits for k, or fails after 10 s.
-func (e *Env) AwaitNotWaiting(t testing.TB, k kannuki.Key) {
+func (e *Env) AwaitNotWaiting(t testing.TB, k store.Key) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for e.Waiting(t, k) {
@@ -89,7 +90,7 @@ func (e *Env) AwaitNotWaiting(t testing.TB, k kannuki.Key) {
 
 // Kill terminates the session holding k, as an operator or a failover
 // would; it fails unless exactly one session held it.
-func (e *Env) Kill(t testing.TB, k kannuki.Key) {
+func (e *Env) Kill(t testing.TB, k store.Key) {
 	t.Helper()
 	var n int
 	err := e.obs.QueryRow("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE " + pgsql.Where(k) + " AND granted").Scan(&n)
@@ -102,7 +103,7 @@ func (e *Env) Kill(t testing.TB, k kannuki.Key) {
 // database/sql driver named driver), for benchmarks that compare Lockers:
 // all of them then talk to one server process, where two connections'
 // processes may be scheduled very differently on a small machine.
-func SingleConnBackend(tb testing.TB, driver string) kannuki.Backend {
+func SingleConnBackend(tb testing.TB, driver string) store.Backend {
 	tb.Helper()
 	db := OpenDB(tb, driver)
 	db.SetMaxOpenConns(1)

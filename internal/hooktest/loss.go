@@ -5,14 +5,14 @@ import (
 	"sync"
 )
 
-// LossRecorder is a kannuki.LossListener that remembers what it was told,
+// LossRecorder is a store.LossListener that remembers what it was told,
 // for the backends' tests of losses told at once.
 type LossRecorder struct {
 	mu     sync.Mutex
 	causes []error
 }
 
-// LockLost implements kannuki.LossListener.
+// LockLost implements store.LossListener.
 func (r *LossRecorder) LockLost(cause error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 )
 
@@ -50,7 +52,7 @@ func Traffic(ctx context.Context, t *testing.T, env *Env, l *kannuki.Locker, key
 	if ok, err := l.TryLock(As(ctx, "try"), key, Nothing); ok || err != nil {
 		t.Fatalf("TryLock while held = %v, %v; want false, nil", ok, err)
 	}
-	if err := l.WithLock(As(ctx, "timeout"), key, Nothing, kannuki.Timeout(20*time.Millisecond)); !errors.Is(err, kannuki.ErrNotAcquired) {
+	if err := l.WithLock(As(ctx, "timeout"), key, Nothing, kannuki.Timeout(20*time.Millisecond)); !errors.Is(err, store.ErrNotAcquired) {
 		t.Fatalf("WithLock with a timeout while held = %v, want ErrNotAcquired", err)
 	}
 
@@ -89,7 +91,7 @@ func Traffic(ctx context.Context, t *testing.T, env *Env, l *kannuki.Locker, key
 	case <-time.After(10 * time.Second):
 		t.Fatal("the lost lock was not noticed within 10s")
 	}
-	if err := hl.Release(ctx); !errors.Is(err, kannuki.ErrLockLost) {
+	if err := hl.Release(ctx); !errors.Is(err, store.ErrLockLost) {
 		t.Fatalf("Release of a lost lock = %v, want ErrLockLost", err)
 	}
 	return kept

@@ -14,7 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/keys"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // SQLSTATE codes.
@@ -62,22 +63,22 @@ func Comment(key string) string {
 
 // Args returns the advisory function arguments for key as SQL literals:
 // "123" for the bigint form, "1, 2" for the two-int4 form.
-func Args(k kannuki.Key) string {
+func Args(k store.Key) string {
 	if k.Pair {
 		return strconv.FormatInt(int64(k.K1), 10) + ", " + strconv.FormatInt(int64(k.K2), 10)
 	}
 	return strconv.FormatInt(k.ID, 10)
 }
 
-func suffix(m kannuki.Mode) string {
-	if m == kannuki.ModeShared {
+func suffix(m store.Mode) string {
+	if m == store.ModeShared {
 		return "_shared"
 	}
 	return ""
 }
 
 // TryLock is one statement returning a boolean: granted or not.
-func TryLock(k kannuki.Key, m kannuki.Mode) string {
+func TryLock(k store.Key, m store.Mode) string {
 	return "SELECT pg_try_advisory_lock" + suffix(m) + "(" + Args(k) + ") " + Comment(k.String)
 }
 
@@ -85,7 +86,7 @@ func TryLock(k kannuki.Key, m kannuki.Mode) string {
 // lock_timeout set transaction-locally in the same statement (set_config
 // with is_local = true), so it never outlives the statement or leaks to a
 // pooled connection; expiry raises 55P03. wait < 0 waits until granted.
-func Lock(k kannuki.Key, m kannuki.Mode, wait time.Duration) string {
+func Lock(k store.Key, m store.Mode, wait time.Duration) string {
 	call := "pg_advisory_lock" + suffix(m) + "(" + Args(k) + ")"
 	if wait < 0 {
 		return "SELECT " + call + " " + Comment(k.String)
@@ -105,13 +106,13 @@ func LockTimeout(wait time.Duration) string {
 }
 
 // Relock gives the lock back and, only when that succeeded, tries to take
-// it again at once (kannuki.Relocker). It returns an integer: 0 when the
+// it again at once (store.Relocker). It returns an integer: 0 when the
 // unlock found the lock not held, 1 when it was unlocked and the try found
 // it taken (the server granted it to a session already waiting), 2 when it
 // was unlocked and taken again. The unlock runs in FROM, so the try in the
 // select list comes after it, and CASE evaluates the try only when the
 // unlock returned true.
-func Relock(k kannuki.Key, m kannuki.Mode) string {
+func Relock(k store.Key, m store.Mode) string {
 	return relock(m, Args(k))
 }
 
@@ -120,29 +121,29 @@ func Relock(k kannuki.Key, m kannuki.Mode) string {
 // constant text per form suits drivers that cache prepared statements by
 // text.
 var RelockBound = [2][2]string{
-	{relock(kannuki.ModeExclusive, "$1::bigint"), relock(kannuki.ModeExclusive, "$1::int4, $2::int4")},
-	{relock(kannuki.ModeShared, "$1::bigint"), relock(kannuki.ModeShared, "$1::int4, $2::int4")},
+	{relock(store.ModeExclusive, "$1::bigint"), relock(store.ModeExclusive, "$1::int4, $2::int4")},
+	{relock(store.ModeShared, "$1::bigint"), relock(store.ModeShared, "$1::int4, $2::int4")},
 }
 
-func relock(m kannuki.Mode, args string) string {
+func relock(m store.Mode, args string) string {
 	return "SELECT CASE WHEN NOT u THEN 0 WHEN pg_try_advisory_lock" + suffix(m) + "(" + args + ") THEN 2 ELSE 1 END FROM pg_advisory_unlock" + suffix(m) + "(" + args + ") u"
 }
 
 // Unlock returns a boolean: true when the lock was held and is now released.
-func Unlock(k kannuki.Key, m kannuki.Mode) string {
+func Unlock(k store.Key, m store.Mode) string {
 	return "SELECT pg_advisory_unlock" + suffix(m) + "(" + Args(k) + ")"
 }
 
 // Where returns the pg_locks predicate selecting key's advisory lock in the
 // current database only (advisory keys are per database, pg_locks is
 // cluster-wide).
-func Where(k kannuki.Key) string {
+func Where(k store.Key) string {
 	var classid, objid uint32
 	sub := "1"
 	if k.Pair {
 		classid, objid, sub = uint32(k.K1), uint32(k.K2), "2"
 	} else {
-		classid, objid = kannuki.ClassObjID(k.ID)
+		classid, objid = keys.ClassObjID(k.ID)
 	}
 	return "locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())" +
 		" AND classid = " + strconv.FormatUint(uint64(classid), 10) +
@@ -151,15 +152,15 @@ func Where(k kannuki.Key) string {
 }
 
 // Held returns a boolean: does any session hold key (granted, any mode)?
-func Held(k kannuki.Key) string {
+func Held(k store.Key) string {
 	return "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE " + Where(k) + " AND granted)"
 }
 
 // HeldByMe returns a boolean: does this session hold key? Used to re-check
 // after a 55P03, which PostgreSQL can report although the lock was granted.
-func HeldByMe(k kannuki.Key, m kannuki.Mode) string {
+func HeldByMe(k store.Key, m store.Mode) string {
 	mode := "ExclusiveLock"
-	if m == kannuki.ModeShared {
+	if m == store.ModeShared {
 		mode = "ShareLock"
 	}
 	return "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE " + Where(k) +

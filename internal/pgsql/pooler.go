@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // Session locks and transaction poolers. A session advisory lock belongs to
@@ -70,11 +70,11 @@ func (p *PoolerCheck) Record(pid, announced uint32) {
 }
 
 // Refusal is the error that refuses a session lock of key behind a pooler;
-// pkg names the backend package. It matches kannuki.ErrUnsupported.
+// pkg names the backend package. It matches store.ErrUnsupported.
 func (p *PoolerCheck) Refusal(pkg, key string) error {
 	return fmt.Errorf("%w: %s: session lock %q refused: the pool's connections go through a connection pooler "+
 		"(server process %d, announced as %d); behind a pooler in transaction mode (PgBouncer pool_mode=transaction) a session lock "+
 		"stays on a server session that other clients then use. Use transaction-scoped locks (kannuki.InTx, kannuki.LockTx), "+
 		"or set Options.SessionPooler if the pooler gives each client its own session (pool_mode=session)",
-		kannuki.ErrUnsupported, pkg, key, p.pid.Load(), p.seen.Load())
+		store.ErrUnsupported, pkg, key, p.pid.Load(), p.seen.Load())
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 func TestPoolerCheck(t *testing.T) {
@@ -27,7 +27,7 @@ func TestPoolerCheck(t *testing.T) {
 		t.Fatalf("unseen: known %v, pooled %v; want known and not pooled", known, pooled)
 	}
 	err := p.Refusal("kannukipg", "k")
-	if !errors.Is(err, kannuki.ErrUnsupported) || !strings.Contains(err.Error(), "server process 7, announced as 99") {
+	if !errors.Is(err, store.ErrUnsupported) || !strings.Contains(err.Error(), "server process 7, announced as 99") {
 		t.Fatalf("Refusal = %v", err)
 	}
 }

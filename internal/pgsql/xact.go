@@ -4,7 +4,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // Transaction-scoped locks (pg_advisory_xact_lock) for kannukipg and
@@ -53,7 +53,7 @@ const MaxLockTimeout = math.MaxInt32 * time.Millisecond
 // can (lock_timeout, deadlock) and needs no savepoint. Like every
 // statement here it shows k.String in a Comment: the caller passes it as
 // valid UTF-8, which PostgreSQL requires of comments too.
-func XactTry(k kannuki.Key, m kannuki.Mode) string {
+func XactTry(k store.Key, m store.Mode) string {
 	return "SELECT pg_try_advisory_xact_lock" + suffix(m) + "(" + Args(k) + ") " + Comment(k.String)
 }
 
@@ -66,7 +66,7 @@ func XactTry(k kannuki.Key, m kannuki.Mode) string {
 // hence the explicit restore. The savepoint stays open: the caller ends it
 // with ReleaseSavepoint once it knows the grant is wanted, or with
 // RollbackSavepoint, which also restores lock_timeout when the wait failed.
-func XactWait(k kannuki.Key, m kannuki.Mode, wait time.Duration) string {
+func XactWait(k store.Key, m store.Mode, wait time.Duration) string {
 	timeout := "0"
 	if wait > 0 {
 		timeout = LockTimeout(min(wait, MaxLockTimeout))

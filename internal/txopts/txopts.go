@@ -6,12 +6,12 @@ import (
 	"database/sql"
 	"fmt"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // SQL returns v as the options of database/sql's BeginTx. v may be nil
 // (the driver's defaults), a *sql.TxOptions or a sql.TxOptions; anything
-// else is an error matching kannuki.ErrInvalidArgument that names backend.
+// else is an error matching store.ErrInvalidArgument that names backend.
 func SQL(v any, backend string) (*sql.TxOptions, error) {
 	switch o := v.(type) {
 	case nil:
@@ -21,5 +21,5 @@ func SQL(v any, backend string) (*sql.TxOptions, error) {
 	case sql.TxOptions:
 		return &o, nil
 	}
-	return nil, fmt.Errorf("%w: %s: TxOptions of type %T, want *sql.TxOptions", kannuki.ErrInvalidArgument, backend, v)
+	return nil, fmt.Errorf("%w: %s: TxOptions of type %T, want *sql.TxOptions", store.ErrInvalidArgument, backend, v)
 }

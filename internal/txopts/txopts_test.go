@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 func TestSQL(t *testing.T) {
@@ -19,7 +19,7 @@ func TestSQL(t *testing.T) {
 	if got, err := SQL(nil, "kannukipg"); got != nil || err != nil {
 		t.Errorf("nil: got %+v, %v; want nil, nil", got, err)
 	}
-	if _, err := SQL("serializable", "kannukipg"); !errors.Is(err, kannuki.ErrInvalidArgument) {
+	if _, err := SQL("serializable", "kannukipg"); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Errorf("a string: %v, want ErrInvalidArgument", err)
 	}
 }

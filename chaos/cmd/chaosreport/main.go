@@ -395,7 +395,7 @@ func overlapSection(w func(string, ...any), figs []chaos.Figure) {
 		}
 		w("\n")
 	}
-	w("\n`ok`: fn ran and the call returned nil. `lost`: fn ran and the call returned ErrLockLost. `fn-ctx-ended`: fn returned because its context was canceled or ran out. `na-*`: a *NotAcquiredError with that reason (`held`: a try found the key held). `acquire-error`: the backend failed while acquiring (typically the session was terminated mid-wait); these are `kannuki:` errors with the driver's cause. An error without the `kannuki:` prefix, or a call that outlived its bound, fails the run.\n\n")
+	w("\n`ok`: fn ran and the call returned nil. `lost`: fn ran and the call returned ErrLockLost. `fn-ctx-ended`: fn returned because its context was canceled or ran out. `na-*`: a *NotAcquiredError with that reason (`held`: a try found the key held). `acquire-error`: the backend failed while acquiring (typically the session was terminated mid-wait); these are `kannuki:` errors with the driver's cause. An error that does not start with one `kannuki:` and say each thing once (internal/saidonce), or a call that outlived its bound, fails the run.\n\n")
 	samples := map[string]string{}
 	for _, f := range rows {
 		for k, s := range f.Samples {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
@@ -73,6 +75,9 @@ type Env struct {
 	// Pid identifies this process in the rows it writes.
 	Pid int
 
+	// Store is the lock backend under Locker.
+	Store store.Backend
+
 	setup  *kannuki.Locker // Locker, but real with -backend none
 	schema *kannuki.Locker // prefixed without the run: tables are shared by all runs
 	closer func() error
@@ -108,7 +113,7 @@ func (c *Config) Open(ctx context.Context) (*Env, error) {
 		return nil, fmt.Errorf("connect to %s: %w", dialect, err)
 	}
 
-	var backend kannuki.Backend
+	var backend store.Backend
 	switch c.Backend {
 	case Postgres, None:
 		backend = kannukipg.New(db, kannukipg.Options{})
@@ -128,6 +133,7 @@ func (c *Config) Open(ctx context.Context) (*Env, error) {
 	e := &Env{
 		Config: *c,
 		Locker: kannuki.New(backend, kannuki.Options{KeyPrefix: KeyPrefix(c.Run)}),
+		Store:  backend,
 		DB:     db,
 		Pid:    os.Getpid(),
 		// Setting up stays locked with -backend none: it is not what the
@@ -167,7 +173,7 @@ func (e *Env) On(q Querier) SQL { return SQL{q: q, postgres: e.Backend != MySQL}
 
 // Exclusive runs fn alone among all processes of the run that call it
 // with the same key: in a transaction holding a transaction-scoped lock
-// where the backend can run one (kannuki.TxRunner: pg, mysql), else under
+// where the backend can run one (store.TxRunner: pg, mysql), else under
 // a session lock with fn's statements on the pool (file).
 func (e *Env) Exclusive(ctx context.Context, key string, fn func(ctx context.Context, db SQL) error) error {
 	return exclusive(ctx, e, e.setup, key, fn)
@@ -188,7 +194,7 @@ func (e *Env) Schema(ctx context.Context, stmts ...string) error {
 }
 
 func exclusive(ctx context.Context, e *Env, l *kannuki.Locker, key string, fn func(ctx context.Context, db SQL) error) error {
-	if _, ok := l.Backend().(kannuki.TxRunner[*sql.Tx]); ok {
+	if _, ok := e.Store.(store.TxRunner[*sql.Tx]); ok {
 		return kannuki.InTx(ctx, l, key, func(ctx context.Context, tx *sql.Tx) error {
 			return fn(ctx, e.On(tx))
 		})

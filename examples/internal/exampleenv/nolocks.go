@@ -3,7 +3,7 @@ package exampleenv
 import (
 	"context"
 
-	"github.com/kannuki-go/kannuki"
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // None is the -backend that locks nothing: every lock is granted at once,
@@ -12,14 +12,14 @@ import (
 // PostgreSQL.
 const None = "none"
 
-// noLocks is a kannuki.Backend that grants every request and excludes no one.
+// noLocks is a store.Backend that grants every request and excludes no one.
 type noLocks struct{}
 
-func (noLocks) Acquire(context.Context, kannuki.Key, kannuki.Request) (kannuki.Lease, error) {
+func (noLocks) Acquire(context.Context, store.Key, store.Request) (store.Lease, error) {
 	return noLease{}, nil
 }
 
-func (noLocks) Held(context.Context, kannuki.Key) (bool, error) { return false, nil }
+func (noLocks) Held(context.Context, store.Key) (bool, error) { return false, nil }
 
 type noLease struct{}
 

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kannuki-go/kannuki/store"
+
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/examples/internal/exampleenv"
 	"github.com/kannuki-go/kannuki/internal/testdb"
@@ -162,7 +164,7 @@ func RunID(t *testing.T) string {
 // (same backend, same key prefix), for tests that hold a lock themselves.
 func (e *Env) Locker(t *testing.T) *kannuki.Locker {
 	t.Helper()
-	var b kannuki.Backend
+	var b store.Backend
 	switch e.Backend {
 	case exampleenv.Postgres:
 		b = kannukipg.New(e.DB, kannukipg.Options{})

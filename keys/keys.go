@@ -1,10 +1,11 @@
-package kannuki
+package keys
 
 import (
 	"crypto/md5"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/kannuki-go/kannuki/store"
 	"hash/crc32"
 	"strconv"
 	"strings"
@@ -19,91 +20,69 @@ const MaxKeyLen = 4096
 // maxNameLen is the longest MySQL GET_LOCK name; longer keys are hashed (KEYS.md).
 const maxNameLen = 64
 
-// Key is a lock key after derivation: what a Backend locks. It is computed once
-// per lock, so the unlock always uses exactly the id the lock used.
-type Key struct {
-	// String is the full key as the user named it, prefix included
-	// ("myapp/order/123"). Backends use it for SQL comments, file names and
-	// listings; never splice it into SQL.
-	String string
-	// Name is the normalized name (KEYS.md): String itself when it fits in
-	// 64 bytes, else its first 31 characters, ":" and its MD5 in hex. It is
-	// the MySQL GET_LOCK name: at most 64 characters under the default
-	// scheme (up to 157 bytes when the first 31 characters are 4-byte ones).
-	Name string
-	// ID is the PostgreSQL advisory lock id (the single-bigint form). It is
-	// meaningful when Pair is false.
-	ID int64
-	// Pair selects the two-int4 PostgreSQL form pg_advisory_lock(K1, K2),
-	// a key space distinct from the bigint one.
-	Pair bool
-	// K1 and K2 are the two int4 keys when Pair is true.
-	K1, K2 int32
-}
-
-// KeyScheme turns a user's key (and the Locker's prefix) into a Key.
+// Scheme turns a user's key (and the Locker's prefix) into a store.Key.
 // Implementations must be deterministic and safe for concurrent use.
-type KeyScheme interface {
-	Derive(prefix, key string) (Key, error)
+type Scheme interface {
+	Derive(prefix, key string) (store.Key, error)
 }
 
-// RubyKeys is the default scheme. It derives the same database locks as the
+// Ruby is the default scheme. It derives the same database locks as the
 // Ruby kannuki gem, so Go services and Rails applications exclude each other
 // on the same key. An empty prefix means no prefix (Ruby would produce "/key").
-type RubyKeys struct{}
+type Ruby struct{}
 
-// Derive implements KeyScheme.
-func (RubyKeys) Derive(prefix, key string) (Key, error) {
+// Derive implements Scheme.
+func (Ruby) Derive(prefix, key string) (store.Key, error) {
 	base, err := joinKey(prefix, key)
 	if err != nil {
-		return Key{}, err
+		return store.Key{}, err
 	}
 	name := NormalizeName(base)
-	return Key{String: base, Name: name, ID: RubyID(name)}, nil
+	return store.Key{String: base, Name: name, ID: RubyID(name)}, nil
 }
 
-// AdvisoryLockKeys is compatible with the with_advisory_lock Ruby gem: on
+// Advisory is compatible with the with_advisory_lock Ruby gem: on
 // PostgreSQL the two-int4 form (CRC-32 of the name masked to 31 bits,
 // Namespace); on MySQL the plain name.
-type AdvisoryLockKeys struct {
+type Advisory struct {
 	// Namespace is the second int4 key; 0 by default, as in the gem.
 	Namespace int32
 }
 
-// Derive implements KeyScheme.
-func (s AdvisoryLockKeys) Derive(prefix, key string) (Key, error) {
+// Derive implements Scheme.
+func (s Advisory) Derive(prefix, key string) (store.Key, error) {
 	base, err := joinKey(prefix, key)
 	if err != nil {
-		return Key{}, err
+		return store.Key{}, err
 	}
 	k1 := int32(crc32.ChecksumIEEE([]byte(base)) & 0x7fffffff)
-	return Key{String: base, Name: base, Pair: true, K1: k1, K2: s.Namespace}, nil
+	return store.Key{String: base, Name: base, Pair: true, K1: k1, K2: s.Namespace}, nil
 }
 
-// RawKeys uses caller-chosen ids, for interop with code that already locks
+// Raw uses caller-chosen ids, for interop with code that already locks
 // fixed ids (migration tools, other services). A key is either a decimal
 // int64 ("4242") or two decimal int32 separated by a comma ("1,2"). The
 // prefix must be empty: ids are global.
-type RawKeys struct{}
+type Raw struct{}
 
-// Derive implements KeyScheme.
-func (RawKeys) Derive(prefix, key string) (Key, error) {
+// Derive implements Scheme.
+func (Raw) Derive(prefix, key string) (store.Key, error) {
 	if prefix != "" {
-		return Key{}, &KeyError{Key: key, Reason: "RawKeys takes no key prefix"}
+		return store.Key{}, &Error{Key: key, Reason: "the Raw scheme takes no key prefix"}
 	}
 	if a, b, ok := strings.Cut(key, ","); ok {
 		k1, err1 := strconv.ParseInt(a, 10, 32)
 		k2, err2 := strconv.ParseInt(b, 10, 32)
 		if err1 != nil || err2 != nil {
-			return Key{}, &KeyError{Key: key, Reason: "raw pair must be two int32 like \"1,2\""}
+			return store.Key{}, &Error{Key: key, Reason: "raw pair must be two int32 like \"1,2\""}
 		}
-		return Key{String: key, Name: key, Pair: true, K1: int32(k1), K2: int32(k2)}, nil
+		return store.Key{String: key, Name: key, Pair: true, K1: int32(k1), K2: int32(k2)}, nil
 	}
 	id, err := strconv.ParseInt(key, 10, 64)
 	if err != nil {
-		return Key{}, &KeyError{Key: key, Reason: "raw id must be a decimal int64"}
+		return store.Key{}, &Error{Key: key, Reason: "raw id must be a decimal int64"}
 	}
-	return Key{String: key, Name: key, ID: id}, nil
+	return store.Key{String: key, Name: key, ID: id}, nil
 }
 
 // joinKey validates key and applies the prefix with the "/" separator.
@@ -115,11 +94,11 @@ func joinKey(prefix, key string) (string, error) {
 		return key, nil
 	}
 	if err := validKey(prefix); err != nil {
-		return "", fmt.Errorf("kannuki: invalid key prefix: %w", err)
+		return "", fmt.Errorf("prefix: %w", err)
 	}
 	base := prefix + "/" + key
 	if len(base) > MaxKeyLen {
-		return "", &KeyError{Key: base, Reason: fmt.Sprintf("longer than %d bytes", MaxKeyLen)}
+		return "", &Error{Key: base, Reason: fmt.Sprintf("longer than %d bytes", MaxKeyLen)}
 	}
 	return base, nil
 }
@@ -129,13 +108,13 @@ func joinKey(prefix, key string) (string, error) {
 func validKey(key string) error {
 	switch {
 	case key == "":
-		return &KeyError{Key: key, Reason: "empty"}
+		return &Error{Key: key, Reason: "empty"}
 	case len(key) > MaxKeyLen:
-		return &KeyError{Key: key, Reason: fmt.Sprintf("longer than %d bytes", MaxKeyLen)}
+		return &Error{Key: key, Reason: fmt.Sprintf("longer than %d bytes", MaxKeyLen)}
 	case !utf8.ValidString(key):
-		return &KeyError{Key: key, Reason: "not valid UTF-8"}
+		return &Error{Key: key, Reason: "not valid UTF-8"}
 	case strings.IndexByte(key, 0) >= 0:
-		return &KeyError{Key: key, Reason: "contains a NUL byte"}
+		return &Error{Key: key, Reason: "contains a NUL byte"}
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package kannuki
+package store
 
 import (
 	"context"
@@ -45,6 +45,13 @@ type Request struct {
 	// takes; nil means the driver's defaults. A value of another type is
 	// an error matching ErrInvalidArgument. Acquire ignores it.
 	TxOptions any
+}
+
+// WaitNotifier is told when a backend starts to wait for a lock it found
+// held (see Request.OnWait).
+type WaitNotifier interface {
+	// NotifyWait is cheap, never blocks, and ignores calls after the first.
+	NotifyWait()
 }
 
 // Backend is the contract a lock store implements. The Locker adds keys,

@@ -1,4 +1,4 @@
-package kannuki_test
+package keys_test
 
 import (
 	"crypto/md5"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/kannuki-go/kannuki/keys"
 
 	"github.com/kannuki-go/kannuki"
 )
@@ -23,7 +25,7 @@ func TestRubyKeysVectors(t *testing.T) {
 		{"", "order_processing/123", "order_processing/123", 5479098526224546395},
 		{"", strings.Repeat("a", 100), "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:36a92cc94a9e0fa21f625f8bfb007adf", 7057287834259278959},
 	} {
-		k, err := kannuki.RubyKeys{}.Derive(tc.prefix, tc.key)
+		k, err := keys.Ruby{}.Derive(tc.prefix, tc.key)
 		if err != nil {
 			t.Fatalf("Derive(%q, %q): %v", tc.prefix, tc.key, err)
 		}
@@ -32,52 +34,52 @@ func TestRubyKeysVectors(t *testing.T) {
 		}
 	}
 	// The empty base's id, for the record; Kannuki rejects the empty key.
-	if got := kannuki.RubyID(""); got != 1277653728798287499 {
+	if got := keys.RubyID(""); got != 1277653728798287499 {
 		t.Errorf("RubyID(\"\") = %d", got)
 	}
-	if c, o := kannuki.ClassObjID(9077135811427830419); c != 2113435373 || o != 2183269011 {
+	if c, o := keys.ClassObjID(9077135811427830419); c != 2113435373 || o != 2183269011 {
 		t.Errorf("ClassObjID(my_lock) = %d/%d, want 2113435373/2183269011", c, o)
 	}
 }
 
 func TestNormalizeNameCountsCodePoints(t *testing.T) {
 	base := strings.Repeat("鍵", 30) // 90 bytes, 30 code points
-	name := kannuki.NormalizeName(base + "xyz")
+	name := keys.NormalizeName(base + "xyz")
 	head, _, _ := strings.Cut(name, ":")
 	if utf8.RuneCountInString(head) != 31 || !utf8.ValidString(name) {
 		t.Fatalf("head %q: want 31 code points of the base", head)
 	}
-	if len(kannuki.NormalizeName(strings.Repeat("b", 64))) != 64 {
+	if len(keys.NormalizeName(strings.Repeat("b", 64))) != 64 {
 		t.Fatal("a 64-byte base must stay as it is")
 	}
 }
 
 func TestAdvisoryLockKeys(t *testing.T) {
-	k, err := kannuki.AdvisoryLockKeys{}.Derive("", "test")
+	k, err := keys.Advisory{}.Derive("", "test")
 	if err != nil || !k.Pair || k.K1 != 1484750348 || k.K2 != 0 || k.Name != "test" {
 		t.Fatalf("got %+v, %v; want pair (1484750348, 0)", k, err)
 	}
-	k, _ = kannuki.AdvisoryLockKeys{Namespace: 7}.Derive("", "test")
+	k, _ = keys.Advisory{Namespace: 7}.Derive("", "test")
 	if k.K2 != 7 {
 		t.Fatalf("namespace not used: %+v", k)
 	}
 }
 
 func TestRawKeys(t *testing.T) {
-	k, err := kannuki.RawKeys{}.Derive("", "4242")
+	k, err := keys.Raw{}.Derive("", "4242")
 	if err != nil || k.ID != 4242 || k.Pair {
 		t.Fatalf("got %+v, %v", k, err)
 	}
-	k, err = kannuki.RawKeys{}.Derive("", "-1,2")
+	k, err = keys.Raw{}.Derive("", "-1,2")
 	if err != nil || !k.Pair || k.K1 != -1 || k.K2 != 2 {
 		t.Fatalf("got %+v, %v", k, err)
 	}
 	for _, bad := range []string{"x", "1,", "99999999999,1", "1.5", ""} {
-		if _, err := (kannuki.RawKeys{}).Derive("", bad); !errors.Is(err, kannuki.ErrInvalidKey) {
+		if _, err := (keys.Raw{}).Derive("", bad); !errors.Is(err, kannuki.ErrInvalidKey) {
 			t.Errorf("Derive(%q) = %v, want ErrInvalidKey", bad, err)
 		}
 	}
-	if _, err := (kannuki.RawKeys{}).Derive("app", "1"); !errors.Is(err, kannuki.ErrInvalidKey) {
+	if _, err := (keys.Raw{}).Derive("app", "1"); !errors.Is(err, kannuki.ErrInvalidKey) {
 		t.Errorf("a prefix with raw ids must be rejected, got %v", err)
 	}
 }
@@ -89,8 +91,8 @@ func TestInvalidKeys(t *testing.T) {
 		"nul":          "a\x00b",
 		"invalid utf8": "a\xffb",
 	} {
-		_, err := kannuki.RubyKeys{}.Derive("", key)
-		var ke *kannuki.KeyError
+		_, err := keys.Ruby{}.Derive("", key)
+		var ke *keys.Error
 		if !errors.Is(err, kannuki.ErrInvalidKey) || !errors.As(err, &ke) || !strings.HasPrefix(err.Error(), "kannuki: ") {
 			t.Errorf("%s: got %v, want a kannuki KeyError", name, err)
 		}
@@ -98,12 +100,12 @@ func TestInvalidKeys(t *testing.T) {
 			t.Errorf("%s: error message should not echo a huge key: %d bytes", name, len(err.Error()))
 		}
 	}
-	if _, err := (kannuki.RubyKeys{}).Derive("bad\x00prefix", "k"); !errors.Is(err, kannuki.ErrInvalidKey) {
+	if _, err := (keys.Ruby{}).Derive("bad\x00prefix", "k"); !errors.Is(err, kannuki.ErrInvalidKey) {
 		t.Errorf("bad prefix: %v", err)
 	}
 	// Odd but valid keys are accepted; they never reach SQL text as such.
 	for _, key := range []string{"'; DROP TABLE x; --", "*/", "--", `"quoted"`, "鍵/１２３", "../../etc/passwd"} {
-		if _, err := (kannuki.RubyKeys{}).Derive("", key); err != nil {
+		if _, err := (keys.Ruby{}).Derive("", key); err != nil {
 			t.Errorf("Derive(%q): %v", key, err)
 		}
 	}
@@ -115,8 +117,8 @@ func FuzzRubyKeys(f *testing.F) {
 		f.Add("app", s)
 	}
 	f.Fuzz(func(t *testing.T, prefix, key string) {
-		k1, err1 := kannuki.RubyKeys{}.Derive(prefix, key)
-		k2, err2 := kannuki.RubyKeys{}.Derive(prefix, key)
+		k1, err1 := keys.Ruby{}.Derive(prefix, key)
+		k2, err2 := keys.Ruby{}.Derive(prefix, key)
 		if (err1 == nil) != (err2 == nil) || k1 != k2 {
 			t.Fatal("derivation is not deterministic")
 		}
@@ -132,7 +134,7 @@ func FuzzRubyKeys(f *testing.F) {
 		if len(k1.String) > 64 && len(k1.Name) > 31*4+33 {
 			t.Fatalf("hashed name too long: %q", k1.Name)
 		}
-		if k1.ID != kannuki.RubyID(k1.Name) {
+		if k1.ID != keys.RubyID(k1.Name) {
 			t.Fatal("id not derived from the name")
 		}
 	})
@@ -148,7 +150,7 @@ func FuzzRubyIDMatchesBigInt(f *testing.F) {
 		sum := md5.Sum([]byte(name))
 		v := new(big.Int).SetBytes(sum[:])
 		want := v.Mod(v, new(big.Int).SetUint64(1<<63-1)).Int64()
-		if got := kannuki.RubyID(name); got != want {
+		if got := keys.RubyID(name); got != want {
 			t.Fatalf("RubyID(%q) = %d, want %d", name, got, want)
 		}
 	})
