@@ -131,8 +131,9 @@ func TestPasswordNeverPrinted(t *testing.T) {
 			if want != secret {
 				assertNoSecret(t, "s3%2Fcr3t", out, stderr)
 			}
-			if !strings.Contains(stderr, "kannuki") {
-				t.Errorf("%v with %s: no error message: %q", args, dsn, stderr)
+			// status --json reports the error as JSON on stdout.
+			if !strings.Contains(stderr+out, "kannuki") {
+				t.Errorf("%v with %s: no error message: %q %q", args, dsn, out, stderr)
 			}
 			code, out, stderr = invoke(t, []string{"KANNUKI_DSN=" + dsn}, args...)
 			if code != exitError {

@@ -48,6 +48,9 @@ func parseDSN(dsn string) (*target, error) {
 	if dsn == "" {
 		return &target{kind: kindFile}, nil
 	}
+	if hint := goMySQLHint(dsn); hint != "" {
+		return nil, errors.New(hint)
+	}
 	scheme, _, ok := strings.Cut(dsn, ":")
 	if !ok {
 		return nil, errors.New("kannuki: DSN has no scheme: use postgres://, mysql:// or file:// (see kannuki help dsn)")
@@ -147,6 +150,45 @@ func parseMySQL(u *url.URL) (*target, error) {
 	return &target{kind: kindMySQL, my: cfg, shown: redactURL(u)}, nil
 }
 
+// goMySQLHint recognises the DSN form of Go's MySQL driver
+// (user:pass@tcp(host:port)/db?params), which people copy from a Go
+// service's configuration, and returns the mysql:// URL to use instead
+// (password shown as xxxxx); "" when dsn is not of that form.
+func goMySQLHint(dsn string) string {
+	if strings.Contains(dsn, "://") || !strings.Contains(dsn, "/") {
+		return ""
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return ""
+	}
+	// ParseDSN takes almost anything with a '/'; the form is only certain
+	// with a protocol(address) or a user before "@/".
+	if !strings.Contains(dsn, "(") && !strings.Contains(dsn, "@/") {
+		return ""
+	}
+	u := url.URL{Scheme: "mysql", Path: "/" + cfg.DBName}
+	switch {
+	case cfg.Passwd != "":
+		u.User = url.UserPassword(cfg.User, "xxxxx")
+	case cfg.User != "":
+		u.User = url.User(cfg.User)
+	}
+	q := url.Values{}
+	if _, params, ok := strings.Cut(dsn, "?"); ok {
+		q, _ = url.ParseQuery(params)
+	}
+	switch cfg.Net {
+	case "unix":
+		q.Set("socket", cfg.Addr)
+	default:
+		u.Host = cfg.Addr
+	}
+	q.Del("password")
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "%2F", "/") // a socket path reads better whole
+	return "kannuki: this is the DSN form of Go's MySQL driver; kannuki takes a URL: --dsn '" + u.String() + "' (see kannuki help dsn)"
+}
+
 // redactURL prints u with its password (in the user info or in a
 // password= parameter) replaced by "xxxxx".
 func redactURL(u *url.URL) string {
@@ -191,6 +233,19 @@ func dsnSecrets(dsn string) []string {
 		}
 		if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
 			if _, pass, ok := strings.Cut(rest[:at], ":"); ok {
+				add(pass)
+			}
+		}
+	}
+	if !strings.Contains(dsn, "://") {
+		// user:pass@tcp(host)/db, the Go MySQL driver's form: the user
+		// info ends at the last '@' before the last '/'.
+		end := strings.LastIndex(dsn, "/")
+		if end < 0 {
+			end = len(dsn)
+		}
+		if at := strings.LastIndex(dsn[:end], "@"); at >= 0 {
+			if _, pass, ok := strings.Cut(dsn[:at], ":"); ok {
 				add(pass)
 			}
 		}

@@ -35,8 +35,9 @@ const usageLocks = `Usage: kannuki locks [flags]
 Lists the locks held and awaited in the store: state, mode, the holder's
 pid (database session or OS process), application, client, since when,
 and the lock's name where the store knows it (PostgreSQL shows the key of
-a session whose last statement was a kannuki lock statement, else the
-numeric id; MySQL/MariaDB lock names are the keys).
+the locks kannuki run holds and of sessions whose last statement was a
+Kannuki lock statement, else the numeric id; MySQL/MariaDB lock names are
+the keys). Control characters in names are shown escaped (\n, \x1b).
 `
 
 // lockJSON is one lock in --json output.
@@ -58,6 +59,15 @@ func toJSON(li kstore.LockInfo) lockJSON {
 		j.Since = &s
 	}
 	return j
+}
+
+// locksJSON is "kannuki locks --json".
+type locksJSON struct {
+	Locks []lockJSON `json:"locks"`
+	Store string     `json:"store"`
+	// Note says what the store cannot list (MySQL/MariaDB without the
+	// settings that show held locks), as the text output says on stderr.
+	Note string `json:"note,omitempty"`
 }
 
 // statusJSON is "kannuki status --json".
@@ -85,29 +95,43 @@ func (a *app) status(ctx context.Context, args []string) int {
 		return code
 	}
 	if len(pos) != 1 {
-		fmt.Fprintf(a.stderr, "kannuki status: want exactly one KEY, got %d arguments\nRun \"kannuki status --help\" for usage.\n", len(pos))
+		msg := fmt.Sprintf("kannuki status: want exactly one KEY, got %d arguments", len(pos))
+		if c.json {
+			return a.failJSON(nil, errors.New(msg))
+		}
+		fmt.Fprintf(a.stderr, "%s\nRun \"kannuki status --help\" for usage.\n", msg)
 		return exitError
+	}
+	key := pos[0]
+	if prefix != "" {
+		key = prefix + "/" + key
+	}
+	fail := func(err error) int {
+		if c.json {
+			return a.failJSON(&key, err)
+		}
+		return a.fail(err)
 	}
 	ctx, stop := inspectContext(ctx)
 	defer stop()
 	st, err := a.open(ctx, a.dsnOrEnv(&c))
 	if err != nil {
-		return a.fail(err)
+		return fail(err)
 	}
 	defer st.close()
 	l := kannuki.New(st.backend, kannuki.Options{KeyPrefix: prefix, Logger: a.logger(&c)})
 	k, err := l.Key(pos[0])
 	if err != nil {
-		return a.fail(err)
+		return fail(err)
 	}
 	held, err := l.Held(ctx, pos[0])
 	if err != nil {
-		return a.fail(err)
+		return fail(err)
 	}
 	out := statusJSON{Key: k.String, Held: held, Holders: []lockJSON{}, Waiters: []lockJSON{}, Store: st.where}
 	infos, err := st.locks(ctx)
 	if err != nil && !errors.Is(err, kannuki.ErrUnsupported) {
-		return a.fail(err)
+		return fail(err)
 	}
 	var holders, waiters []kstore.LockInfo
 	for _, li := range infos {
@@ -125,7 +149,7 @@ func (a *app) status(ctx context.Context, args []string) int {
 	if held && len(holders) == 0 && st.holder != nil {
 		li, err := st.holder(ctx, k)
 		if err != nil {
-			return a.fail(err)
+			return fail(err)
 		}
 		if li != nil {
 			holders = append(holders, *li)
@@ -160,7 +184,7 @@ func sameLock(kind string, li kstore.LockInfo, k kstore.Key) bool {
 
 func (a *app) printStatus(k kstore.Key, held bool, holders, waiters []kstore.LockInfo, st *store) {
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "key\t%s\n", k.String)
+	fmt.Fprintf(w, "key\t%s\n", printable(k.String))
 	state := "free"
 	if held {
 		state = "held"
@@ -186,10 +210,10 @@ func describe(li kstore.LockInfo) string {
 		parts = append(parts, "pid "+strconv.FormatInt(li.PID, 10))
 	}
 	if li.Application != "" {
-		parts = append(parts, li.Application)
+		parts = append(parts, printable(li.Application))
 	}
 	if li.Client != "" {
-		parts = append(parts, "client "+li.Client)
+		parts = append(parts, "client "+printable(li.Client))
 	}
 	parts = append(parts, li.Mode.String())
 	if !li.Since.IsZero() {
@@ -206,26 +230,30 @@ func (a *app) locks(ctx context.Context, args []string) int {
 	if !ok {
 		return code
 	}
+	fail := a.fail
+	if c.json {
+		fail = func(err error) int { return a.failJSON(nil, err) }
+	}
 	if len(pos) != 0 {
-		fmt.Fprintf(a.stderr, "kannuki locks: unexpected argument %q (for one key: kannuki status KEY)\n", pos[0])
-		return exitError
+		return fail(fmt.Errorf("kannuki locks: unexpected argument %q (for one key: kannuki status KEY)", pos[0]))
 	}
 	ctx, stop := inspectContext(ctx)
 	defer stop()
 	st, err := a.open(ctx, a.dsnOrEnv(&c))
 	if err != nil {
-		return a.fail(err)
+		return fail(err)
 	}
 	defer st.close()
 	infos, err := st.locks(ctx)
 	if err != nil {
-		return a.fail(err)
+		return fail(err)
+	}
+	var note string
+	if st.locksNote != nil {
+		note = st.locksNote(ctx)
 	}
 	if c.json {
-		out := struct {
-			Locks []lockJSON `json:"locks"`
-			Store string     `json:"store"`
-		}{Locks: []lockJSON{}, Store: st.where}
+		out := locksJSON{Locks: []lockJSON{}, Store: st.where, Note: note}
 		for _, li := range infos {
 			out.Locks = append(out.Locks, toJSON(li))
 		}
@@ -234,13 +262,17 @@ func (a *app) locks(ctx context.Context, args []string) int {
 		}
 		return exitOK
 	}
-	if st.locksNote != nil {
-		if note := st.locksNote(ctx); note != "" {
-			defer fmt.Fprintln(a.stderr, note)
-		}
+	if note != "" {
+		defer fmt.Fprintln(a.stderr, note)
 	}
 	if len(infos) == 0 {
-		fmt.Fprintf(a.stdout, "no locks held or awaited in %s\n", st.where)
+		if note != "" {
+			// Saying "no locks held" would be wrong: held ones may just
+			// be invisible here.
+			fmt.Fprintf(a.stdout, "no locks awaited in %s (held locks may be invisible: see the note)\n", st.where)
+		} else {
+			fmt.Fprintf(a.stdout, "no locks held or awaited in %s\n", st.where)
+		}
 		return exitOK
 	}
 	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
@@ -258,7 +290,7 @@ func (a *app) locks(ctx context.Context, args []string) int {
 		if name == "" && li.ID != 0 {
 			name = "(id " + strconv.FormatInt(li.ID, 10) + ")"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", state, li.Mode, dash(pidString(li.PID)), dash(li.Application), dash(li.Client), since, dash(name))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", state, li.Mode, dash(pidString(li.PID)), dash(printable(li.Application)), dash(printable(li.Client)), since, dash(printable(name)))
 	}
 	w.Flush()
 	return exitOK

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 )
 
 // Exit codes. The child's own status passes through "kannuki run"; the
@@ -80,13 +79,15 @@ const usageDSN = `DSN forms (--dsn, or $KANNUKI_DSN, which keeps the password ou
       The file store in that directory, which must exist. Lock files are
       created readable by all, so other users' jobs can share the locks.
   postgres://USER:PASSWORD@HOST:5432/DB?sslmode=disable   (postgresql:// too)
-      PostgreSQL session advisory locks; parameters as in libpq/pgx
+      PostgreSQL session advisory locks; parameters as in libpq
       (sslmode, connect_timeout, application_name, ...). kannuki sets
       application_name=kannuki and connect_timeout=10 unless given.
   mysql://USER:PASSWORD@HOST:3306/DB?PARAMS                (mariadb:// too)
       MySQL/MariaDB GET_LOCK. HOST defaults to 127.0.0.1, the port to 3306;
       ?socket=/run/mysqld/mysqld.sock connects over a Unix socket. PARAMS are
-      go-sql-driver/mysql's (tls, timeout, readTimeout, ...).
+      the MySQL driver's: tls, timeout, readTimeout, writeTimeout, ...;
+      other names set session variables (sql_mode=ANSI).
+      Not user:pass@tcp(host:port)/db: that is a Go program's DSN form.
 Percent-encode special characters in USER and PASSWORD (@ as %40, / as %2F).
 kannuki never prints a password: DSNs appear as USER:xxxxx@HOST.
 `
@@ -96,6 +97,9 @@ type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	red            *redactor
+	// terminal reports whether stderr is a terminal, and its width, for
+	// the in-place waiting line; nil means never.
+	terminal func() (width int, ok bool)
 }
 
 func main() {
@@ -106,6 +110,7 @@ func main() {
 		getenv: os.Getenv,
 		red:    red,
 	}
+	a.terminal = func() (int, bool) { return terminal(os.Stderr, a.getenv) }
 	os.Exit(a.main(context.Background(), os.Args[1:]))
 }
 
@@ -155,10 +160,6 @@ func (a *app) help(args []string) int {
 
 // fail prints err (redacted by the writer) and returns exitError.
 func (a *app) fail(err error) int {
-	msg := err.Error()
-	if !strings.HasPrefix(msg, "kannuki:") {
-		msg = "kannuki: " + msg
-	}
-	fmt.Fprintln(a.stderr, msg)
+	fmt.Fprintln(a.stderr, message(err))
 	return exitError
 }

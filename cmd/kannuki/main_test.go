@@ -89,9 +89,19 @@ func baseEnv(extra ...string) []string {
 // at the end of the test if it still runs.
 func start(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
+	return startWith(t, env, nil, args...)
+}
+
+// startWith is start with setup, when not nil, changing the command
+// before it starts (another stderr, say).
+func startWith(t testing.TB, env []string, setup func(*exec.Cmd), args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, cmd: exec.Command(binary, args...), done: make(chan struct{})}
 	p.cmd.Env = baseEnv(env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if setup != nil {
+		setup(p.cmd)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kannuki-go/kannuki/kannukifile"
@@ -49,7 +50,7 @@ func (a *app) open(ctx context.Context, dsn string) (*store, error) {
 		}
 		b, err := kannukifile.New(t.dir, opts)
 		if err != nil {
-			return nil, err
+			return nil, reword(err, fileStoreWords)
 		}
 		return &store{backend: b, kind: kindFile, where: "file://" + b.Dir(), close: func() error { return nil }}, nil
 	case kindPostgres:
@@ -70,6 +71,32 @@ func (a *app) openSQL(ctx context.Context, t *target, db *sql.DB, b kstore.Backe
 	}
 	return &store{backend: b, kind: t.kind, where: t.shown, close: db.Close}, nil
 }
+
+// fileStoreWords turns the file store's advice to Go programmers (which
+// function to call, which option to set) into advice for kannuki's users.
+var fileStoreWords = strings.NewReplacer(
+	"(kannukifile.New does not create it)", "(kannuki does not create it)",
+	"pass a directory to kannukifile.New", "name one with --dsn file:///DIR",
+	"use a database backend, or set kannukifile.Options.AllowNetworkFS", "use a database DSN (postgres:// or mysql://)",
+)
+
+// reword returns err with its text passed through r; errors.Is and As
+// still see err.
+func reword(err error, r *strings.Replacer) error {
+	msg := r.Replace(err.Error())
+	if msg == err.Error() {
+		return err
+	}
+	return &rewordedError{msg: msg, err: err}
+}
+
+type rewordedError struct {
+	msg string
+	err error
+}
+
+func (e *rewordedError) Error() string { return e.msg }
+func (e *rewordedError) Unwrap() error { return e.err }
 
 // locks lists the store's held and awaited locks, or fails with an error
 // matching ErrUnsupported when the store cannot list them.

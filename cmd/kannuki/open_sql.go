@@ -23,13 +23,21 @@ func (a *app) openPostgres(ctx context.Context, t *target) (*store, error) {
 		return nil, fmt.Errorf("kannuki: postgres DSN: %w", err)
 	}
 	db := stdlib.OpenDB(*cfg)
-	return a.openSQL(ctx, t, db, kannukipg.New(db, kannukipg.Options{}))
+	// The literal form puts the key, in a comment, into the lock statement
+	// itself, so pg_stat_activity (and "kannuki locks" on any host) shows
+	// the key of a lock kannuki holds, not only its number; the default
+	// form for pgx would show it only after the first keepalive, or never
+	// with --keepalive 0. One lock per process makes the extra parsing free.
+	return a.openSQL(ctx, t, db, kannukipg.New(db, kannukipg.Options{Form: kannukipg.FormLiteral}))
 }
 
 // openMySQL opens MySQL/MariaDB through go-sql-driver/mysql. The
 // configuration goes to the driver as a Config, never as a DSN string, so a
 // password with any character in it arrives intact.
 func (a *app) openMySQL(ctx context.Context, t *target) (*store, error) {
+	// The driver logs some connection trouble itself, as "[mysql] date
+	// file.go:line ..."; kannuki reports the errors it returns instead.
+	t.my.Logger = mysql.Logger(quietLogger{})
 	conn, err := mysql.NewConnector(t.my)
 	if err != nil {
 		return nil, fmt.Errorf("kannuki: mysql DSN: %w", err)
@@ -40,13 +48,7 @@ func (a *app) openMySQL(ctx context.Context, t *target) (*store, error) {
 		return nil, err
 	}
 	st.holder = func(ctx context.Context, k kstore.Key) (*kstore.LockInfo, error) { return mysqlHolder(ctx, db, k) }
-	st.locksNote = func(ctx context.Context) string {
-		var on sql.NullInt64
-		if db.QueryRowContext(ctx, "SELECT @@performance_schema").Scan(&on) == nil && on.Int64 == 0 {
-			return "note: without performance_schema, MySQL/MariaDB show a held lock only while someone waits for it; kannuki status KEY shows any key's holder"
-		}
-		return ""
-	}
+	st.locksNote = func(ctx context.Context) string { return mysqlLocksNote(ctx, db) }
 	return st, nil
 }
 
@@ -72,3 +74,8 @@ func mysqlHolder(ctx context.Context, db *sql.DB, k kstore.Key) (*kstore.LockInf
 	li.Client = host.String
 	return li, nil
 }
+
+// quietLogger drops the MySQL driver's own log lines.
+type quietLogger struct{}
+
+func (quietLogger) Print(...any) {}

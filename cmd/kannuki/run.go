@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,6 +35,13 @@ with a dash.
 Waiting: by default kannuki waits for the lock as long as it takes;
 --timeout 30s waits up to 30 s (a plain number means seconds); --try or
 --timeout 0 tries once. Not acquired: exit 75, COMMAND is not run.
+
+A wait that lasts more than a second is shown on stderr: the key, who
+holds it (pid, application, client and since when, where the store tells)
+and the time waited. On a terminal that is one line updated in place and
+erased when the wait ends; otherwise (a pipe, a log, cron, TERM=dumb, or
+with -v) a plain line when the wait starts and one a minute after that.
+-q and --json show nothing of it.
 
 Signals: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are
 forwarded to COMMAND (a Ctrl-C at a terminal reaches COMMAND directly too,
@@ -90,7 +99,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	fs.Var(&f.wait, "timeout", "wait up to `D` for the lock (30s, 1m, or seconds); 0 tries once (default: wait forever)")
 	fs.BoolVar(&f.try, "try", false, "try once, do not wait (same as --timeout 0)")
 	fs.BoolVar(&f.shared, "shared", false, "take a shared lock (file store and PostgreSQL only)")
-	fs.BoolVar(&f.quiet, "q", false, "say nothing when the lock is not acquired (exit code only)")
+	fs.BoolVar(&f.quiet, "q", false, "say nothing about the lock: no waiting line, no message when it is not acquired (exit code only)")
 	fs.DurationVar(&f.keepalive, "keepalive", 5*time.Second, "check the lock every `D` while the command runs; 0 turns it off")
 	fs.DurationVar(&f.grace, "grace", 10*time.Second, "after a lost lock, wait `D` between SIGTERM and SIGKILL")
 	fs.IntVar(&f.conflictCode, "conflict-exit-code", exitNotAcquired, "exit `CODE` when the lock is not acquired")
@@ -98,36 +107,69 @@ func (a *app) run(ctx context.Context, args []string) int {
 	if !ok {
 		return code
 	}
-	var bad string
-	switch {
-	case f.key == "":
-		bad = "--key is required"
-	case len(cmdline) == 0:
-		bad = "no command given (kannuki run --key KEY -- COMMAND [ARGS...])"
-	case f.try && f.wait.set && f.wait.d != 0:
-		bad = "--try and --timeout " + f.wait.d.String() + " contradict each other"
-	case f.keepalive < 0:
-		bad = "--keepalive must not be negative (0 turns it off)"
-	case f.grace < 0:
-		bad = "--grace must not be negative"
-	case f.conflictCode < 0 || f.conflictCode > 255:
-		bad = "--conflict-exit-code must be 0-255"
-	}
-	if bad != "" {
-		fmt.Fprintf(a.stderr, "kannuki run: %s\nRun \"kannuki run --help\" for usage.\n", bad)
-		return exitError
-	}
 	res := runResult{Key: f.key}
 	if f.prefix != "" {
 		res.Key = f.prefix + "/" + f.key
 	}
+	if bad := f.check(fs, cmdline); bad != "" {
+		if f.json {
+			res.Result, res.ExitCode, res.Error = "error", exitError, "kannuki run: "+bad
+			a.writeResult(&res)
+			return exitError
+		}
+		fmt.Fprintf(a.stderr, "kannuki run: %s\nRun \"kannuki run --help\" for usage.\n", bad)
+		return exitError
+	}
 	code = a.runLocked(ctx, &f, cmdline, &res)
 	res.ExitCode = code
 	if f.json {
-		b, _ := json.Marshal(res)
-		fmt.Fprintf(a.stderr, "%s\n", b)
+		a.writeResult(&res)
 	}
 	return code
+}
+
+// check returns what is wrong with the flags and command line, or "".
+func (f *runFlags) check(fs *flag.FlagSet, cmdline []string) string {
+	switch {
+	case f.key == "" && len(cmdline) > 0 && flagAfterCommand(fs, cmdline) != "":
+		// "kannuki run ls --key x": parsing stopped at "ls", so --key went
+		// to the command; "--key is required" would be baffling.
+		return fmt.Sprintf("%s comes after the command %q: flags must come before the command (kannuki run [flags] --key KEY -- COMMAND [ARGS...])", flagAfterCommand(fs, cmdline), cmdline[0])
+	case f.key == "":
+		return "--key is required"
+	case len(cmdline) == 0:
+		return "no command given (kannuki run --key KEY -- COMMAND [ARGS...])"
+	case f.try && f.wait.set && f.wait.d != 0:
+		return "--try and --timeout " + f.wait.d.String() + " contradict each other"
+	case f.keepalive < 0:
+		return "--keepalive must not be negative (0 turns it off)"
+	case f.grace < 0:
+		return "--grace must not be negative"
+	case f.conflictCode < 0 || f.conflictCode > 255:
+		return "--conflict-exit-code must be 0-255"
+	}
+	return ""
+}
+
+// flagAfterCommand returns the first argument after the command that is
+// one of run's own flags ("--key", "-key=x", ...), or "".
+func flagAfterCommand(fs *flag.FlagSet, cmdline []string) string {
+	for _, arg := range cmdline[1:] {
+		if arg == "--" || !strings.HasPrefix(arg, "-") {
+			continue
+		}
+		spelled, _, _ := strings.Cut(arg, "=")
+		if name := strings.TrimLeft(spelled, "-"); name != "" && fs.Lookup(name) != nil {
+			return spelled
+		}
+	}
+	return ""
+}
+
+// writeResult prints the --json result line on stderr.
+func (a *app) writeResult(res *runResult) {
+	b, _ := json.Marshal(res)
+	fmt.Fprintf(a.stderr, "%s\n", b)
 }
 
 // say prints a diagnostic unless --json asked for the result line only.
@@ -178,8 +220,8 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 	fail := func(code int, result string, err error) int {
 		res.Result = result
 		if err != nil {
-			res.Error = a.red.String(err.Error())
-			a.say(f, "%s", err)
+			res.Error = a.red.String(message(err))
+			a.say(f, "%s", message(err))
 		}
 		return code
 	}
@@ -203,21 +245,38 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 	if keepalive == 0 {
 		keepalive = -1 // the Locker's "off"
 	}
-	l := kannuki.New(st.backend, kannuki.Options{KeyPrefix: f.prefix, KeepaliveInterval: keepalive, Logger: a.logger(&f.common)})
+	try := f.try || (f.wait.set && f.wait.d == 0)
+	start := time.Now()
+	var display *waitDisplay
+	if !try && !f.quiet && !f.json {
+		width := a.terminal
+		if f.verbose {
+			width = nil // log lines would break into an in-place line
+		}
+		display = newWaitDisplay(a.stderr, width, res.Key, start)
+	}
+	o := kannuki.Options{KeyPrefix: f.prefix, KeepaliveInterval: keepalive, Logger: a.logger(&f.common)}
+	if display != nil {
+		o.Hook = display.hook()
+	}
+	l := kannuki.New(st.backend, o)
+	if display != nil {
+		display.launch(wctx, holderOf(l, st, f.key))
+	}
 	var opts []kannuki.CallOption
 	if f.shared {
 		opts = append(opts, kannuki.Shared())
 	}
-	start := time.Now()
 	var h *kannuki.Handle
 	switch {
-	case f.try || (f.wait.set && f.wait.d == 0):
+	case try:
 		h, err = l.Acquire(wctx, f.key, append(opts, kannuki.Timeout(0))...)
 	case f.wait.set:
 		h, err = l.Acquire(wctx, f.key, append(opts, kannuki.Timeout(f.wait.d))...)
 	default:
 		h, err = l.Acquire(wctx, f.key, append(opts, kannuki.NoTimeout())...)
 	}
+	display.stop() // erases the line before anything else is said
 	endWait()
 	res.WaitedSeconds = seconds(time.Since(start))
 	if interrupted != nil {
@@ -231,7 +290,7 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 		if errors.As(err, &na) && na.Reason != kannuki.ReasonError {
 			res.Reason = na.Reason.String()
 			if f.quiet {
-				res.Result, res.Error = "not_acquired", a.red.String(err.Error())
+				res.Result, res.Error = "not_acquired", a.red.String(message(err))
 				return f.conflictCode
 			}
 			return fail(f.conflictCode, "not_acquired", err)
@@ -246,7 +305,7 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 	if lost {
 		// Reported when found (supervise); another process may have held
 		// the lock while the command was still running.
-		res.Result, res.Error = "lock_lost", a.red.String(h.Err().Error())
+		res.Result, res.Error = "lock_lost", a.red.String(message(h.Err()))
 		return exitLockLost
 	}
 	if errors.Is(rerr, kannuki.ErrLockLost) {
@@ -256,8 +315,8 @@ func (a *app) runLocked(ctx context.Context, f *runFlags, cmdline []string, res 
 		// The command ran under the lock and the store has dropped the lock
 		// (the backend discards a connection it cannot unlock on): report,
 		// but let the command's own status stand.
-		res.Error = a.red.String(rerr.Error())
-		a.say(f, "kannuki: warning: %v", rerr)
+		res.Error = a.red.String(message(rerr))
+		a.say(f, "kannuki: warning: %s", strings.TrimPrefix(message(rerr), "kannuki: "))
 	}
 	return code
 }
@@ -273,8 +332,9 @@ func (a *app) supervise(f *runFlags, h *kannuki.Handle, cmdline []string, sigs <
 	defer unlock()
 	if err := cmd.Start(); err != nil {
 		res.Result = "error"
-		res.Error = a.red.String(err.Error())
-		a.say(f, "kannuki: %v", err)
+		err = startError(cmdline[0], err)
+		res.Error = a.red.String(message(err))
+		a.say(f, "%s", message(err))
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			return exitNotFound, false
 		}
@@ -296,7 +356,7 @@ func (a *app) supervise(f *runFlags, h *kannuki.Handle, cmdline []string, sigs <
 			_ = cmd.Process.Signal(s)
 		case <-lostCh:
 			lostCh, lost = nil, true
-			a.say(f, "%v; sending SIGTERM to the command (SIGKILL after %s)", h.Err(), f.grace)
+			a.say(f, "%s; sending SIGTERM to the command (SIGKILL after %s)", message(h.Err()), f.grace)
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			t := time.NewTimer(f.grace)
 			defer t.Stop()
@@ -318,4 +378,18 @@ func (a *app) supervise(f *runFlags, h *kannuki.Handle, cmdline []string, sigs <
 	}
 	res.CommandExit = &code
 	return code, lost
+}
+
+// startError restates a failure to start the command without the Go
+// wording ("exec: ...", "fork/exec ..."): the command and the cause.
+func startError(name string, err error) error {
+	var ee *exec.Error
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &ee):
+		return fmt.Errorf("kannuki: command %q: %w", ee.Name, ee.Err)
+	case errors.As(err, &pe):
+		return fmt.Errorf("kannuki: command %q: %w", name, pe.Err)
+	}
+	return err
 }
