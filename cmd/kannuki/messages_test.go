@@ -2,7 +2,10 @@ package main
 
 import (
 	"regexp"
+	"strings"
 	"testing"
+
+	"github.com/kannuki-go/kannuki/internal/saidonce"
 )
 
 // No message of the CLI names a Go package: its users run a command, not
@@ -27,6 +30,14 @@ func TestMessagesNameNoGoPackage(t *testing.T) {
 		_, out, stderr := invoke(t, nil, args...)
 		if m := forbidden.FindString(out + stderr); m != "" {
 			t.Errorf("%q names a Go package (%q):\nstdout: %s\nstderr: %s", args, m, out, stderr)
+		}
+		// Every message line says each thing once (issue 15).
+		for _, line := range strings.Split(stderr, "\n") {
+			if strings.HasPrefix(line, "kannuki") && strings.Contains(line, ": ") {
+				if p := saidonce.Repeats(line); p != "" {
+					t.Errorf("%q: message %q: %s", args, line, p)
+				}
+			}
 		}
 	}
 }

@@ -78,13 +78,14 @@ func (d *waitDisplay) launch(ctx context.Context, holder func(context.Context) s
 }
 
 // hook is the Locker hook that starts the display when the attempt turns
-// into a wait. It never blocks, as a hook must not.
-func (d *waitDisplay) hook() kannuki.Hook {
-	return kannuki.HookFunc(func(_ context.Context, e kannuki.Event) {
-		if e.Kind == kannuki.EventWaiting {
-			d.beganOnce.Do(func() { close(d.began) })
-		}
-	})
+// into a wait.
+func (d *waitDisplay) hook() kannuki.Hook { return d }
+
+// LockEvent implements kannuki.Hook. It never blocks, as a hook must not.
+func (d *waitDisplay) LockEvent(_ context.Context, e kannuki.Event) {
+	if e.Kind == kannuki.EventWaiting {
+		d.beganOnce.Do(func() { close(d.began) })
+	}
 }
 
 // stop ends the display, erasing the line on a terminal, and returns once
