@@ -42,8 +42,17 @@ func cause(err error, head string, known ...error) string {
 	for _, k := range known {
 		seen = append(seen, strings.TrimPrefix(k.Error(), "kannuki: "))
 	}
-	for part := range strings.SplitSeq(strings.ReplaceAll(err.Error(), "kannuki: ", ""), ": ") {
+	text := strings.ReplaceAll(err.Error(), "kannuki: ", "")
+	for _, q := range quotedIn(head) { // the head names the key: the cause need not
+		text = strings.ReplaceAll(text, "lock "+q+" ", "lock ")
+		text = strings.ReplaceAll(text, q+" ", "it ")
+		text = strings.ReplaceAll(text, " "+q, " it")
+	}
+	for part := range strings.SplitSeq(text, ": ") {
 		part = strings.TrimSpace(part)
+		if strings.HasPrefix(part, "it ") {
+			part = "the lock " + part[len("it "):]
+		}
 		if part == "" || saidBefore(seen, part) {
 			continue
 		}
@@ -52,6 +61,29 @@ func cause(err error, head string, known ...error) string {
 		b.WriteString(part)
 	}
 	return b.String()
+}
+
+// quotedIn returns the Go-quoted strings in s (the keys a head names).
+func quotedIn(s string) []string {
+	var out []string
+	for {
+		i := strings.IndexByte(s, '"')
+		if i < 0 {
+			return out
+		}
+		j := i + 1
+		for j < len(s) && s[j] != '"' {
+			if s[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		if j >= len(s) {
+			return out
+		}
+		out = append(out, s[i:j+1])
+		s = s[j+1:]
+	}
 }
 
 // saidBefore reports whether part is one of seen, or the head (seen[0])

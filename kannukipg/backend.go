@@ -190,7 +190,7 @@ func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request)
 	}
 	if err != nil {
 		l.destroy()
-		return nil, fmt.Errorf("kannuki: try lock %q on PostgreSQL: %w", key.String, err)
+		return nil, fmt.Errorf("try lock on PostgreSQL: %w", err)
 	}
 	if ok {
 		l.startWatch()
@@ -198,13 +198,13 @@ func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request)
 	}
 	if req.Wait == 0 {
 		l.putBack()
-		return nil, fmt.Errorf("kannuki: lock %q is held elsewhere: %w", key.String, store.ErrNotAcquired)
+		return nil, fmt.Errorf("held elsewhere: %w", store.ErrNotAcquired)
 	}
 	wait := req.Wait
 	if wait > 0 {
 		if wait -= time.Since(start); wait <= 0 {
 			l.putBack()
-			return nil, fmt.Errorf("kannuki: lock %q still held after %s: %w", key.String, req.Wait, store.ErrNotAcquired)
+			return nil, fmt.Errorf("lock still held after %s: %w", req.Wait, store.ErrNotAcquired)
 		}
 	} else {
 		wait = store.WaitForever
@@ -331,7 +331,7 @@ func connErr(ctx context.Context, bound time.Duration, expired bool, err error) 
 		return fmt.Errorf("%w: a new PostgreSQL session could not start: the server's shared lock table is full (SQLSTATE 53200): "+
 			"raise max_locks_per_transaction, or bound this process with kannuki.Options.MaxHeld: %w", store.ErrCapacity, err)
 	}
-	return fmt.Errorf("kannuki: get a PostgreSQL connection: %w", err)
+	return fmt.Errorf("get a PostgreSQL connection: %w", err)
 }
 
 // ctxDone is ctx.Err(), also when the deadline has passed but ctx's timer
@@ -467,7 +467,7 @@ func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 		if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
 			return false, cerr
 		}
-		return false, fmt.Errorf("kannuki: held %q: %w", key.String, err)
+		return false, err
 	}
 	return held, nil
 }

@@ -256,11 +256,11 @@ func (l *lease) unlocked(ok bool, err error) error {
 	case err == nil && ok:
 		return nil
 	case err == nil:
-		failed = &kannuki.LockLostError{Key: l.key.String, Err: errors.New("kannuki: the unlock found the lock not held by its session")}
+		failed = &kannuki.LockLostError{Key: l.key.String, Err: errors.New("the unlock found the lock not held by its session")}
 	case sessionGone(err):
 		failed = &kannuki.LockLostError{Key: l.key.String, Err: err}
 	default:
-		failed = fmt.Errorf("kannuki: unlock %q failed, connection destroyed (the server frees the lock when the session ends): %w", l.key.String, err)
+		failed = fmt.Errorf("unlock failed, connection destroyed (the server frees the lock when the session ends): %w", err)
 	}
 	l.destroy()
 	l.tell(failed)
@@ -297,7 +297,7 @@ func (l *lease) Check(ctx context.Context) error {
 	}
 	l.disarm()
 	if err := l.keepalive(ctx); err != nil {
-		return l.lose(fmt.Errorf("kannuki: keepalive failed, connection destroyed: %w", err))
+		return l.lose(fmt.Errorf("keepalive failed, connection destroyed: %w", err))
 	}
 	l.arm()
 	return nil

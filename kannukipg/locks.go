@@ -23,7 +23,7 @@ func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	}
 	rows, err := b.db.QueryContext(ctx, pgsql.Locks)
 	if err != nil {
-		return nil, fmt.Errorf("kannuki: list locks: %w", err)
+		return nil, fmt.Errorf("list locks: %w", err)
 	}
 	defer rows.Close()
 	var out []store.LockInfo
@@ -37,7 +37,7 @@ func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 			since               sql.NullTime
 		)
 		if err := rows.Scan(&classid, &objid, &sub, &mode, &granted, &pid, &app, &client, &since, &query); err != nil {
-			return nil, fmt.Errorf("kannuki: list locks: %w", err)
+			return nil, fmt.Errorf("list locks: %w", err)
 		}
 		li := store.LockInfo{
 			Name:        pgsql.NameFromQuery(query),
@@ -61,7 +61,7 @@ func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 		out = append(out, li)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("kannuki: list locks: %w", err)
+		return nil, fmt.Errorf("list locks: %w", err)
 	}
 	return out, nil
 }

@@ -59,7 +59,7 @@ func (b *Backend) learnPooler(ctx context.Context, conn *sql.Conn) error {
 		if cerr := ctxDone(ctx); cerr != nil {
 			return cerr
 		}
-		return fmt.Errorf("kannuki: PostgreSQL: check for a connection pooler: %w", err)
+		return fmt.Errorf("PostgreSQL: check for a connection pooler: %w", err)
 	}
 	b.pooler.Record(uint32(pid), announced)
 	return nil

@@ -47,7 +47,7 @@ var fastSQL = [2][2][2]string{
 
 // errNoDriverConn: Conn.Raw handed over something that is not a
 // driver.Conn, which database/sql never does.
-var errNoDriverConn = errors.New("kannuki: database/sql gave no driver.Conn")
+var errNoDriverConn = errors.New("database/sql gave no driver.Conn")
 
 // run executes statement [op][shared][pair] with k's ids on conn's driver
 // connection, preparing it there first if needed, and returns the rows

@@ -30,7 +30,7 @@ import (
 // renamed them) keeps the cancel-based bound of Backend.fast.
 
 // errOverdue is why a statement the socket watchdog cut short failed.
-var errOverdue = errors.New("kannuki: the statement ran past ReleaseTimeout")
+var errOverdue = errors.New("the statement ran past ReleaseTimeout")
 
 // netConnOf returns the socket of a pgx/stdlib driver connection, or nil.
 func netConnOf(dc any) net.Conn {

@@ -84,7 +84,7 @@ func (b *Backend) AcquireTx(ctx context.Context, tx *sql.Tx, key store.Key, req 
 	case granted:
 		return nil
 	case req.Wait == 0:
-		return fmt.Errorf("kannuki: lock %q is held elsewhere: %w", key.String, store.ErrNotAcquired)
+		return fmt.Errorf("held elsewhere: %w", store.ErrNotAcquired)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -92,7 +92,7 @@ func (b *Backend) AcquireTx(ctx context.Context, tx *sql.Tx, key store.Key, req 
 	wait := req.Wait
 	if wait > 0 {
 		if wait -= time.Since(start); wait <= 0 {
-			return fmt.Errorf("kannuki: lock %q still held after %s: %w", key.String, req.Wait, store.ErrNotAcquired)
+			return fmt.Errorf("lock still held after %s: %w", req.Wait, store.ErrNotAcquired)
 		}
 	}
 	return x.wait(ctx, wait)
@@ -173,7 +173,7 @@ func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
 		// The driver's own cancellation ran: the connection, and tx with
 		// it, is closed or about to be, whatever the statement did.
 		return errors.Join(x.ctxErr(ctx, folded),
-			fmt.Errorf("kannuki: lock %q: no spare connection to cancel the wait, the driver closed the transaction's connection (roll it back): %w", x.key.String, err))
+			fmt.Errorf("no spare connection to cancel the wait, the driver closed the transaction's connection (roll it back): %w", err))
 	}
 	if err == nil {
 		if ctx.Err() != nil {
@@ -209,17 +209,17 @@ func (x *txAcquisition) mapWaitError(ctx context.Context, folded bool, code stri
 		if folded {
 			return x.ctxErr(ctx, true) // the server's clock was ahead of ctx's timer
 		}
-		return fmt.Errorf("kannuki: lock %q still held when the wait ran out: %w", x.key.String, store.ErrNotAcquired)
+		return fmt.Errorf("lock still held when the wait ran out: %w", store.ErrNotAcquired)
 	case pgsql.CodeDeadlock:
-		return fmt.Errorf("kannuki: lock %q: %w: %w", x.key.String, store.ErrDeadlock, err)
+		return fmt.Errorf("%w: %w", store.ErrDeadlock, err)
 	case codeLockTableFull:
 		return capacityError(x.key, err) // the savepoint is rolled back: tx is usable
 	case pgsql.CodeQueryCanceled:
 		// Not our cancel (ctx is alive): statement_timeout or an
 		// administrator's pg_cancel_backend ended the wait.
-		return fmt.Errorf("kannuki: lock %q: the server ended the wait: %w: %w", x.key.String, store.ErrNotAcquired, err)
+		return fmt.Errorf("the server ended the wait: %w: %w", store.ErrNotAcquired, err)
 	}
-	return fmt.Errorf("kannuki: wait for %q in a transaction: %w", x.key.String, err)
+	return fmt.Errorf("wait for %q in a transaction: %w", x.key.String, err)
 }
 
 // ctxErr is the error of a wait that ctx ended.
@@ -245,24 +245,24 @@ func (x *txAcquisition) cleanup(ctx context.Context, text string) error {
 		}
 		text = pgsql.RollbackSavepoint // the transaction may be aborted inside the savepoint
 	}
-	return fmt.Errorf("kannuki: lock %q: ending the savepoint failed, the transaction is unusable (roll it back): %w", x.key.String, err)
+	return fmt.Errorf("ending the savepoint failed, the transaction is unusable (roll it back): %w", err)
 }
 
 // statementError maps the failure of a statement that left no savepoint.
 func (x *txAcquisition) statementError(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, sql.ErrTxDone):
-		return fmt.Errorf("%w: lock %q: the transaction has already been committed or rolled back: %w", store.ErrInvalidArgument, x.key.String, err)
+		return fmt.Errorf("%w: the transaction has already been committed or rolled back: %w", store.ErrInvalidArgument, err)
 	case sqlState(err) == pgsql.CodeNoActiveTx:
-		return fmt.Errorf("%w: lock %q: the connection is not in an open transaction: a transaction lock would end with the statement: %w",
-			store.ErrInvalidArgument, x.key.String, err)
+		return fmt.Errorf("%w: the connection is not in an open transaction: a transaction lock would end with the statement: %w",
+			store.ErrInvalidArgument, err)
 	case sqlState(err) == pgsql.CodeTxAborted:
-		return fmt.Errorf("%w: lock %q: the transaction is aborted by an earlier error; roll it back: %w", store.ErrInvalidArgument, x.key.String, err)
+		return fmt.Errorf("%w: the transaction is aborted by an earlier error; roll it back: %w", store.ErrInvalidArgument, err)
 	}
 	if cerr := ctx.Err(); cerr != nil {
-		return errors.Join(fmt.Errorf("kannuki: lock %q: %w", x.key.String, cerr), err)
+		return errors.Join(fmt.Errorf("%w", cerr), err)
 	}
-	return fmt.Errorf("kannuki: lock %q in a transaction: %w", x.key.String, err)
+	return fmt.Errorf("lock in a transaction: %w", err)
 }
 
 // afterWaitKey is a context key for tests only: its func() value runs after
@@ -320,7 +320,7 @@ func (b *Backend) RunTx(ctx context.Context, key store.Key, req store.Request, f
 	tx, err := conn.BeginTx(context.WithoutCancel(ctx), txOpts)
 	if err != nil {
 		broken = true
-		return fmt.Errorf("kannuki: begin transaction: %w", err)
+		return fmt.Errorf("begin transaction: %w", err)
 	}
 	rollback := func() error {
 		err := tx.Rollback()
@@ -328,7 +328,7 @@ func (b *Backend) RunTx(ctx context.Context, key store.Key, req store.Request, f
 			return nil
 		}
 		broken = true
-		return fmt.Errorf("kannuki: rollback: %w", err)
+		return fmt.Errorf("rollback: %w", err)
 	}
 	if req.Wait > 0 {
 		req.Wait = max(req.Wait-time.Since(start), 0) // the connection's share of the budget is spent
@@ -344,7 +344,7 @@ func (b *Backend) RunTx(ctx context.Context, key store.Key, req store.Request, f
 			if !errors.Is(cerr, sql.ErrTxDone) && sqlState(cerr) == "" {
 				broken = true // the outcome is unknown: do not pool the session
 			}
-			return fmt.Errorf("kannuki: commit: %w", cerr)
+			return fmt.Errorf("commit: %w", cerr)
 		},
 		Prefix: "kannuki: ",
 	}, fn)

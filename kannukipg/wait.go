@@ -62,7 +62,7 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 		var err error
 		if pid, err = l.b.pid(ctx, l.conn); err != nil {
 			l.destroy()
-			return fmt.Errorf("kannuki: wait for %q: %w", l.key.String, err)
+			return fmt.Errorf("wait: %w", err)
 		}
 	}
 	aborted, err := l.b.execDetached(ctx, l.conn, q, pid, folded)
@@ -95,7 +95,7 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 		switch {
 		case herr != nil:
 			l.destroy()
-			return fmt.Errorf("kannuki: wait for %q: lock_timeout, then the re-check failed: %w", l.key.String, herr)
+			return fmt.Errorf("wait: lock_timeout, then the re-check failed: %w", herr)
 		case held:
 			return nil
 		}
@@ -103,16 +103,16 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 		if folded {
 			return l.ctxErr(ctx, true)
 		}
-		return fmt.Errorf("kannuki: lock %q still held when the wait ran out: %w", l.key.String, store.ErrNotAcquired)
+		return fmt.Errorf("lock still held when the wait ran out: %w", store.ErrNotAcquired)
 	case pgsql.CodeDeadlock:
 		l.cleanup(ctx)
-		return fmt.Errorf("kannuki: lock %q: %w: %w", l.key.String, store.ErrDeadlock, err)
+		return fmt.Errorf("%w: %w", store.ErrDeadlock, err)
 	}
 	l.cleanup(ctx)
 	if ctx.Err() != nil {
 		return l.ctxErr(ctx, folded)
 	}
-	return fmt.Errorf("kannuki: wait for %q: %w", l.key.String, err)
+	return fmt.Errorf("wait: %w", err)
 }
 
 // ctxErr is the error of a wait that ctx ended.
@@ -129,7 +129,7 @@ func waitEnded(ctx context.Context, key store.Key, folded bool) error {
 	if err == nil {
 		err = context.Canceled
 	}
-	return fmt.Errorf("kannuki: wait for %q: %w", key.String, err)
+	return fmt.Errorf("wait: %w", err)
 }
 
 // pid returns the backend pid of e's session (a pinned *sql.Conn, or the

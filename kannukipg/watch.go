@@ -84,7 +84,7 @@ func (l *lease) fired() {
 }
 
 // errSessionEnded is the cause of a loss the socket watch found.
-var errSessionEnded = errors.New("kannuki: the server ended the session (its idle socket turned readable); connection destroyed")
+var errSessionEnded = errors.New("the server ended the session (its idle socket turned readable); connection destroyed")
 
 // keepalive runs the keepalive statement on the pinned connection, bounded
 // by ReleaseTimeout, or by a sooner deadline of ctx.
