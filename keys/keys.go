@@ -4,12 +4,14 @@ import (
 	"crypto/md5"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"github.com/kannuki-go/kannuki/store"
 	"hash/crc32"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/kannuki-go/kannuki/store"
 )
 
 // MaxKeyLen is the longest key, prefix included, that Kannuki accepts, in bytes.
@@ -94,7 +96,11 @@ func joinKey(prefix, key string) (string, error) {
 		return key, nil
 	}
 	if err := validKey(prefix); err != nil {
-		return "", fmt.Errorf("prefix: %w", err)
+		var e *Error
+		if errors.As(err, &e) {
+			return "", &Error{Key: e.Key, Reason: "as a key prefix: " + e.Reason}
+		}
+		return "", err
 	}
 	base := prefix + "/" + key
 	if len(base) > MaxKeyLen {
