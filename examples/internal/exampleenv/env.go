@@ -144,7 +144,8 @@ func (c *Config) Open(ctx context.Context) (*Env, error) {
 		closer: db.Close,
 	}
 	if c.Backend == None {
-		e.Locker = kannuki.New(noLocks{}, kannuki.Options{KeyPrefix: KeyPrefix(c.Run)})
+		e.Store = noLocks{}
+		e.Locker = kannuki.New(e.Store, kannuki.Options{KeyPrefix: KeyPrefix(c.Run)})
 	}
 	e.Data = e.On(db)
 	return e, nil
