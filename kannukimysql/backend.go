@@ -33,11 +33,14 @@ type Options struct {
 	// DefaultReleaseTimeout.
 	ReleaseTimeout time.Duration
 
-	// ConnWait is the least time Acquire may wait for a free connection in
-	// the pool: a single try (Wait 0) waits up to ConnWait, a bounded wait
-	// up to the larger of its Wait and ConnWait; a WaitForever request
-	// waits as long as its context allows. 0 means DefaultConnWait. See
-	// "Pool size" in the package documentation.
+	// ConnWait bounds getting a connection the pool can give at once (an
+	// idle one, or a new one while the pool has room): the dial, or the
+	// driver's check of a reused connection. A request never waits for a
+	// connection another caller holds beyond its own budget: a try (Wait
+	// 0) not at all (it fails at once with an error matching
+	// ErrNoConnection), a bounded wait up to its Wait, a WaitForever
+	// request as long as its context allows. 0 means DefaultConnWait. See
+	// the package documentation, "Pool size".
 	ConnWait time.Duration
 
 	// MaxServerWait is the longest single GET_LOCK wait sent to the server.
@@ -215,10 +218,19 @@ func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request)
 // rather than a context with a timeout: a runtime timer added and stopped
 // on every call is a cost the uncontended cycle would feel.
 func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, error) {
+	busy, n := poolBusy(b.db)
+	if busy && wait == 0 {
+		// A try does not wait for a connection another caller holds.
+		return nil, fmt.Errorf("%w: all %d connections in use (each held or awaited lock pins a connection; is the pool's MaxOpenConns large enough?): %w",
+			ErrNoConnection, n, store.ErrNotAcquired)
+	}
 	var conn *sql.Conn
 	var err error
-	expired := false // our bound ran out
-	bound := max(wait, b.opts.ConnWait)
+	expired := false                    // our bound ran out
+	bound := max(wait, b.opts.ConnWait) // a dial or a driver check gets ConnWait
+	if busy {
+		bound = wait // waiting for another caller's connection spends the budget
+	}
 	switch {
 	case wait < 0:
 		conn, err = b.db.Conn(ctx)
@@ -242,9 +254,17 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 		return nil, cerr
 	}
 	if expired {
-		return nil, fmt.Errorf("%w within %s (each held or awaited lock pins a connection; is the pool's MaxOpenConns large enough?)", ErrNoConnection, bound)
+		return nil, fmt.Errorf("%w within %s (each held or awaited lock pins a connection; is the pool's MaxOpenConns large enough?): %w",
+			ErrNoConnection, bound, store.ErrNotAcquired)
 	}
 	return nil, fmt.Errorf("get connection: %w", err)
+}
+
+// poolBusy reports whether db has no connection to give at once (none
+// idle, no room to dial one) and its MaxOpenConns.
+func poolBusy(db *sql.DB) (bool, int) {
+	st := db.Stats()
+	return st.MaxOpenConnections > 0 && st.Idle == 0 && st.OpenConnections >= st.MaxOpenConnections, st.MaxOpenConnections
 }
 
 // ctxDone is ctx.Err(), or DeadlineExceeded once ctx's deadline has

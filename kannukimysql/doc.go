@@ -118,7 +118,7 @@
 // pins one (a server thread, about 110 KB of the server's memory on
 // MariaDB 10.11, and about 8 KB and the driver's watcher goroutine in the
 // client): the pool's
-// SetMaxOpenConns (ErrNoConnection, after ConnWait), then the server's
+// SetMaxOpenConns (ErrNoConnection), then the server's
 // max_connections (error 1040, "Too many connections"), the global
 // max_user_connections (1203), or the account's MAX_USER_CONNECTIONS
 // (1226). A connection the server refuses for want of connections,
@@ -188,14 +188,16 @@
 // # Pool size
 //
 // Every held lock and every waiting Acquire pins one connection of the
-// *sql.DB. Acquire waits for a free connection up to Options.ConnWait for
-// a try, up to the larger of its Wait and ConnWait for a bounded wait, and
-// as long as its context allows for a wait forever; when the bound passes
-// it returns an error matching ErrNoConnection (not store.ErrNotAcquired:
-// the lock was never asked for). With SetMaxOpenConns(1), one lock held in
-// the process blocks every other Acquire in it (they time out with
-// ErrNoConnection), and a canceled wait ends its session through the room
-// its own destroyed connection leaves. With 2, one lock can be held and one
+// *sql.DB. When no connection is free (none idle, MaxOpenConns reached)
+// Acquire does not wait for one beyond its own budget, as in kannukipg and
+// kannukipgxv5: a try fails at once, a bounded wait waits up to its Wait,
+// and a wait forever as long as its context allows; it then returns an
+// error matching both ErrNoConnection and store.ErrNotAcquired.
+// Options.ConnWait bounds only getting a connection the pool can give at
+// once (a dial), whatever the budget. With SetMaxOpenConns(1), one lock
+// held in the process blocks every other Acquire in it (a try fails at
+// once, a wait at its timeout, with ErrNoConnection), and a canceled wait
+// ends its session through the room its own destroyed connection leaves. With 2, one lock can be held and one
 // Acquire wait at a time. Size the pool for the locks held plus the
 // waiters at once, plus the application's own queries.
 //

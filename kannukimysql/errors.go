@@ -18,11 +18,11 @@ import (
 
 // ErrNoConnection (which matches store.ErrPoolExhausted, so a Locker's
 // TryLock reports it as an error, never as "held") reports that Acquire
-// found no free connection in the
-// *sql.DB pool within its bound (see "Pool size" in the package
-// documentation). It does not match store.ErrNotAcquired: the lock was
-// never asked for, and a pool too small for the locks held at once is a
-// configuration problem to surface, not contention.
+// found no free connection in the *sql.DB pool within its budget (see
+// "Pool size" in the package documentation). The error Acquire returns
+// then matches both ErrNoConnection and store.ErrNotAcquired, as in
+// kannukipg and kannukipgxv5: the lock was not obtained within the wait,
+// so a strategy that retries on ErrNotAcquired retries this too.
 var ErrNoConnection = fmt.Errorf("%w: mysql: no free connection in the pool", store.ErrPoolExhausted)
 
 // Server error numbers Kannuki acts on.

@@ -34,10 +34,13 @@ type Options struct {
 	// DefaultReleaseTimeout.
 	ReleaseTimeout time.Duration
 
-	// ConnWait is the least time Acquire may wait for a free connection in
-	// the pool: a single try (Wait 0) waits up to ConnWait, a bounded wait
-	// up to the larger of its Wait and ConnWait; a WaitForever request
-	// waits as long as its context allows. 0 means DefaultConnWait. See
+	// ConnWait bounds getting a connection the pool can give at once (an
+	// idle one, or a new one while the pool has room): the dial, or the
+	// driver's check of a reused connection. A request never waits for a
+	// connection another caller holds beyond its own budget: a try (Wait
+	// 0) not at all (it fails at once with an error matching
+	// ErrNoConnection), a bounded wait up to its Wait, a WaitForever
+	// request as long as its context allows. 0 means DefaultConnWait. See
 	// the package documentation, "Pool size".
 	ConnWait time.Duration
 
@@ -230,9 +233,17 @@ func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request)
 // of its own so that ctx can end the wait, and a connection that arrives
 // after that is handed straight back to the pool.
 func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, error) {
+	busy, n := poolBusy(b.db)
+	if busy && wait == 0 {
+		// A try does not wait for a connection another caller holds.
+		return nil, fmt.Errorf("%w: all %d connections in use (each held or awaited lock pins a connection): %w", ErrNoConnection, n, store.ErrNotAcquired)
+	}
 	bound := time.Duration(-1) // none: as long as ctx allows
-	if wait >= 0 {
-		bound = max(wait, b.connWait)
+	switch {
+	case wait >= 0 && busy:
+		bound = wait // waiting for another caller's connection spends the budget
+	case wait >= 0:
+		bound = max(wait, b.connWait) // a dial or a driver check gets ConnWait
 	}
 	detached := context.WithoutCancel(ctx)
 	if ctx.Done() == nil {
@@ -248,7 +259,7 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 		}
 		return c, nil
 	}
-	if st := b.db.Stats(); st.Idle > 0 || st.MaxOpenConnections <= 0 || st.OpenConnections < st.MaxOpenConnections {
+	if !busy {
 		// A connection is to be had at once (idle, or room to dial).
 		start := time.Now()
 		rctx, limit := due.WithCancel(&b.connDog, detached, start.Add(b.connWait))
@@ -274,6 +285,13 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 		}
 	}
 	return b.connSlow(ctx, detached, bound, bound)
+}
+
+// poolBusy reports whether db has no connection to give at once (none
+// idle, no room to dial one) and its MaxOpenConns.
+func poolBusy(db *sql.DB) (bool, int) {
+	st := db.Stats()
+	return st.MaxOpenConnections > 0 && st.Idle == 0 && st.OpenConnections >= st.MaxOpenConnections, st.MaxOpenConnections
 }
 
 // connSlow waits for a pool connection on a goroutine of its own, so that

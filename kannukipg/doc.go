@@ -211,12 +211,15 @@
 // # Pool size
 //
 // Every held lock and every waiting Acquire pins one connection. A call
-// that finds no free connection waits for one: a try (Wait 0) up to
-// Options.ConnWait, a bounded wait up to the larger of its Wait and
-// ConnWait, a WaitForever request as long as its context allows. Running
-// out gives an error matching both ErrNoConnection and
-// store.ErrNotAcquired (goroutines contending for one key through a
-// small pool queue for a connection before they queue on the server). In
+// that finds no free connection (none idle, MaxOpenConns reached) does not
+// wait for one beyond its own budget, as in kannukipgxv5 and kannukimysql:
+// a try (Wait 0) fails at once, a bounded wait waits up to its Wait, a
+// WaitForever request as long as its context allows. Running out gives an
+// error matching both ErrNoConnection and store.ErrNotAcquired
+// (goroutines contending for one key through a small pool queue for a
+// connection before they queue on the server). Options.ConnWait bounds
+// only getting a connection the pool can give at once (a dial, pgx/stdlib's
+// ping of a reused connection), whatever the budget. In
 // a pool of 1, a goroutine that holds a lock and asks for another one
 // with WaitForever and no deadline waits forever, like a mutex locked
 // twice. Size MaxOpenConns for the locks held and awaited at once, plus

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,8 +114,8 @@ func TestExclusion(t *testing.T) {
 }
 
 // TestSmallPools: with a pool of one connection, a held lock blocks every
-// other Acquire of the process (ErrNoConnection after ConnWait, or the
-// context's error), and a canceled wait still ends its server session
+// other Acquire of the process (a try at once, a wait after its own
+// budget: ErrNoConnection and ErrNotAcquired; or the context's error), and a canceled wait still ends its server session
 // through the room its destroyed connection leaves. With two, one lock is
 // held and one wait runs, and canceling the wait works the same. Nothing
 // hangs and nothing stays held.
@@ -155,8 +156,13 @@ func TestSmallPools(t *testing.T) {
 		l := mustAcquire(t, b, k1)
 		ctx, cancel := guard()
 		defer cancel()
-		if _, err := b.Acquire(ctx, k2, exclusive(0)); !errors.Is(err, kannukimysql.ErrNoConnection) || errors.Is(err, kannuki.ErrNotAcquired) {
-			t.Fatalf("try with the only connection pinned: %v, want ErrNoConnection", err)
+		if _, err := b.Acquire(ctx, k2, exclusive(0)); !errors.Is(err, kannukimysql.ErrNoConnection) || !errors.Is(err, kannuki.ErrNotAcquired) ||
+			!strings.Contains(err.Error(), "all 1 connections in use") {
+			t.Fatalf("try with the only connection pinned: %v, want ErrNoConnection at once", err)
+		}
+		if _, err := b.Acquire(ctx, k2, exclusive(300*time.Millisecond)); !errors.Is(err, kannukimysql.ErrNoConnection) ||
+			!strings.Contains(err.Error(), "within 300ms") {
+			t.Fatalf("timed wait with the only connection pinned: %v, want ErrNoConnection within its budget", err)
 		}
 		short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		_, err := b.Acquire(short, k2, exclusive(store.WaitForever))
