@@ -4,6 +4,7 @@
 //
 //	pool, err := pgxpool.New(ctx, dsn)
 //	if err != nil { ... }
+//	defer pool.Close() // after the last lock is released
 //	locker := kannuki.New(kannukipgxv5.New(pool, kannukipgxv5.Options{}), kannuki.Options{KeyPrefix: "myapp"})
 //	err = locker.WithLock(ctx, "order/123", func(ctx context.Context) error { ... })
 //
@@ -16,13 +17,14 @@
 //
 // # Pool size
 //
-// A session lock lives on one server session, so it needs a connection.
-// Locks taken without waiting share a few ([Options.SharedConns], by
-// default half the pool's MaxConns, at least one); a lock that had to wait
-// pins a connection of its own until Release, and so does every
-// acquisition while it waits. With multiplexing off (SharedConns < 0)
-// every held lock pins one. A connection goes back to the pool only when
-// it is known to hold nothing; otherwise it is closed.
+// A session lock lives on one server session, so it needs a pool
+// connection. Locks taken without waiting share a few connections
+// ([Options.SharedConns]: by default half the pool's MaxConns, at least
+// one); a lock that had to wait pins a connection of its own until
+// Release, and so does every acquisition while it waits. With multiplexing
+// off (SharedConns < 0) every held lock pins one. A connection goes back
+// to the pool only when it is known to hold nothing; otherwise it is
+// closed.
 //
 // Size the pool for the locks awaited at once (with multiplexing off, held
 // at once) plus the shared connections and the application's other
@@ -99,11 +101,12 @@
 //     database only.
 //   - Every held and every waiting advisory lock takes an entry in the
 //     server's shared lock table, shared by every client of the server:
-//     12,784 locks in all with the defaults on PostgreSQL 15. Beyond it a
-//     lock fails with an error matching [kannuki.ErrCapacity], holds
-//     nothing and costs no other lock. To hold N locks at once set
-//     max_locks_per_transaction to at least N / (max_connections + 22)
-//     with the default workers, plus a margin (it takes a server restart);
+//     nominally 7,808 with the defaults (12,784 measured on PostgreSQL
+//     15). Beyond it a lock fails with an error matching
+//     [kannuki.ErrCapacity], holds nothing and costs no other lock. To
+//     hold N locks at once, set max_locks_per_transaction to at least
+//     N / (max_connections + 22) with the default workers, plus a margin
+//     for the other clients (it takes a server restart);
 //     kannuki.Options.MaxHeld bounds the Locker before the server does.
 //   - Timed waits longer than about 24.8 days (the largest lock_timeout)
 //     are cut to that.
