@@ -68,9 +68,9 @@ type Options struct {
 	// keepalive or the release. By default a connection that holds locks
 	// and runs no statement is watched (one poller per Backend, no
 	// goroutine or timer per lock): when its socket turns readable (the
-	// server ended the session) the connection is checked through pgx at
-	// once and, when the check fails, every lease on it is told of the loss
-	// (see the package documentation).
+	// server ended the session) every lease on the connection is told of
+	// the loss at once, and then the connection is destroyed (see Lost
+	// locks in the package documentation).
 	NoWatch bool
 }
 
