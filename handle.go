@@ -30,11 +30,11 @@ type Handle struct {
 	fctx   lockCtx
 	cancel context.CancelCauseFunc // cancels fctx; set before the keepalive starts
 
-	mu       sync.Mutex
-	lost     chan struct{} // made on demand by Lost, closed on loss
-	lostErr  error
-	released bool
-	slot     bool // counts against Options.MaxHeld until the lock ends
+	mu      sync.Mutex
+	state   handleState   // see the diagram at handleState
+	lost    chan struct{} // made on demand by Lost, closed on loss
+	lostErr error         // why the lock was lost, once it was
+	counted bool          // took a place under Options.MaxHeld, given back when the lock ends
 
 	// loss is what the lease tells of a loss it learns of between
 	// keepalive checks (LossWatcher).
@@ -43,10 +43,52 @@ type Handle struct {
 	// The keepalive: the Handle waits in its Locker's queue of checks (one
 	// timer for all held locks, no goroutine per lock) and goes back there
 	// after each check. kmu is held during a check, so stopping waits for it.
-	kmu      sync.Mutex
-	checker  store.Checker
-	knode    due.Node
-	kstopped bool
+	kmu     sync.Mutex
+	checker store.Checker
+	knode   due.Node
+}
+
+// handleState is where a Handle is in its life. It changes only under
+// h.mu, and only along these arrows:
+//
+//	held ──Release──▶ releasing ──lease released──▶ released
+//	 │                    └──release found it lost──▶ released, Err set
+//	 └──loss──▶ lost ──Release──▶ released, Err set
+//
+// A loss is told by a failed keepalive check or by the lease
+// (store.LossWatcher). It is recorded only in held: while releasing, the
+// release's outcome is what reports it, and after that it is moot.
+// Entering lost, or leaving releasing, gives back the Options.MaxHeld
+// place (once: lost → released gives back nothing). Keepalive checks run
+// only in held; a check that finds another state stops the checks.
+type handleState uint8
+
+const (
+	stateHeld handleState = iota
+	stateLost
+	stateReleasing
+	stateReleased
+)
+
+// leave moves the Handle from state from to next and reports whether it
+// was in from. Caller holds h.mu.
+func (h *Handle) leave(from, next handleState) bool {
+	if h.state != from {
+		return false
+	}
+	h.state = next
+	if h.counted && (next == stateLost || from == stateReleasing) {
+		h.counted = false
+		h.l.slots.Add(-1)
+	}
+	return true
+}
+
+// holds reports whether the Handle is in state held.
+func (h *Handle) holds() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.state == stateHeld
 }
 
 // Key returns the full key, prefix included.
@@ -78,17 +120,8 @@ func (h *Handle) Err() error {
 // so handing it to the lease allocates nothing.
 type lossListener struct{ h *Handle }
 
-// LockLost implements LossListener: the lock is lost unless the Handle is
-// already being released, whose outcome then reports the loss.
-func (w *lossListener) LockLost(cause error) {
-	h := w.h
-	h.mu.Lock()
-	released := h.released
-	h.mu.Unlock()
-	if !released {
-		h.markLost(cause)
-	}
-}
+// LockLost implements LossListener: held → lost.
+func (w *lossListener) LockLost(cause error) { w.h.markLost(cause) }
 
 // startKeepalive hands the lease the Handle's loss listener, if it can
 // tell of a loss itself, and checks the lease every interval, if it can be
@@ -120,7 +153,7 @@ func checkDue(n *due.Node) { go n.Owner.(*Handle).check() }
 func (h *Handle) check() {
 	h.kmu.Lock()
 	defer h.kmu.Unlock()
-	if h.kstopped {
+	if !h.holds() {
 		return
 	}
 	every := h.l.opts.keepalive()
@@ -128,36 +161,41 @@ func (h *Handle) check() {
 	err := h.checker.Check(ctx)
 	cancel()
 	if err != nil {
-		h.kstopped = true
 		h.markLost(err)
 		return
 	}
 	h.l.checks.Push(&h.knode, time.Now().Add(every))
 }
 
-// stopKeepalive ends the checks and waits for one in flight.
+// stopKeepalive ends the checks and waits for one in flight; the Handle
+// has left held, so no check queues itself again.
 func (h *Handle) stopKeepalive() {
 	h.kmu.Lock()
 	defer h.kmu.Unlock()
-	h.kstopped = true
 	h.l.checks.Remove(&h.knode)
 }
 
-// markLost records the loss once, tells the waiting parties and emits EventLost.
-func (h *Handle) markLost(cause error) error {
+// markLost is held → lost: it records the loss, tells the waiting parties
+// and emits EventLost. In any other state it does nothing.
+func (h *Handle) markLost(cause error) {
 	h.mu.Lock()
-	if h.lostErr != nil {
-		err := h.lostErr
+	if !h.leave(stateHeld, stateLost) {
 		h.mu.Unlock()
-		return err
+		return
 	}
+	h.lostFound(cause)
+}
+
+// lostFound records a loss the Handle learned of in held or releasing,
+// then tells the waiting parties and emits EventLost. Caller holds h.mu,
+// which lostFound unlocks.
+func (h *Handle) lostFound(cause error) error {
 	err := &LockLostError{Key: h.key.String, Err: cause}
 	h.lostErr = err
 	if h.lost != nil {
 		close(h.lost)
 	}
 	cancel := h.cancel
-	h.freeSlotLocked()
 	h.mu.Unlock()
 	if cancel != nil {
 		cancel(err)
@@ -173,47 +211,53 @@ func (h *Handle) markLost(cause error) error {
 // It returns an error matching ErrLockLost when the lock had been lost.
 func (h *Handle) Release(ctx context.Context) error {
 	h.mu.Lock()
-	if h.released {
+	if h.leave(stateLost, stateReleased) {
+		// The loss is what matters; the lease still ends (a connection to
+		// close, a queue place to give up) and its error is expected.
 		h.mu.Unlock()
-		return nil
+		h.stopKeepalive()
+		rctx, cancel := h.l.opts.releaseContext(h.releaseCtx(ctx))
+		defer cancel()
+		_ = h.endLease(rctx)
+		return h.Err()
 	}
-	h.released = true
+	if !h.leave(stateHeld, stateReleasing) {
+		h.mu.Unlock()
+		return nil // released already, or being released
+	}
 	h.mu.Unlock()
 	h.stopKeepalive() // never release while a keepalive check uses the connection
-	if ctx == nil {
-		ctx = h.ctx
-	}
-	rctx, cancel := h.l.opts.releaseContext(ctx)
+	rctx, cancel := h.l.opts.releaseContext(h.releaseCtx(ctx))
 	defer cancel()
-	var err error
-	if h.queued {
-		err = h.releaseQueued(rctx)
-	} else {
-		err = h.lease.Release(rctx)
-	}
-	if lost := h.Err(); lost != nil {
-		return lost // the release was expected to fail; the loss is what matters
-	}
+	err := h.endLease(rctx)
+	h.mu.Lock()
+	h.leave(stateReleasing, stateReleased)
 	if err != nil && errors.Is(err, ErrLockLost) {
-		return h.markLost(err)
+		return h.lostFound(err) // releasing → released, Err set
 	}
+	h.mu.Unlock()
 	if err != nil {
 		err = sayf(err, "kannuki: release %q", h.key.String)
 	}
-	h.mu.Lock()
-	h.freeSlotLocked()
-	h.mu.Unlock()
 	h.l.released(h.ctx, h.key, h.mode, h.granted, err)
 	return err
 }
 
-// freeSlotLocked gives back the Handle's place under Options.MaxHeld, once.
-// Caller holds h.mu.
-func (h *Handle) freeSlotLocked() {
-	if h.slot {
-		h.slot = false
-		h.l.slots.Add(-1)
+// releaseCtx is ctx, or the acquiring call's context when ctx is nil.
+func (h *Handle) releaseCtx(ctx context.Context) context.Context {
+	if ctx == nil {
+		return h.ctx
 	}
+	return ctx
+}
+
+// endLease gives the lease back, through the local queue when the Handle
+// takes part in it.
+func (h *Handle) endLease(ctx context.Context) error {
+	if h.queued {
+		return h.releaseQueued(ctx)
+	}
+	return h.lease.Release(ctx)
 }
 
 // releaseQueued gives the lock back and the key's place in the local queue

@@ -195,11 +195,11 @@ func (l *Locker) acquireKey(ctx context.Context, k store.Key, cfg callConfig) (*
 		if err := l.takeSlot(ctx, k, cfg); err != nil {
 			return nil, err
 		}
-		h.slot = true
+		h.counted = true
 	}
 	lease, granted, err := l.obtain(ctx, k, cfg, reportCounted, h, &h.watch)
 	if err != nil {
-		if h.slot {
+		if h.counted {
 			l.slots.Add(-1)
 		}
 		return nil, l.capacityCount(err)

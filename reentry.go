@@ -115,7 +115,7 @@ func (h *Handle) endedErr() error {
 	switch {
 	case h.lostErr != nil:
 		return h.lostErr
-	case h.released:
+	case h.state != stateHeld:
 		return &NotAcquiredError{Key: h.key.String, Reason: ReasonCanceled, Err: errLockEnded}
 	}
 	return nil
