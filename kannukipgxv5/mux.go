@@ -37,7 +37,8 @@ import (
 //     statement out of time, an unlock returned false: see failure.go) the
 //     connection is destroyed, and every lease on it is told of the loss
 //     before kill returns (the books keep each key's lease): the server
-//     frees the session's locks as it ends it. A server error that cannot
+//     frees the session's locks as it ends it. live → dead (sharedConn.end)
+//     is a shared connection's only state change; it happens once. A server error that cannot
 //     have granted, or whose grant the session undid, costs nothing.
 //   - While a shared connection holds locks and no statement runs on it,
 //     its socket is watched (watch.go): enter disarms the watch, leave
@@ -97,12 +98,15 @@ type sharedConn struct {
 
 	// Guarded by m.mu.
 	keys  map[lockID]keyState
-	users int   // leases on the connection plus acquisitions about to use it
-	queue int   // goroutines waiting for sem or holding it (picking the least busy)
-	dead  error // why the connection was destroyed; nil while it lives
+	users int // leases on the connection plus acquisitions about to use it
+	queue int // goroutines waiting for sem or holding it (picking the least busy)
+
+	// end is c's one state change, live (nil) → dead (why it was
+	// destroyed). kill makes it, once, holding both m.mu and sem; anybody
+	// may read it (deadCause).
+	end atomic.Pointer[connEnd]
 
 	// Read and written by the holder of sem only (no m.mu needed).
-	killed  bool // dead
 	held    int  // keys granted on c (the books' granted entries)
 	watched bool // w is registered with the Backend's poller
 
@@ -255,7 +259,7 @@ func (c *sharedConn) tried(id lockID, l *muxLease) {
 func (c *sharedConn) rebook(l *muxLease) {
 	c.m.mu.Lock()
 	defer c.m.mu.Unlock()
-	if st, ok := c.keys[l.id]; ok && c.dead == nil {
+	if st, ok := c.keys[l.id]; ok && c.deadCause() == nil {
 		st.lease = l
 		c.keys[l.id] = st
 	}
@@ -273,7 +277,7 @@ func (c *sharedConn) released(id lockID) {
 // the pool when nothing uses it any more. Caller holds m.mu.
 func (c *sharedConn) unbookAndUnlock(id lockID) {
 	m := c.m
-	if c.dead == nil {
+	if c.deadCause() == nil {
 		if c.keys[id].granted {
 			c.held-- // only a released lock was granted: its releaser holds the slot
 		}
@@ -291,7 +295,7 @@ func (c *sharedConn) unbookAndUnlock(id lockID) {
 // the caller then gives it back to the pool: the books say it holds
 // nothing. Caller holds m.mu.
 func (m *muxer) retireLocked(c *sharedConn) bool {
-	if c.users > 0 || c.dead != nil {
+	if c.users > 0 || c.deadCause() != nil {
 		return false
 	}
 	m.removeLocked(c)
@@ -341,11 +345,15 @@ func (c *sharedConn) leave() {
 	<-c.sem
 }
 
-// deadCause is why c was destroyed, or nil.
+// connEnd is why a shared connection was destroyed.
+type connEnd struct{ cause error }
+
+// deadCause is why c was destroyed, or nil while it lives.
 func (c *sharedConn) deadCause() error {
-	c.m.mu.Lock()
-	defer c.m.mu.Unlock()
-	return c.dead
+	if e := c.end.Load(); e != nil {
+		return e.cause
+	}
+	return nil
 }
 
 // kill destroys c: its session state is in doubt. Every lease on it is
@@ -355,12 +363,11 @@ func (c *sharedConn) deadCause() error {
 func (c *sharedConn) kill(cause error) {
 	m := c.m
 	m.mu.Lock()
-	if c.dead != nil {
+	if c.end.Load() != nil {
 		m.mu.Unlock()
 		return
 	}
-	c.dead = cause
-	c.killed = true
+	c.end.Store(&connEnd{cause})
 	leases := make([]*muxLease, 0, c.held)
 	for _, st := range c.keys {
 		if st.lease != nil {
@@ -415,7 +422,7 @@ func (c *sharedConn) setDeadline(deadline time.Time) {
 
 // clearDeadline lifts the deadline, unless c was destroyed meanwhile.
 func (c *sharedConn) clearDeadline() {
-	if !c.killed {
+	if c.deadCause() == nil {
 		_ = c.pc.Conn().PgConn().Conn().SetDeadline(time.Time{})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -227,4 +228,50 @@ func TestCheckTells(t *testing.T) {
 		t.Fatalf("told %d times after Release", n)
 	}
 	poolHoldsNone(t, pool)
+}
+
+// TestSharedConnLiveToDead: a shared connection's one state change. kill
+// records the first cause only, takes the connection out of the set (the
+// next lock opens another), and a lease on the dead connection reports
+// the loss on Check and on Release.
+func TestSharedConnLiveToDead(t *testing.T) {
+	pool := newPool(t, 4)
+	be := New(pool, Options{SharedConns: 1})
+	ctx := context.Background()
+	k := store.Key{String: "live-to-dead-" + randHex(), ID: int64(rand.Uint64() >> 1)}
+	lease, err := be.Acquire(ctx, k, store.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := onlyShared(t, be)
+	if c.deadCause() != nil {
+		t.Fatalf("a live connection has a cause: %v", c.deadCause())
+	}
+	first := errors.New("first cause")
+	if err := c.enter(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.kill(first)
+	c.kill(errors.New("second cause"))
+	c.leave()
+	if got := c.deadCause(); got != first {
+		t.Fatalf("deadCause = %v, want the first cause", got)
+	}
+	if err := lease.(store.Checker).Check(ctx); !errors.Is(err, store.ErrLockLost) || !errors.Is(err, first) {
+		t.Fatalf("Check on a dead connection = %v, want ErrLockLost and the cause", err)
+	}
+	if err := lease.Release(ctx); !errors.Is(err, store.ErrLockLost) {
+		t.Fatalf("Release on a dead connection = %v, want ErrLockLost", err)
+	}
+	k2 := store.Key{String: "live-to-dead2-" + randHex(), ID: int64(rand.Uint64() >> 1)}
+	l2, err := be.Acquire(ctx, k2, store.Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2 := onlyShared(t, be); c2 == c {
+		t.Fatal("the dead connection is still in the shared set")
+	}
+	if err := l2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

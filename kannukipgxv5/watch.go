@@ -37,7 +37,7 @@ var errSessionEnded = errors.New("the server ended the session (its idle socket 
 // statement slot calls watch and unwatch, and the watch is off (watched
 // false) whenever a statement runs.
 func (c *sharedConn) watch() {
-	if c.held == 0 || c.killed || c.m.b.opts.NoWatch {
+	if c.held == 0 || c.deadCause() != nil || c.m.b.opts.NoWatch {
 		return
 	}
 	// A socket that cannot be watched (sockwatch.ErrUnsupported) is left to
@@ -59,7 +59,7 @@ func (c *sharedConn) unwatch() {
 func (c *sharedConn) fire() {
 	_ = c.enter(context.Background()) // every statement ahead is bounded
 	defer c.leave()                   // watches again when c still holds locks
-	if c.killed || c.held == 0 || !c.watched || c.w.Armed() {
+	if c.deadCause() != nil || c.held == 0 || !c.watched || c.w.Armed() {
 		return // destroyed, back in the pool, or a statement ran since
 	}
 	c.busy()
