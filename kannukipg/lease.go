@@ -251,16 +251,12 @@ func (l *lease) Relock(ctx context.Context) (store.Lease, error) {
 // store.ErrLockLost when the lock was found not held or the session gone.
 // The listener is told before it returns.
 func (l *lease) unlocked(ok bool, err error) error {
-	var failed error
-	switch {
-	case err == nil && ok:
+	lost, failed := pgsql.UnlockVerdict(ok, err, err != nil && sessionGone(err))
+	if failed == nil {
 		return nil
-	case err == nil:
-		failed = &kannuki.LockLostError{Key: l.key.String, Err: errors.New("the unlock found the lock not held by its session")}
-	case sessionGone(err):
-		failed = &kannuki.LockLostError{Key: l.key.String, Err: err}
-	default:
-		failed = fmt.Errorf("unlock failed, connection destroyed (the server frees the lock when the session ends): %w", err)
+	}
+	if lost {
+		failed = &kannuki.LockLostError{Key: l.key.String, Err: failed}
 	}
 	l.destroy()
 	l.tell(failed)

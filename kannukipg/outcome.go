@@ -1,9 +1,9 @@
 package kannukipg
 
 import (
-	"fmt"
-
 	"github.com/kannuki-go/kannuki/store"
+
+	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
 // What a failed lock statement leaves behind. A session lock that the
@@ -37,17 +37,12 @@ import (
 // for the lock table (53200) has given the lock back already (the try runs
 // only after an unlock that returned true): that is a release, and the
 // connection goes back to the pool.
-const codeLockTableFull = "53200" // out_of_memory: "out of shared memory", the lock table is full
+const codeLockTableFull = pgsql.CodeLockTableFull
 
 // notGranted reports whether a try or a wait that failed with err cannot
 // have granted the lock, so that its connection holds nothing.
 func notGranted(err error) bool { return sqlState(err) == codeLockTableFull }
 
 // capacityError is the error of a lock PostgreSQL refused for its full
-// lock table. It matches store.ErrCapacity and the driver's error.
-func capacityError(key store.Key, err error) error {
-	return fmt.Errorf("%w: lock %q not granted: PostgreSQL's shared lock table is full (SQLSTATE 53200); "+
-		"it holds about max_locks_per_transaction x (max_connections + max_prepared_transactions) locks "+
-		"for every client of the server together: raise max_locks_per_transaction (a server restart applies it), "+
-		"or bound this process with kannuki.Options.MaxHeld: %w", store.ErrCapacity, key.String, err)
-}
+// lock table (internal/pgsql.CapacityError).
+func capacityError(_ store.Key, err error) error { return pgsql.CapacityError(err) }

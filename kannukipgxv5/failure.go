@@ -12,42 +12,14 @@ import (
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
-// What a failed lock statement (a try, a wait, the unlock-and-try of a
-// relock) says about the session that ran it. Only what is truly in doubt
-// costs a connection, and with a shared connection the locks of every
-// lease on it:
-//
-//	the statement's error                     granted?           the connection
-//	----------------------------------------  -----------------  ------------------------------------
-//	53200 (out of shared memory: the server's no: the lock       kept with all its other locks; the
-//	shared lock table is full)                manager refuses    key is unlocked once on the session
-//	                                          before it grants   to be sure (an unlock needs no room
-//	                                                             in the table; a pg_locks query
-//	                                                             would fail with 53200 itself); the
-//	                                                             caller gets store.ErrCapacity
-//	another server error on a live            maybe: 55P03,      kept once the session answered:
-//	connection, within ReleaseTimeout         57014 or an error  on a shared connection the key's
-//	(55P03 lock_timeout, 40P01 deadlock,      after the call     unlock undoes a grant (the books
-//	57014 canceled, 26000 statement gone,     can follow a       say the session holds the key for
-//	...)                                      grant              nobody else); on a connection of
-//	                                                             its own pg_locks is asked, and a
-//	                                                             55P03 that came with the grant
-//	                                                             hands the lock out
-//	no answer: a network error, EOF, a FATAL  in doubt           destroyed, and every lease on it
-//	error (57P01 pg_terminate_backend, a                         told at once (store.LossWatcher)
-//	shutdown), a closed connection, a
-//	statement past ReleaseTimeout, or the
-//	settling statement above failing too
-//	an unlock that returned false             the books are      destroyed, every lease on it told
-//	                                          wrong
-//
-// A relock whose try part fails with 53200 has unlocked already (the try
-// runs only after an unlock that returned true): it is a release, and the
-// key is not taken again.
+// How a failed lock statement is judged is internal/pgsql's (verdict.go),
+// for both PostgreSQL backends. Here: on a shared connection the key's
+// unlock settles a statement that may have granted (the books say the
+// session holds the key for nobody else); on a connection of its own
+// pg_locks is asked.
 
-// codeOutOfMemory is SQLSTATE 53200, out_of_memory: "out of shared memory"
-// when the shared lock table is full.
-const codeOutOfMemory = "53200"
+// codeOutOfMemory is SQLSTATE 53200 (pgsql.CodeLockTableFull).
+const codeOutOfMemory = pgsql.CodeLockTableFull
 
 // serverCode is the SQLSTATE of an error the server sent, or "".
 func serverCode(err error) string {
@@ -58,15 +30,9 @@ func serverCode(err error) string {
 	return ""
 }
 
-// capacityError is the error of a lock statement of key refused with
-// 53200: it matches store.ErrCapacity and the driver's error.
-func capacityError(key string, err error) error {
-	return fmt.Errorf("%w: lock %q: PostgreSQL's shared lock table is full. It is shared by every client of the server and "+
-		"holds max_locks_per_transaction x (max_connections + max_prepared_transactions + background workers) locks, "+
-		"more while spare shared memory lasts (12,784 with the defaults 64 and 100 on PostgreSQL 15); "+
-		"raise max_locks_per_transaction (a server restart) to hold more, or bound this process with kannuki.Options.MaxHeld: %w",
-		store.ErrCapacity, key, err)
-}
+// capacityError is the error of a lock statement refused with 53200
+// (pgsql.CapacityError).
+func capacityError(_ string, err error) error { return pgsql.CapacityError(err) }
 
 // settleUnlock unlocks k on c after a statement that failed and may have
 // granted it, so that the session is known not to hold it: an unlock that

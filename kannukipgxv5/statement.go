@@ -71,24 +71,22 @@ func unlockStatement(ctx context.Context, c *pgx.Conn, k store.Key, m store.Mode
 // another error when whether the session still holds it is unknown. conn
 // names the connection in that error.
 func judgeUnlock(key string, ok bool, stmtErr error, fired bool, deadline time.Time, closed bool, conn string) (cause, err error) {
-	switch {
-	case fired && stmtErr == nil && ok:
+	if fired && stmtErr == nil && ok {
 		return errOverdue, nil
-	case stmtErr != nil && (fired || !time.Now().Before(deadline) || isServerError(stmtErr) && !closed):
-		// No answer in time, or the server refused the unlock (a
-		// pg_cancel_backend, say): whether the lock is still on the
-		// session is unknown. Closing the connection ends the session.
-		return fmt.Errorf("unlock of %q failed: %w", key, stmtErr),
-			fmt.Errorf("kannuki: release %q: unlock failed, %s closed: %w", key, conn, stmtErr)
-	case stmtErr != nil:
-		// The session is gone (terminated, network, server restart), and
-		// the lock with it.
-		return stmtErr, &kannuki.LockLostError{Key: key, Err: stmtErr}
-	case !ok:
-		// The session does not hold what the books say it holds.
-		return fmt.Errorf("unlock of %q: %w", key, errUnlockFalse), &kannuki.LockLostError{Key: key, Err: errUnlockFalse}
 	}
-	return nil, nil
+	// No answer in time, or the server refused the unlock (a
+	// pg_cancel_backend, say): whether the lock is still on the session is
+	// unknown. Otherwise an error means the session is gone (terminated,
+	// network, server restart), and the lock with it.
+	unknown := stmtErr != nil && (fired || !time.Now().Before(deadline) || isServerError(stmtErr) && !closed)
+	lost, verdict := pgsql.UnlockVerdict(ok, stmtErr, !unknown)
+	switch {
+	case verdict == nil:
+		return nil, nil
+	case lost:
+		return verdict, &kannuki.LockLostError{Key: key, Err: verdict}
+	}
+	return verdict, fmt.Errorf("on its %s: %w", conn, verdict)
 }
 
 // isServerError reports whether err carries an error the server sent. It
@@ -100,7 +98,6 @@ func isServerError(err error) bool {
 	return errors.As(err, &pgErr)
 }
 
-var errUnlockFalse = errors.New("pg_advisory_unlock returned false: the session did not hold the lock")
 
 // boolStatement runs one of the constant statements above for k and
 // returns the function's answer.
