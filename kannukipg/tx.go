@@ -172,35 +172,27 @@ func (b *Backend) RunTx(ctx context.Context, key store.Key, req store.Request, f
 		}
 		_ = conn.Close() // the transaction has ended: the session holds no transaction lock
 	}()
-	tx, err := conn.BeginTx(context.WithoutCancel(ctx), txOpts)
-	if err != nil {
-		broken = true
-		return fmt.Errorf("begin transaction: %w", err)
-	}
-	rollback := func() error {
-		err := tx.Rollback()
-		if err == nil || errors.Is(err, sql.ErrTxDone) {
-			return nil
-		}
-		broken = true
-		return fmt.Errorf("rollback: %w", err)
-	}
-	if req.Wait > 0 {
-		req.Wait = max(req.Wait-time.Since(start), 0) // the connection's share of the budget is spent
-	}
-	return pgsql.RunTxBody(ctx, tx, pgsql.TxSteps{
-		Acquire:  func() error { return b.AcquireTx(ctx, tx, key, req) },
-		Rollback: rollback,
-		Commit: func() error {
-			cerr := tx.Commit()
-			if cerr == nil {
+	return pgsql.RunTx(ctx, req, start, pgsql.TxRun[*sql.Tx]{
+		Begin: func() (*sql.Tx, error) {
+			tx, err := conn.BeginTx(context.WithoutCancel(ctx), txOpts)
+			broken = err != nil
+			return tx, err
+		},
+		Acquire: func(tx *sql.Tx, req store.Request) error { return b.AcquireTx(ctx, tx, key, req) },
+		Rollback: func(tx *sql.Tx) error {
+			err := tx.Rollback()
+			if err == nil || errors.Is(err, sql.ErrTxDone) {
 				return nil
 			}
-			if !errors.Is(cerr, sql.ErrTxDone) && sqlState(cerr) == "" {
+			broken = true
+			return err
+		},
+		Commit: func(tx *sql.Tx) error {
+			err := tx.Commit()
+			if err != nil && !errors.Is(err, sql.ErrTxDone) && sqlState(err) == "" {
 				broken = true // the outcome is unknown: do not pool the session
 			}
-			return fmt.Errorf("commit: %w", cerr)
+			return err
 		},
-		Prefix: "kannuki: ",
 	}, fn)
 }

@@ -171,13 +171,13 @@ func (x *txLock) wait(ctx context.Context, wait time.Duration) error {
 		return x.statementError(ctx, err)
 	}
 	if ctx.Err() != nil {
-		return waitEnded(ctx, false)
+		return WaitEnded(ctx, false)
 	}
 	folded := false
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {
-			return waitEnded(ctx, true)
+			return WaitEnded(ctx, true)
 		}
 		if (wait < 0 || left <= wait) && left <= MaxLockTimeout {
 			// ctx's deadline becomes lock_timeout: the server ends the
@@ -198,7 +198,7 @@ func (x *txLock) wait(ctx context.Context, wait time.Duration) error {
 		if err != nil {
 			lost = fmt.Errorf("%w: %w", lost, err)
 		}
-		return errors.Join(waitEnded(ctx, folded), lost)
+		return errors.Join(WaitEnded(ctx, folded), lost)
 	}
 	if err == nil {
 		if ctx.Err() != nil {
@@ -206,7 +206,7 @@ func (x *txLock) wait(ctx context.Context, wait time.Duration) error {
 			// deadline): the caller gets an error, so the transaction
 			// must not keep the lock. Rolling back to the savepoint gives
 			// it up.
-			return errors.Join(waitEnded(ctx, folded), x.cleanup(ctx, RollbackSavepoint))
+			return errors.Join(WaitEnded(ctx, folded), x.cleanup(ctx, RollbackSavepoint))
 		}
 		return x.cleanup(ctx, ReleaseSavepoint)
 	}
@@ -224,12 +224,12 @@ func (x *txLock) wait(ctx context.Context, wait time.Duration) error {
 // with err, an answer of the server, once the savepoint is rolled back.
 func (x *txLock) waitError(ctx context.Context, folded bool, err error) error {
 	if ctx.Err() != nil {
-		return waitEnded(ctx, folded)
+		return WaitEnded(ctx, folded)
 	}
 	switch x.c.Code(err) {
 	case CodeLockNotAvailable:
 		if folded {
-			return waitEnded(ctx, true) // the server's clock was ahead of ctx's timer
+			return WaitEnded(ctx, true) // the server's clock was ahead of ctx's timer
 		}
 		return fmt.Errorf("lock still held when the wait ran out: %w", store.ErrNotAcquired)
 	case CodeDeadlock:
@@ -287,8 +287,9 @@ func (x *txLock) statementError(ctx context.Context, err error) error {
 	return err
 }
 
-// waitEnded is the error of a wait that ctx ended.
-func waitEnded(ctx context.Context, folded bool) error {
+// WaitEnded is the error of a wait that ctx ended; folded says that the
+// wait's lock_timeout was set to ctx's deadline.
+func WaitEnded(ctx context.Context, folded bool) error {
 	err := ctx.Err()
 	if err == nil && folded {
 		// The server's lock_timeout, set to ctx's deadline, fired a hair
