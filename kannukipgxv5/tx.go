@@ -9,7 +9,6 @@ import (
 	"github.com/kannuki-go/kannuki/store"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
@@ -18,11 +17,12 @@ var (
 	_ store.TxRunner[pgx.Tx]  = (*Backend)(nil)
 )
 
-// Transaction-scoped locks are taken with the statements of internal/pgsql
-// (XactTry, XactWait and the savepoint's), which carry the id as a literal
-// and the key in a comment, sent without arguments over the simple
-// protocol: one round trip each, nothing prepared, so they work the same
-// behind PgBouncer in transaction mode whatever the pool's query exec mode.
+// Transaction-scoped locks follow pgsql.AcquireTx, which kannukipg
+// shares. pgxTx sends its statements (XactTry, XactWait and the
+// savepoint's), which carry the id as a literal and the key in a comment,
+// without arguments over the simple protocol: one round trip each,
+// nothing prepared, so they work the same behind PgBouncer in transaction
+// mode whatever the pool's query exec mode.
 
 // AcquireTx implements store.TxBackend (kannuki.LockTx): it takes key
 // with pg_advisory_xact_lock (or its _shared form) inside tx, so the lock
@@ -39,8 +39,10 @@ var (
 // (error matching store.ErrNotAcquired, or ctx.Err() when ctx's deadline
 // ended it), a deadlock (store.ErrDeadlock) or a cancellation of ctx
 // leaves tx usable and without the lock: the savepoint is rolled back and
-// released. A granted wait costs two more round trips (the wait, and the
-// release of the savepoint).
+// released. So does a full lock table during the wait (SQLSTATE 53200,
+// an error matching store.ErrCapacity); a try that fails for it has
+// aborted tx. A granted wait costs two more round trips (the wait, and
+// the release of the savepoint).
 //
 // AcquireTx returns nil exactly when tx holds the lock. A cancellation of
 // ctx during a wait sends a PostgreSQL cancel request instead of letting
@@ -59,201 +61,75 @@ var (
 // rollback to a savepoint of the caller's taken before AcquireTx (a nested
 // pgx.Tx, for instance) also releases the lock.
 func (b *Backend) AcquireTx(ctx context.Context, tx pgx.Tx, key store.Key, req store.Request) error {
-	start := time.Now()
 	switch {
 	case b == nil:
 		return fmt.Errorf("%w: nil Backend", store.ErrInvalidArgument)
-	case ctx == nil:
-		return fmt.Errorf("%w: nil context", store.ErrInvalidArgument)
 	case tx == nil:
 		return fmt.Errorf("%w: nil pgx.Tx", store.ErrInvalidArgument)
-	case req.Mode != store.ModeExclusive && req.Mode != store.ModeShared:
-		return fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
-	}
-	if err := ctx.Err(); err != nil {
-		return ended(key, err)
 	}
 	c := tx.Conn()
 	if c == nil {
 		return fmt.Errorf("%w: %T has no connection", store.ErrInvalidArgument, tx)
 	}
-	x := txAcquisition{b: b, tx: tx, c: c, key: key, mode: req.Mode}
-	granted, err := x.try(ctx)
-	switch {
-	case err != nil:
-		return err
-	case granted:
-		return nil
-	case req.Wait == 0:
-		return fmt.Errorf("%w: %q is held", store.ErrNotAcquired, key.String)
-	}
-	if err := ctx.Err(); err != nil {
-		return ended(key, err)
-	}
-	wait := req.Wait
-	if wait > 0 {
-		if wait -= time.Since(start); wait <= 0 {
-			return fmt.Errorf("%w: %q is held", store.ErrNotAcquired, key.String)
-		}
-	}
-	return x.wait(ctx, wait)
+	return pgsql.AcquireTx(ctx, pgxTx{tx: tx, c: c, grace: b.opts.releaseTimeout()}, key, req)
 }
 
-// txAcquisition is one AcquireTx call.
-type txAcquisition struct {
-	b    *Backend
-	tx   pgx.Tx
-	c    *pgx.Conn
-	key  store.Key
-	mode store.Mode
+// pgxTx is tx as pgsql.AcquireTx runs it: every statement over the
+// simple protocol, guarded so that ctx's end sends a cancel request
+// instead of letting pgx close the connection.
+type pgxTx struct {
+	tx    pgx.Tx
+	c     *pgx.Conn
+	grace time.Duration // Options.ReleaseTimeout
 }
 
-// try runs pg_try_advisory_xact_lock. ctx's end does not interrupt it (it
-// never waits on a lock); pgx gives up on the connection, and so on tx,
-// only if the server has not answered Options.ReleaseTimeout after that.
-func (x *txAcquisition) try(ctx context.Context) (bool, error) {
+// Try runs the try, which ctx's end does not interrupt; pgx gives up on
+// the connection, and so on tx, only if the server has not answered grace
+// after that. Then it reads the transaction status.
+func (t pgxTx) Try(ctx context.Context, key store.Key, mode store.Mode) (bool, error) {
 	var granted bool
-	settle, err := guarded(ctx, x.c, guard{grace: x.b.opts.releaseTimeout()}, func(qctx context.Context) error {
-		return x.tx.QueryRow(qctx, pgsql.XactTry(x.key, x.mode), pgx.QueryExecModeSimpleProtocol).Scan(&granted)
+	settle, err := guarded(ctx, t.c, guard{grace: t.grace}, func(qctx context.Context) error {
+		return t.tx.QueryRow(qctx, pgsql.XactTry(key, mode), pgx.QueryExecModeSimpleProtocol).Scan(&granted)
 	})
 	settle()
 	if err != nil {
-		return false, x.statementError(ctx, err)
+		return false, err
 	}
 	// A statement outside a transaction block runs in a transaction of its
 	// own, which has already ended and taken the lock with it.
-	if s := x.c.PgConn().TxStatus(); s != 'T' {
-		return false, x.notInTx(s)
+	if s := t.c.PgConn().TxStatus(); s != 'T' {
+		return false, fmt.Errorf("%w (transaction status %q)", pgsql.ErrNotInTx, s)
 	}
 	return granted, nil
 }
 
-// wait waits for the lock inside the savepoint; wait < 0 waits until
-// granted or ctx ends.
-func (x *txAcquisition) wait(ctx context.Context, wait time.Duration) error {
-	grace := x.b.opts.releaseTimeout()
-	g := guard{interrupt: true, grace: grace}
-	if dl, ok := ctx.Deadline(); ok {
-		// ctx's deadline becomes lock_timeout when it comes first, so the
-		// server ends the wait by itself and no cancel request is needed.
-		if left := time.Until(dl); (wait < 0 || left <= wait) && left <= pgsql.MaxLockTimeout {
-			wait, g.ownDeadline = max(left, time.Millisecond), true
-		}
-	}
-	text := pgsql.XactWait(x.key, x.mode, wait)
-	settle, err := guarded(ctx, x.c, g, func(qctx context.Context) error {
-		_, err := x.tx.Exec(qctx, text, pgx.QueryExecModeSimpleProtocol)
+func (pgxTx) PrepareWait(context.Context) error { return nil }
+
+// Wait runs text; ctx's end sends a cancel request, and pgx closes the
+// connection only if the server has not answered grace after that.
+func (t pgxTx) Wait(ctx context.Context, text string, ownDeadline bool) (aborted bool, err error) {
+	settle, err := guarded(ctx, t.c, guard{interrupt: true, ownDeadline: ownDeadline, grace: t.grace}, func(qctx context.Context) error {
+		_, err := t.tx.Exec(qctx, text, pgx.QueryExecModeSimpleProtocol)
 		return err
 	})
-	settle() // no cancel request may hit the statements below
-	if hook, ok := ctx.Value(afterWaitKey{}).(func()); ok && err == nil {
-		hook()
-	}
-	if err == nil {
-		if cerr := ctx.Err(); cerr != nil {
-			// The grant raced the cancellation (or came just after the
-			// deadline): the caller gets an error, so it must not hold
-			// the lock. Rolling back to the savepoint gives it up.
-			if rerr := x.cleanup(pgsql.RollbackSavepoint); rerr != nil {
-				return errors.Join(ended(x.key, cerr), rerr)
-			}
-			return ended(x.key, cerr)
-		}
-		if rerr := x.cleanup(pgsql.ReleaseSavepoint); rerr != nil {
-			return rerr
-		}
-		return nil
-	}
-
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || x.c.IsClosed() {
-		return x.statementError(ctx, err) // no answer, or pgx closed the connection: tx is gone
-	}
-	switch pgErr.Code {
-	case pgsql.CodeNoActiveTx, pgsql.CodeTxAborted:
-		return x.statementError(ctx, err) // no savepoint was made
-	}
-	if rerr := x.cleanup(pgsql.RollbackSavepoint); rerr != nil {
-		if cerr := ctx.Err(); cerr != nil {
-			return errors.Join(ended(x.key, cerr), rerr)
-		}
-		return errors.Join(fmt.Errorf("kannuki: pgx: lock %q in a transaction: %w", x.key.String, err), rerr)
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return ended(x.key, cerr)
-	}
-	if g.ownDeadline && pgErr.Code == pgsql.CodeLockNotAvailable {
-		return ended(x.key, context.DeadlineExceeded) // the server's clock was ahead
-	}
-	switch pgErr.Code {
-	case pgsql.CodeLockNotAvailable:
-		return fmt.Errorf("%w: %q still held when the wait ran out", store.ErrNotAcquired, x.key.String)
-	case pgsql.CodeDeadlock:
-		return fmt.Errorf("%w: %q: %w", store.ErrDeadlock, x.key.String, err)
-	case pgsql.CodeQueryCanceled:
-		// Not our cancel request (ctx is alive): statement_timeout or
-		// pg_cancel_backend ended the wait.
-		return fmt.Errorf("%w: %q: the server ended the wait: %w", store.ErrNotAcquired, x.key.String, err)
-	}
-	return fmt.Errorf("kannuki: pgx: lock %q in a transaction: %w", x.key.String, err)
+	settle() // no cancel request may hit the statements that follow
+	return false, err
 }
 
-// cleanup ends the savepoint with text (pgsql.ReleaseSavepoint or
-// pgsql.RollbackSavepoint) on a context of its own: the caller's may be
-// gone, and the transaction must not be left inside the savepoint. A
-// cancel request that raced the wait has been answered by now (settle),
-// but its signal may in theory still reach the server process late and
-// hit the clean-up (57014); the savepoint then still exists, and a second
-// try settles it.
-func (x *txAcquisition) cleanup(text string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), x.b.opts.releaseTimeout())
+func (t pgxTx) Exec(ctx context.Context, text string) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.grace)
 	defer cancel()
-	var err error
-	for range 2 {
-		if _, err = x.tx.Exec(ctx, text, pgx.QueryExecModeSimpleProtocol); err == nil {
-			return nil
-		}
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != pgsql.CodeQueryCanceled || x.c.IsClosed() {
-			break
-		}
-		text = pgsql.RollbackSavepoint // the savepoint is still there; the transaction may be aborted inside it
-	}
-	return fmt.Errorf("kannuki: pgx: lock %q: ending the savepoint failed, the transaction is unusable (roll it back): %w", x.key.String, err)
-}
-
-// statementError maps the failure of a statement that made no savepoint.
-func (x *txAcquisition) statementError(ctx context.Context, err error) error {
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.Is(err, pgx.ErrTxClosed):
-		return fmt.Errorf("%w: lock %q: the transaction has already been committed or rolled back: %w", store.ErrInvalidArgument, x.key.String, err)
-	case errors.As(err, &pgErr) && pgErr.Code == pgsql.CodeNoActiveTx:
-		return x.notInTx('I')
-	case errors.As(err, &pgErr) && pgErr.Code == pgsql.CodeTxAborted:
-		return fmt.Errorf("%w: lock %q: the transaction is aborted by an earlier error; roll it back: %w", store.ErrInvalidArgument, x.key.String, err)
-	}
-	if !errors.As(err, &pgErr) || x.c.IsClosed() {
-		// No answer from the server, or pgx gave up on the connection.
-		err = fmt.Errorf("kannuki: pgx: lock %q: the transaction's connection failed, the transaction is unusable (roll it back): %w", x.key.String, err)
-	} else {
-		err = fmt.Errorf("kannuki: pgx: lock %q in a transaction: %w", x.key.String, err)
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return errors.Join(ended(x.key, cerr), err)
-	}
+	_, err := t.tx.Exec(cctx, text, pgx.QueryExecModeSimpleProtocol)
 	return err
 }
 
-func (x *txAcquisition) notInTx(status byte) error {
-	return fmt.Errorf("%w: lock %q: the connection is not in an open transaction (status %q): a transaction lock would end with the statement",
-		store.ErrInvalidArgument, x.key.String, status)
-}
+func (pgxTx) Code(err error) string { return serverCode(err) }
+func (t pgxTx) Gone(error) bool     { return t.c.IsClosed() }
+func (pgxTx) Done(err error) bool   { return errors.Is(err, pgx.ErrTxClosed) }
 
-// afterWaitKey is a context key for tests only: its func() value runs after
-// a wait statement succeeded, before AcquireTx looks at ctx, so a test can
-// cancel ctx exactly there (a grant racing a cancellation).
-type afterWaitKey struct{}
+// afterWaitKey is pgsql's test hook: its func() value runs after a wait
+// statement succeeded, before AcquireTx looks at ctx.
+type afterWaitKey = pgsql.AfterWaitKey
 
 // RunTx implements store.TxRunner (kannuki.InTx): it begins a
 // transaction on a pool connection, takes key in it with AcquireTx, runs
@@ -278,51 +154,39 @@ func (b *Backend) RunTx(ctx context.Context, key store.Key, req store.Request, f
 		return fmt.Errorf("%w: nil function", store.ErrInvalidArgument)
 	case b == nil || b.pool == nil:
 		return fmt.Errorf("%w: nil pgxpool.Pool", store.ErrInvalidArgument)
-	case ctx == nil:
-		return fmt.Errorf("%w: nil context", store.ErrInvalidArgument)
-	case req.Mode != store.ModeExclusive && req.Mode != store.ModeShared:
-		return fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
+	}
+	if err := pgsql.CheckRequest(ctx, req); err != nil {
+		return err
 	}
 	txOpts, err := pgxTxOptions(req.TxOptions)
 	if err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return ended(key, err)
+		return err
 	}
 	pc, err := b.conn(ctx, key, req.Wait, start)
 	if err != nil {
 		return err
 	}
 	defer pc.Release() // after the commit or rollback; pgxpool destroys a connection still in a transaction
-	tx, err := pc.BeginTx(ctx, txOpts)
-	if err != nil {
-		return fmt.Errorf("kannuki: pgx: begin transaction: %w", err)
-	}
-	rollback := func() error {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.releaseTimeout())
-		defer cancel()
-		err := tx.Rollback(rctx)
-		if err == nil || errors.Is(err, pgx.ErrTxClosed) || pc.Conn().IsClosed() {
-			return nil // rolled back, ended by fn, or ended with its connection
-		}
-		return fmt.Errorf("kannuki: pgx: rollback: %w", err)
-	}
-	if req.Wait > 0 {
-		req.Wait = max(req.Wait-time.Since(start), 0) // the connection's share of the budget is spent
-	}
-	return pgsql.RunTxBody(ctx, tx, pgsql.TxSteps{
-		Acquire:  func() error { return b.AcquireTx(ctx, tx, key, req) },
-		Rollback: rollback,
-		Commit: func() error {
-			settle, cerr := guarded(ctx, pc.Conn(), guard{grace: b.opts.releaseTimeout()}, tx.Commit)
-			settle()
-			if cerr != nil {
-				return fmt.Errorf("kannuki: pgx: commit: %w", cerr)
+	return pgsql.RunTx(ctx, req, start, pgsql.TxRun[pgx.Tx]{
+		Begin:   func() (pgx.Tx, error) { return pc.BeginTx(ctx, txOpts) },
+		Acquire: func(tx pgx.Tx, req store.Request) error { return b.AcquireTx(ctx, tx, key, req) },
+		Rollback: func(tx pgx.Tx) error {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.releaseTimeout())
+			defer cancel()
+			err := tx.Rollback(rctx)
+			if err == nil || errors.Is(err, pgx.ErrTxClosed) || pc.Conn().IsClosed() {
+				return nil // rolled back, ended by fn, or ended with its connection
 			}
-			return nil
+			return err
 		},
-		Prefix: "kannuki: pgx: ",
+		Commit: func(tx pgx.Tx) error {
+			settle, err := guarded(ctx, pc.Conn(), guard{grace: b.opts.releaseTimeout()}, tx.Commit)
+			settle()
+			return err
+		},
 	}, fn)
 }
 
