@@ -116,21 +116,7 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 }
 
 // ctxErr is the error of a wait that ctx ended.
-func (l *lease) ctxErr(ctx context.Context, folded bool) error { return waitEnded(ctx, l.key, folded) }
-
-// waitEnded is the error of a wait for key that ctx ended.
-func waitEnded(ctx context.Context, key store.Key, folded bool) error {
-	err := ctx.Err()
-	if err == nil && folded {
-		// The server's lock_timeout, set to the context's deadline, fired
-		// a hair before Go's timer did.
-		err = context.DeadlineExceeded
-	}
-	if err == nil {
-		err = context.Canceled
-	}
-	return fmt.Errorf("wait: %w", err)
-}
+func (l *lease) ctxErr(ctx context.Context, folded bool) error { return pgsql.WaitEnded(ctx, folded) }
 
 // pid returns the backend pid of e's session (a pinned *sql.Conn, or the
 // *sql.Tx on one), for pg_cancel_backend.

@@ -16,11 +16,6 @@ import (
 // The messages are plain causes: no "kannuki:" head and no key, which the
 // Locker puts in front of them once.
 
-// CodeLockTableFull is SQLSTATE 53200, out_of_memory: "out of shared
-// memory" when the shared lock table has no room for one more lock. A
-// statement that fails with it granted nothing.
-const CodeLockTableFull = "53200"
-
 // TxConn is one driver's open transaction, as AcquireTx needs it. Its
 // statements run detached from ctx's cancellation: both drivers answer a
 // canceled context by closing the connection, which would kill the
@@ -79,19 +74,6 @@ func CheckRequest(ctx context.Context, req store.Request) error {
 	}
 	return nil
 }
-
-// CapacityError is the error of a lock PostgreSQL refused for its full
-// shared lock table (CodeLockTableFull). It matches store.ErrCapacity and
-// err, the driver's error.
-func CapacityError(err error) error {
-	return fmt.Errorf("%w: %s: %w", store.ErrCapacity, lockTableFull, err)
-}
-
-const lockTableFull = "PostgreSQL's shared lock table is full (SQLSTATE 53200); " +
-	"it is shared by every client of the server and holds about " +
-	"max_locks_per_transaction x (max_connections + max_prepared_transactions) locks: " +
-	"raise max_locks_per_transaction (a server restart applies it), " +
-	"or bound this process with kannuki.Options.MaxHeld"
 
 // AcquireTx takes key in c's transaction with pg_advisory_xact_lock (or
 // its _shared form) and returns nil exactly when the transaction holds it.
@@ -159,7 +141,7 @@ func (x *txLock) try(ctx context.Context) (bool, error) {
 	case x.c.Code(err) == CodeLockTableFull:
 		// The failed try aborted the caller's transaction: no savepoint
 		// of ours is left to roll back to.
-		return false, fmt.Errorf("%w: %s; the transaction is aborted (roll it back): %w", store.ErrCapacity, lockTableFull, err)
+		return false, fmt.Errorf("the transaction is aborted (roll it back): %w", CapacityError(err))
 	}
 	return false, x.statementError(ctx, err)
 }
