@@ -2,6 +2,7 @@ package kannukipgxv5
 
 import (
 	"context"
+	"github.com/kannuki-go/kannuki/internal/due/duetest"
 	"slices"
 	"strconv"
 	"sync"
@@ -405,43 +406,59 @@ func BenchmarkParallelMux(b *testing.B) {
 // watch time: 1 costs nothing, 0.98 is 2% slower).
 func BenchmarkPairedWatch(b *testing.B) {
 	pool := newPool(b, 1)
-	ctx := context.Background()
 	nowatch := func(o Options) Options { o.NoWatch = true; return o }
 	backends := []*Backend{
 		New(pool, dedicatedOpts), New(pool, nowatch(dedicatedOpts)),
 		New(pool, Options{}), New(pool, nowatch(Options{})),
 	}
-	keys := make([]store.Key, len(backends))
-	for i := range keys {
-		keys[i] = newKey(b, strconv.Itoa(i))
-	}
-	spent := make([][]time.Duration, len(backends))
-	n := 0
-	b.ResetTimer()
-	for b.Loop() {
-		for j := range backends {
-			i := (n + j) % len(backends)
-			t0 := time.Now()
-			ls, err := backends[i].Acquire(ctx, keys[i], store.Request{Wait: store.WaitForever})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := ls.Release(ctx); err != nil {
-				b.Fatal(err)
-			}
-			spent[i] = append(spent[i], time.Since(t0))
-		}
-		n++
-	}
-	med := make([]float64, len(backends))
-	for i := range spent {
-		slices.Sort(spent[i])
-		med[i] = float64(spent[i][len(spent[i])/2].Nanoseconds())
-	}
+	med := duetest.PairedCycles(b, stores(backends), keysFor(b, len(backends)))
 	b.ReportMetric(med[0], "dedicated-watch-ns/cycle")
 	b.ReportMetric(med[1], "dedicated-nowatch-ns/cycle")
 	b.ReportMetric(med[2], "mux-watch-ns/cycle")
 	b.ReportMetric(med[3], "mux-nowatch-ns/cycle")
 	b.ReportMetric(med[1]/med[0], "dedicated-watch/nowatch")
 	b.ReportMetric(med[3]/med[2], "mux-watch/nowatch")
+}
+
+// BenchmarkPairedTimers measures what the watchdogs' shared timer saves an
+// uncontended cycle: Acquire+Release on Backends sharing one connection,
+// multiplexing off and on, each with the due.Queue watchdogs as shipped
+// and with a runtime timer per statement and per pool request
+// (due.Queue.TimerPerNode, what a context with a timeout or a socket
+// deadline per statement costs), rotating their order. It reports the
+// median cycle of each and the ratios queue/timer (timer time / queue
+// time: above 1 the queue pays).
+func BenchmarkPairedTimers(b *testing.B) {
+	pool := newPool(b, 1)
+	perNode := func(be *Backend) *Backend {
+		duetest.TimerPerNode(be, "stmtDog", "connDog")
+		return be
+	}
+	backends := []*Backend{
+		New(pool, dedicatedOpts), perNode(New(pool, dedicatedOpts)),
+		New(pool, Options{}), perNode(New(pool, Options{})),
+	}
+	med := duetest.PairedCycles(b, stores(backends), keysFor(b, len(backends)))
+	b.ReportMetric(med[0], "dedicated-queue-ns/cycle")
+	b.ReportMetric(med[1], "dedicated-timer-ns/cycle")
+	b.ReportMetric(med[2], "mux-queue-ns/cycle")
+	b.ReportMetric(med[3], "mux-timer-ns/cycle")
+	b.ReportMetric(med[1]/med[0], "dedicated-queue/timer")
+	b.ReportMetric(med[3]/med[2], "mux-queue/timer")
+}
+
+func stores(bs []*Backend) []store.Backend {
+	out := make([]store.Backend, len(bs))
+	for i, be := range bs {
+		out[i] = be
+	}
+	return out
+}
+
+func keysFor(b *testing.B, n int) []store.Key {
+	keys := make([]store.Key, n)
+	for i := range keys {
+		keys[i] = newKey(b, strconv.Itoa(i))
+	}
+	return keys
 }

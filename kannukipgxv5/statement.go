@@ -98,7 +98,6 @@ func isServerError(err error) bool {
 	return errors.As(err, &pgErr)
 }
 
-
 // boolStatement runs one of the constant statements above for k and
 // returns the function's answer.
 func boolStatement(ctx context.Context, c *pgx.Conn, text *[2][2]string, k store.Key, m store.Mode) (bool, error) {

@@ -21,6 +21,13 @@ type Queue struct {
 	// the first Push.
 	Fire func(*Node)
 
+	// TimerPerNode makes the queue give each node a runtime timer of its
+	// own, as a context with a timeout or a socket deadline per statement
+	// would: the standard library's way, kept so that benchmarks can pair
+	// it against the shared timer in the same run (see the figures where
+	// each Queue is declared). Set it before the first Push.
+	TimerPerNode bool
+
 	mu         sync.Mutex
 	head, tail *Node
 	timer      *time.Timer
@@ -33,13 +40,18 @@ type Node struct {
 	Owner      any // what the node stands for, for Fire
 	at         time.Time
 	prev, next *Node
-	listed     bool // guarded by the queue's mu
+	listed     bool        // guarded by the queue's mu
+	timer      *time.Timer // with TimerPerNode: the node's own timer
 }
 
 // Push queues n to fall due at at.
 func (q *Queue) Push(n *Node, at time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.TimerPerNode {
+		q.pushOwnTimer(n, at)
+		return
+	}
 	n.at, n.prev, n.next, n.listed = at, q.tail, nil, true
 	if q.tail != nil {
 		q.tail.next = n
@@ -68,6 +80,11 @@ func (q *Queue) Remove(n *Node) {
 
 func (q *Queue) unlinkLocked(n *Node) {
 	if !n.listed {
+		return
+	}
+	if q.TimerPerNode {
+		n.listed = false
+		n.timer.Stop()
 		return
 	}
 	if n.prev != nil {
@@ -100,6 +117,33 @@ func (q *Queue) run() {
 	}
 	q.mu.Unlock()
 	for _, n := range due {
+		q.Fire(n)
+	}
+}
+
+// pushOwnTimer is Push with TimerPerNode: the node's own timer, made once
+// and reset on every later push. Caller holds q.mu.
+func (q *Queue) pushOwnTimer(n *Node, at time.Time) {
+	n.at, n.listed = at, true
+	d := max(time.Until(at), 0)
+	if n.timer == nil {
+		n.timer = time.AfterFunc(d, func() { q.fireOwn(n) })
+	} else {
+		n.timer.Reset(d)
+	}
+}
+
+// fireOwn is a node's own timer firing: a node still queued and due is
+// taken off and handed to Fire; a stale firing (the node was removed, or
+// pushed again for later) does nothing.
+func (q *Queue) fireOwn(n *Node) {
+	q.mu.Lock()
+	due := n.listed && !n.at.After(time.Now())
+	if due {
+		n.listed = false
+	}
+	q.mu.Unlock()
+	if due {
 		q.Fire(n)
 	}
 }
