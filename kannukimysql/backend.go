@@ -254,8 +254,9 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 		return nil, cerr
 	}
 	if expired {
-		return nil, fmt.Errorf("%w within %s (each held or awaited lock pins a connection; is the pool's MaxOpenConns large enough?): %w",
-			ErrNoConnection, bound, store.ErrNotAcquired)
+		st := b.db.Stats()
+		return nil, fmt.Errorf("%w within %s (%d of %d in use; each held or awaited lock pins a connection; is the pool's MaxOpenConns large enough?): %w",
+			ErrNoConnection, bound, st.InUse, st.MaxOpenConnections, store.ErrNotAcquired)
 	}
 	return nil, fmt.Errorf("get connection: %w", err)
 }

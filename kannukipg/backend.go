@@ -255,7 +255,7 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 		defer cancel()
 		c, err := b.db.Conn(rctx)
 		if err != nil {
-			return nil, connErr(ctx, bound, ctxDone(rctx) != nil, err)
+			return nil, b.connErr(ctx, bound, ctxDone(rctx) != nil, err)
 		}
 		return c, nil
 	}
@@ -273,13 +273,13 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 			}
 			return c, nil
 		case ctxDone(ctx) != nil || !expired || bound == b.connWait:
-			return nil, connErr(ctx, bound, expired, err)
+			return nil, b.connErr(ctx, bound, expired, err)
 		}
 		// The pool filled up meanwhile: wait out the rest below.
 		if bound >= 0 {
 			left := bound - time.Since(start)
 			if left <= 0 {
-				return nil, connErr(ctx, bound, true, err)
+				return nil, b.connErr(ctx, bound, true, err)
 			}
 			return b.connSlow(ctx, detached, left, bound)
 		}
@@ -323,7 +323,7 @@ func (b *Backend) connSlow(ctx, detached context.Context, bound, total time.Dura
 	case r := <-got:
 		cancel()
 		if r.err != nil {
-			return nil, connErr(ctx, total, ctxDone(rctx) != nil, r.err)
+			return nil, b.connErr(ctx, total, ctxDone(rctx) != nil, r.err)
 		}
 		return r.c, nil
 	case <-ctx.Done():
@@ -337,12 +337,14 @@ func (b *Backend) connSlow(ctx, detached context.Context, bound, total time.Dura
 
 // connErr explains a failed pool request; expired is true when the
 // request's own bound ran out.
-func connErr(ctx context.Context, bound time.Duration, expired bool, err error) error {
+func (b *Backend) connErr(ctx context.Context, bound time.Duration, expired bool, err error) error {
 	if cerr := ctxDone(ctx); cerr != nil {
 		return cerr
 	}
 	if expired && bound >= 0 {
-		return fmt.Errorf("%w within %s (each held or awaited lock pins a connection): %w", ErrNoConnection, bound, store.ErrNotAcquired)
+		st := b.db.Stats()
+		return fmt.Errorf("%w within %s (%d of %d in use; each held or awaited lock pins a connection): %w",
+			ErrNoConnection, bound, st.InUse, st.MaxOpenConnections, store.ErrNotAcquired)
 	}
 	if notGranted(err) {
 		// A new session needs room in the lock table as it starts.
