@@ -25,8 +25,11 @@ const (
 	settle = 100 * time.Millisecond
 	// freeGrace is how long a key may stay held after an Acquire returned
 	// an error: a backend that destroys a connection whose lock state is in
-	// doubt cannot make the server end that session synchronously.
-	freeGrace = 3 * time.Second
+	// doubt cannot make the server end that session synchronously, and on
+	// a loaded machine ending it (and dialing the connection that checks)
+	// can take seconds. A lock truly left behind stays held for good, so a
+	// long grace only delays that failure; 3 s failed under two CPU burners.
+	freeGrace = 15 * time.Second
 )
 
 // guardCtx is a context bounded by hangGuard.
