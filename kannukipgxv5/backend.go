@@ -164,7 +164,7 @@ func (b *Backend) tryConn(ctx context.Context) (pc *pgxpool.Conn, expired bool, 
 func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 	var held bool
 	if err := b.pool.QueryRow(ctx, pgsql.Held(key), pgx.QueryExecModeSimpleProtocol).Scan(&held); err != nil {
-		return false, fmt.Errorf("kannuki: pgx: %w", err)
+		return false, err
 	}
 	return held, nil
 }
@@ -181,7 +181,7 @@ func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	rows, err := b.pool.Query(ctx, pgsql.Locks)
 	if err != nil {
-		return nil, fmt.Errorf("kannuki: pgx: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
 	var out []store.LockInfo
@@ -197,7 +197,7 @@ func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 			query          string
 		)
 		if err := rows.Scan(&classid, &objid, &objsubid, &mode, &li.Granted, &pid, &li.Application, &li.Client, &li.Since, &query); err != nil {
-			return nil, fmt.Errorf("kannuki: pgx: %w", err)
+			return nil, err
 		}
 		li.PID = int64(pid)
 		if mode == "ShareLock" {
@@ -214,7 +214,7 @@ func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 		out = append(out, li)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("kannuki: pgx: %w", err)
+		return nil, err
 	}
 	for i := range out {
 		if perPID[out[i].PID] != 1 {
@@ -351,7 +351,7 @@ func (a *acquisition) fail(ctx context.Context, err error) (store.Lease, error) 
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, ended(a.key, cerr)
 		}
-		return nil, fmt.Errorf("kannuki: pgx: %w", err)
+		return nil, err
 	}
 	if pgErr.Code == codeOutOfMemory {
 		a.clear()
@@ -376,7 +376,7 @@ func (a *acquisition) fail(ctx context.Context, err error) (store.Lease, error) 
 			if cerr := ctx.Err(); cerr != nil {
 				return nil, ended(a.key, cerr)
 			}
-			return nil, fmt.Errorf("kannuki: pgx: %w (and checking the lock failed: %v)", err, herr)
+			return nil, fmt.Errorf("%w (and checking the lock failed: %v)", err, herr)
 		}
 	case held && ctx.Err() == nil && pgErr.Code == pgsql.CodeLockNotAvailable:
 		// PostgreSQL reported lock_timeout although the lock was granted.
@@ -403,7 +403,7 @@ func (a *acquisition) fail(ctx context.Context, err error) (store.Lease, error) 
 		// pg_cancel_backend ended the wait.
 		return nil, fmt.Errorf("%w: %q: the server ended the wait: %w", store.ErrNotAcquired, a.key.String, err)
 	}
-	return nil, fmt.Errorf("kannuki: pgx: %w", err)
+	return nil, err
 }
 
 // heldByMe asks the session itself whether it holds the key, on a fresh
@@ -471,7 +471,7 @@ func (a *acquisition) destroy() {
 // ended is the error of an acquisition whose context ended first; it
 // matches ctx.Err().
 func ended(key store.Key, err error) error {
-	return fmt.Errorf("kannuki: acquire %q: %w", key.String, err)
+	return err
 }
 
 // destroy takes the connection out of the pool and closes it, so that the

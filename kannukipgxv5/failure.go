@@ -3,7 +3,6 @@ package kannukipgxv5
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/kannuki-go/kannuki/store"
 
@@ -54,5 +53,5 @@ func connError(key string, err error) error {
 	if serverCode(err) == codeOutOfMemory {
 		return capacityError(key, err)
 	}
-	return fmt.Errorf("kannuki: pgx: %w", err)
+	return err
 }

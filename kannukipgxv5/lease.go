@@ -100,7 +100,7 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 	}
 	fired := l.bound.End(&l.b.stmtDog)
 	if cause, err := judgeUnlock(l.key.String, ok, err, fired, deadline, pc.Conn().IsClosed(), "connection"); cause != nil {
-		l.news.tell(fmt.Errorf("kannuki: the connection holding %q was closed: %w", l.key.String, cause))
+		l.news.tell(fmt.Errorf("the connection holding it was closed: %w", cause))
 		destroy(pc, l.b.opts.releaseTimeout())
 		return nil, err
 	}
@@ -148,7 +148,7 @@ func (l *lease) keepalive(ctx context.Context, what string) error {
 		l.watch()
 		return nil
 	}
-	l.lost = fmt.Errorf("kannuki: the connection holding %q (session %d) was closed: %s: %w", l.key.String, l.pc.Conn().PgConn().PID(), what, err)
+	l.lost = fmt.Errorf("the connection holding it (session %d) was closed: %s: %w", l.pc.Conn().PgConn().PID(), what, err)
 	l.news.tell(l.lost)
 	destroy(l.pc, l.b.opts.releaseTimeout())
 	l.pc = nil

@@ -388,7 +388,7 @@ func (c *sharedConn) kill(cause error) {
 
 // lostCause is what the leases of c, destroyed for cause, are told.
 func (c *sharedConn) lostCause(cause error) error {
-	return fmt.Errorf("kannuki: the shared connection holding it (session %d) was closed: %w", c.pid, cause)
+	return fmt.Errorf("the shared connection holding it (session %d) was closed: %w", c.pid, cause)
 }
 
 // proved records that a statement sent at t succeeded.
@@ -481,7 +481,7 @@ func (c *sharedConn) runTry(ctx context.Context, key store.Key, mode store.Mode)
 			// Cut short: the session dies with whatever it held.
 			c.kill(errOverdue)
 			if granted {
-				granted, err = false, fmt.Errorf("kannuki: try lock %q: %w", key.String, errOverdue)
+				granted, err = false, fmt.Errorf("try lock: %w", errOverdue)
 			}
 		}
 	}()
@@ -494,7 +494,7 @@ func (c *sharedConn) runTry(ctx context.Context, key store.Key, mode store.Mode)
 		if serverCode(err) == codeOutOfMemory {
 			return false, sent, capacityError(key.String, err)
 		}
-		return false, sent, fmt.Errorf("kannuki: pgx: %w", err)
+		return false, sent, err
 	}
 	c.proved(sent)
 	if !granted {
@@ -514,7 +514,7 @@ func (c *sharedConn) runTry(ctx context.Context, key store.Key, mode store.Mode)
 
 // errRetry: the shared connection pick chose died before the try was
 // sent; pick another.
-var errRetry = errors.New("kannuki: shared connection gone")
+var errRetry = errors.New("shared connection gone")
 
 // settleFailedTry makes sure a try that returned an error left no lock
 // on c (see failure.go): a server error on a live connection (a

@@ -51,7 +51,7 @@ const checkShare = 4
 
 // lost is the loss error of a lease whose connection died of cause.
 func (l *muxLease) lostErr(cause error) error {
-	return &kannuki.LockLostError{Key: l.key.String, Err: fmt.Errorf("kannuki: the shared connection holding it was closed: %w", cause)}
+	return &kannuki.LockLostError{Key: l.key.String, Err: fmt.Errorf("the shared connection holding it was closed: %w", cause)}
 }
 
 // Release implements store.Lease: pg_advisory_unlock (or _shared) on
@@ -172,7 +172,7 @@ func (l *muxLease) Check(ctx context.Context) error {
 		}
 		// The lock is still held as far as anybody knows, but it could not
 		// be checked in time.
-		return fmt.Errorf("kannuki: keepalive of %q: the shared connection stayed busy: %w", l.key.String, err)
+		return fmt.Errorf("keepalive: the shared connection stayed busy: %w", err)
 	}
 	defer c.leave()
 	if cause := c.deadCause(); cause != nil {

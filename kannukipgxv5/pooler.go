@@ -2,7 +2,6 @@ package kannukipgxv5
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/kannuki-go/kannuki/store"
 
@@ -30,7 +29,7 @@ func (b *Backend) checkSession(ctx context.Context, pc *pgxpool.Conn, key store.
 			if cerr := ctx.Err(); cerr != nil {
 				return ended(key, cerr)
 			}
-			return fmt.Errorf("kannuki: pgx: %w", err)
+			return err
 		}
 		b.pooler.Record(uint32(pid), pc.Conn().PgConn().PID())
 		_, pooled = b.pooler.Known()

@@ -116,7 +116,7 @@ func boolStatement(ctx context.Context, c *pgx.Conn, text *[2][2]string, k store
 	case 0, 1:
 		return n == 1, nil
 	default:
-		return false, fmt.Errorf("kannuki: %d rows from a lock statement (command tag %q)", n, tag.String())
+		return false, fmt.Errorf("%d rows from a lock statement (command tag %q)", n, tag.String())
 	}
 }
 

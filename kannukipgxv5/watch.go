@@ -96,7 +96,7 @@ func (l *lease) fire() {
 		return // released, destroyed, or a statement ran since
 	}
 	l.unwatch()
-	l.lost = fmt.Errorf("kannuki: the connection holding %q (session %d) was closed: %w", l.key.String, l.pc.Conn().PgConn().PID(), errSessionEnded)
+	l.lost = fmt.Errorf("the connection holding it (session %d) was closed: %w", l.pc.Conn().PgConn().PID(), errSessionEnded)
 	l.news.tell(l.lost)
 	destroy(l.pc, l.b.opts.releaseTimeout())
 	l.pc = nil

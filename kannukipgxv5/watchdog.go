@@ -22,7 +22,7 @@ import (
 
 // errOverdue is why a shared connection whose statement ran past
 // Options.ReleaseTimeout was destroyed.
-var errOverdue = errors.New("kannuki: a statement on the shared connection ran past ReleaseTimeout")
+var errOverdue = errors.New("a statement on the shared connection ran past ReleaseTimeout")
 
 // startBound bounds the statements the caller (the holder of c's slot)
 // runs on c from sent on, until endBound, and returns the deadline.
