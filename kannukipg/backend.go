@@ -187,13 +187,14 @@ func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request)
 	}
 
 	ok, err := l.try(ctx)
-	if err != nil && notGranted(err) {
-		l.putBack() // refused before anything was granted: see outcome.go
-		return nil, capacityError(key, err)
-	}
 	if err != nil {
-		l.destroy()
-		return nil, fmt.Errorf("try lock on PostgreSQL: %w", err)
+		if granted, err := pgsql.Settle(ctx, l.settler(ctx), err, false); !granted {
+			if ctx.Err() == nil {
+				err = fmt.Errorf("try lock: %w", err)
+			}
+			return nil, err
+		}
+		ok = true // a grant the error came with (it never does for a try)
 	}
 	if ok {
 		l.startWatch()

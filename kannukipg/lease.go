@@ -143,41 +143,55 @@ func (l *lease) destroy() {
 	l.conn = nil
 }
 
-// cleanup runs after a wait that did not end in a grant: a cancel or an
-// error can race the grant, and PostgreSQL keeps a session lock granted
-// just before the statement failed. If this session holds the lock it is
-// unlocked; if that cannot be shown the connection is destroyed.
-func (l *lease) cleanup(ctx context.Context) {
-	cctx, cancel := l.b.bounded(ctx, false)
-	defer cancel()
-	held, err := l.heldOrFree(cctx)
-	if err == nil && held {
-		var ok bool
-		if ok, err = l.unlock(cctx); err == nil && !ok {
-			err = errors.New("unlock returned false")
-		}
-	}
-	if err != nil {
-		l.destroy()
-		return
-	}
-	l.putBack()
+// settler is the lease as pgsql.Settle sees it while its try or wait
+// fails; its statements are bounded as the Backend's clean-up is.
+func (l *lease) settler(ctx context.Context) *settler { return &settler{l: l, ctx: ctx} }
+
+type settler struct {
+	l   *lease
+	ctx context.Context
 }
 
-// heldOrFree reports whether the session holds the lease's lock, after a
-// wait that did not end in a grant. The pg_locks query needs room in the
-// lock table itself; when the table is full (53200) the unlock answers
-// instead, which needs none: true, the lock had been granted and is given
-// back now; false, it was not held (PostgreSQL only warns). Either way the
-// session then holds nothing and held is false.
-func (l *lease) heldOrFree(ctx context.Context) (held bool, err error) {
-	held, err = l.b.boolStmt(ctx, l.conn, pgsql.HeldByMe(l.key, l.mode))
-	if err == nil || !notGranted(err) {
-		return held, err
+func (s *settler) Code(err error) string {
+	if errors.Is(err, errOverdue) {
+		return "" // the socket watchdog cut the statement short: no answer
 	}
-	_, err = l.unlock(ctx)
-	return false, err
+	return sqlState(err)
 }
+
+func (s *settler) Closed() bool { return false } // a broken connection fails with no SQLSTATE
+
+func (s *settler) HeldByMe() (bool, error) {
+	cctx, cancel := s.l.b.bounded(s.ctx, false)
+	defer cancel()
+	return s.l.b.boolStmt(cctx, s.l.conn, pgsql.HeldByMe(s.l.key, s.l.mode))
+}
+
+func (s *settler) Undo() {
+	if ok, err := s.unlock(); err != nil || !ok {
+		s.l.destroy()
+		return
+	}
+	s.l.putBack()
+}
+
+func (s *settler) Clear() bool {
+	if _, err := s.unlock(); err != nil {
+		s.l.destroy()
+		return false
+	}
+	s.l.putBack()
+	return true
+}
+
+func (s *settler) unlock() (bool, error) {
+	cctx, cancel := s.l.b.bounded(s.ctx, false)
+	defer cancel()
+	return s.l.unlock(cctx)
+}
+
+func (s *settler) PutBack() { s.l.putBack() }
+func (s *settler) Destroy() { s.l.destroy() }
 
 // Release implements store.Lease. It unlocks on the pinned connection
 // (pg_advisory_unlock, or pg_advisory_unlock_shared for a shared lock) in

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kannuki-go/kannuki/store"
-
 	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
@@ -76,43 +74,10 @@ func (l *lease) wait(ctx context.Context, wait time.Duration) error {
 	case err == nil:
 		return nil
 	}
-	if notGranted(err) {
-		// Refused before anything was granted (outcome.go): no clean-up,
-		// which would need the full lock table too.
-		l.putBack()
-		if ctx.Err() != nil {
-			return l.ctxErr(ctx, folded)
-		}
-		return capacityError(l.key, err)
+	if granted, err := pgsql.Settle(ctx, l.settler(ctx), err, folded); !granted {
+		return err
 	}
-	switch sqlState(err) {
-	case pgsql.CodeLockNotAvailable:
-		// lock_timeout. PostgreSQL can raise it although the lock was
-		// granted at the last moment: look before reporting failure.
-		cctx, cancel := l.b.bounded(ctx, false)
-		held, herr := l.heldOrFree(cctx)
-		cancel()
-		switch {
-		case herr != nil:
-			l.destroy()
-			return fmt.Errorf("wait: lock_timeout, then the re-check failed: %w", herr)
-		case held:
-			return nil
-		}
-		l.putBack()
-		if folded {
-			return l.ctxErr(ctx, true)
-		}
-		return fmt.Errorf("lock still held when the wait ran out: %w", store.ErrNotAcquired)
-	case pgsql.CodeDeadlock:
-		l.cleanup(ctx)
-		return fmt.Errorf("%w: %w", store.ErrDeadlock, err)
-	}
-	l.cleanup(ctx)
-	if ctx.Err() != nil {
-		return l.ctxErr(ctx, folded)
-	}
-	return fmt.Errorf("wait: %w", err)
+	return nil
 }
 
 // ctxErr is the error of a wait that ctx ended.

@@ -333,78 +333,29 @@ func (a *acquisition) lease() *lease {
 	return l
 }
 
-// fail settles a lock statement that returned an error (see failure.go):
-// it finds out whether the session holds the lock anyway (a grant racing
-// lock_timeout, a cancel request or another error) and either keeps it,
-// when only lock_timeout went wrong, or undoes it. A lock table that was
-// full (53200) granted nothing: one unlock makes sure, since pg_locks
-// cannot be asked then. Then it maps the error.
+// fail settles a lock statement that returned an error, by the rules of
+// internal/pgsql (Settle), once no cancel request can hit the settling
+// statements any more.
 func (a *acquisition) fail(ctx context.Context, err error) (store.Lease, error) {
-	a.settle() // no cancel request may hit the checks below
+	a.settle()
 	a.settle = noop
-	var pgErr *pgconn.PgError
-	isPg := errors.As(err, &pgErr)
-	if !isPg || a.c.IsClosed() {
-		// The connection broke or pgx gave up on it: the session's state is
-		// unknown, so it must not go back to the pool.
-		a.destroy()
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, ended(a.key, cerr)
-		}
-		return nil, err
-	}
-	if pgErr.Code == codeOutOfMemory {
-		a.clear()
-		if cerr := ctx.Err(); cerr != nil {
-			return nil, ended(a.key, cerr)
-		}
-		return nil, capacityError(a.key.String, err)
-	}
-	held, herr := a.heldByMe()
-	switch {
-	case herr != nil:
-		// pg_locks could not be asked. When the session still answers (a
-		// full lock table fails the query, say), one unlock makes sure it
-		// holds nothing; otherwise the connection is destroyed.
-		cleared := false
-		if serverCode(herr) != "" && !a.c.IsClosed() {
-			cleared = a.clear() // destroys the connection when it fails
-		} else {
-			a.destroy()
-		}
-		if !cleared {
-			if cerr := ctx.Err(); cerr != nil {
-				return nil, ended(a.key, cerr)
-			}
-			return nil, fmt.Errorf("%w (and checking the lock failed: %v)", err, herr)
-		}
-	case held && ctx.Err() == nil && pgErr.Code == pgsql.CodeLockNotAvailable:
-		// PostgreSQL reported lock_timeout although the lock was granted.
-		// Returning an error would leave it held, so hand it out.
+	granted, err := pgsql.Settle(ctx, (*settler)(a), err, a.ownDeadline)
+	if granted {
 		return a.lease(), nil
-	case held:
-		a.undo()
-	default:
-		a.release() // holds nothing
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return nil, ended(a.key, cerr)
-	}
-	if a.ownDeadline && pgErr.Code == pgsql.CodeLockNotAvailable {
-		return nil, ended(a.key, context.DeadlineExceeded) // the server's clock was ahead
-	}
-	switch pgErr.Code {
-	case pgsql.CodeLockNotAvailable:
-		return nil, fmt.Errorf("%w: %q still held when the wait ran out", store.ErrNotAcquired, a.key.String)
-	case pgsql.CodeDeadlock:
-		return nil, fmt.Errorf("%w: %q: %w", store.ErrDeadlock, a.key.String, err)
-	case pgsql.CodeQueryCanceled:
-		// Not our cancel request (ctx is alive): statement_timeout or
-		// pg_cancel_backend ended the wait.
-		return nil, fmt.Errorf("%w: %q: the server ended the wait: %w", store.ErrNotAcquired, a.key.String, err)
 	}
 	return nil, err
 }
+
+// settler is an acquisition as pgsql.Settle sees it.
+type settler acquisition
+
+func (s *settler) Code(err error) string   { return serverCode(err) }
+func (s *settler) Closed() bool            { return s.c.IsClosed() }
+func (s *settler) HeldByMe() (bool, error) { return (*acquisition)(s).heldByMe() }
+func (s *settler) Undo()                   { (*acquisition)(s).undo() }
+func (s *settler) Clear() bool             { return (*acquisition)(s).clear() }
+func (s *settler) PutBack()                { (*acquisition)(s).release() }
+func (s *settler) Destroy()                { (*acquisition)(s).destroy() }
 
 // heldByMe asks the session itself whether it holds the key, on a fresh
 // bounded context (the caller's may be gone).
