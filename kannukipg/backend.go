@@ -349,8 +349,7 @@ func (b *Backend) connErr(ctx context.Context, bound time.Duration, expired bool
 	}
 	if notGranted(err) {
 		// A new session needs room in the lock table as it starts.
-		return fmt.Errorf("%w: a new PostgreSQL session could not start: the server's shared lock table is full (SQLSTATE 53200): "+
-			"raise max_locks_per_transaction, or bound this process with kannuki.Options.MaxHeld: %w", store.ErrCapacity, err)
+		return fmt.Errorf("a new PostgreSQL session could not start: %w", pgsql.CapacityError(err))
 	}
 	return fmt.Errorf("get a PostgreSQL connection: %w", err)
 }
