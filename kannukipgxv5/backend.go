@@ -177,54 +177,29 @@ func (b *Backend) Held(ctx context.Context, key store.Key) (bool, error) {
 // comment cannot tell which it names. It is empty for those, for locks
 // taken by other software and for holders whose first keepalive has not
 // run yet. ID is the bigint id; for the two-int4 form Name falls back to
-// "K1,K2" (the RawKeys spelling) when no comment names it.
+// "K1,K2" (the keys.Raw spelling) when no comment names it.
 func (b *Backend) Locks(ctx context.Context) ([]store.LockInfo, error) {
 	rows, err := b.pool.Query(ctx, pgsql.Locks)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []store.LockInfo
-	var queries []string
-	perPID := map[int64]int{}
+	var rs []pgsql.LockRow
 	for rows.Next() {
 		var (
-			classid, objid int64
-			objsubid       int32
-			mode           string
-			li             store.LockInfo
-			pid            int32
-			query          string
+			r   pgsql.LockRow
+			pid int32
 		)
-		if err := rows.Scan(&classid, &objid, &objsubid, &mode, &li.Granted, &pid, &li.Application, &li.Client, &li.Since, &query); err != nil {
+		if err := rows.Scan(&r.ClassID, &r.ObjID, &r.ObjSubID, &r.Mode, &r.Granted, &pid, &r.Application, &r.Client, &r.Since, &r.Query); err != nil {
 			return nil, err
 		}
-		li.PID = int64(pid)
-		if mode == "ShareLock" {
-			li.Mode = store.ModeShared
-		}
-		if objsubid == 2 {
-			// No bigint id: the pair names it unless a comment does (below).
-			li.Name = fmt.Sprintf("%d,%d", int32(uint32(classid)), int32(uint32(objid)))
-		} else {
-			li.ID = int64(uint64(classid)<<32 | uint64(objid))
-		}
-		perPID[li.PID]++
-		queries = append(queries, query)
-		out = append(out, li)
+		r.PID = int64(pid)
+		rs = append(rs, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	for i := range out {
-		if perPID[out[i].PID] != 1 {
-			continue
-		}
-		if name := pgsql.NameFromQuery(queries[i]); name != "" {
-			out[i].Name = name
-		}
-	}
-	return out, nil
+	return pgsql.LockInfos(rs), nil
 }
 
 // acquisition is one Acquire call after it got its connection.
