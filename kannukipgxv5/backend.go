@@ -73,7 +73,7 @@ func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request)
 		return nil, fmt.Errorf("%w: unknown lock mode %d", store.ErrInvalidArgument, req.Mode)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, ended(key, err)
+		return nil, err
 	}
 	if b.mux != nil {
 		if l, handled, err := b.mux.acquire(ctx, key, req, start); handled {
@@ -91,7 +91,7 @@ func (b *Backend) Acquire(ctx context.Context, key store.Key, req store.Request)
 // on a connection of its own: the waiting statement, without a second try.
 func (b *Backend) waitDedicated(ctx context.Context, key store.Key, req store.Request, start time.Time) (store.Lease, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, ended(key, err)
+		return nil, err
 	}
 	if req.Wait > 0 && time.Since(start) >= req.Wait {
 		return nil, fmt.Errorf("%w: %q is held", store.ErrNotAcquired, key.String)
@@ -142,7 +142,7 @@ func (b *Backend) conn(ctx context.Context, key store.Key, wait time.Duration, s
 		return pc, nil
 	}
 	if cerr := ctx.Err(); cerr != nil {
-		return nil, ended(key, cerr)
+		return nil, cerr
 	}
 	if expired { // the pool had no connection for us
 		return nil, fmt.Errorf("%w: lock %q: no connection free within %s: %w", ErrPoolExhausted, key.String, time.Since(start).Round(time.Millisecond), store.ErrNotAcquired)
@@ -247,7 +247,7 @@ func (a *acquisition) run(ctx context.Context, wait time.Duration, start time.Ti
 func (a *acquisition) wait(ctx context.Context, wait time.Duration, start time.Time) (store.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		a.release()
-		return nil, ended(a.key, err)
+		return nil, err
 	}
 	if wait > 0 {
 		wait -= time.Since(start)
@@ -292,7 +292,7 @@ func (a *acquisition) wait(ctx context.Context, wait time.Duration, start time.T
 func (a *acquisition) granted(ctx context.Context) (store.Lease, error) {
 	if err := ctx.Err(); err != nil {
 		a.undo()
-		return nil, ended(a.key, err)
+		return nil, err
 	}
 	a.settle()
 	return a.lease(), nil
@@ -392,12 +392,6 @@ func (a *acquisition) release() {
 func (a *acquisition) destroy() {
 	a.settle()
 	destroy(a.pc, a.b.opts.releaseTimeout())
-}
-
-// ended is the error of an acquisition whose context ended first; it
-// matches ctx.Err().
-func ended(key store.Key, err error) error {
-	return err
 }
 
 // destroy takes the connection out of the pool and closes it, so that the

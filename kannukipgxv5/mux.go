@@ -185,7 +185,7 @@ func (m *muxer) pick(ctx context.Context, key store.Key, mode store.Mode) (*shar
 			case <-opened:
 				continue
 			case <-ctx.Done():
-				return nil, pickDedicated, ended(key, ctx.Err())
+				return nil, pickDedicated, ctx.Err()
 			}
 		}
 		if best == nil {
@@ -209,7 +209,7 @@ func (m *muxer) open(ctx context.Context, key store.Key) (*sharedConn, error) {
 	pc, expired, err := m.b.tryConn(ctx)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, ended(key, cerr)
+			return nil, cerr
 		}
 		if expired {
 			return nil, ErrPoolExhausted
@@ -443,7 +443,7 @@ func (m *muxer) try(ctx context.Context, c *sharedConn, key store.Key, mode stor
 	id := idOf(key)
 	if err := c.enter(ctx); err != nil {
 		c.tried(id, nil)
-		return nil, ended(key, err)
+		return nil, err
 	}
 	granted, sent, err := c.runTry(ctx, key, mode)
 	var l *muxLease
@@ -469,7 +469,7 @@ func (c *sharedConn) runTry(ctx context.Context, key store.Key, mode store.Mode)
 		return false, sent, errRetry
 	}
 	if err := ctx.Err(); err != nil { // nothing sent yet
-		return false, sent, ended(key, err)
+		return false, sent, err
 	}
 	conn := c.pc.Conn()
 	sctx := detach(ctx)
@@ -489,7 +489,7 @@ func (c *sharedConn) runTry(ctx context.Context, key store.Key, mode store.Mode)
 	if err != nil {
 		c.settleFailedTry(sctx, deadline, key, mode, err)
 		if cerr := ctx.Err(); cerr != nil {
-			return false, sent, ended(key, cerr)
+			return false, sent, cerr
 		}
 		if serverCode(err) == codeOutOfMemory {
 			return false, sent, capacityError(key.String, err)
@@ -507,7 +507,7 @@ func (c *sharedConn) runTry(ctx context.Context, key store.Key, mode store.Mode)
 		if uerr != nil || !ok {
 			c.kill(fmt.Errorf("undoing a grant that raced a cancellation failed (unlock %v, %v)", ok, uerr))
 		}
-		return false, sent, ended(key, cerr)
+		return false, sent, cerr
 	}
 	return true, sent, nil
 }

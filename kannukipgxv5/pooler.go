@@ -27,7 +27,7 @@ func (b *Backend) checkSession(ctx context.Context, pc *pgxpool.Conn, key store.
 		err := pc.Conn().QueryRow(ctx, pgsql.BackendPID, pgx.QueryExecModeSimpleProtocol).Scan(&pid)
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
-				return ended(key, cerr)
+				return cerr
 			}
 			return err
 		}
