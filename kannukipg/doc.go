@@ -185,23 +185,27 @@
 // (store.LossWatcher): no lease learns of such a loss from a later
 // keepalive. A failure of a try or a wait is one of three kinds:
 //
+// These rules are kannukipgxv5's as well (internal/pgsql, Settle):
+//
 //   - Not granted: PostgreSQL refused before granting anything. Only
 //     SQLSTATE 53200 (out of shared memory: the lock table is full) is of
-//     this kind. The connection goes back to the pool without a clean-up
-//     statement (a pg_locks query would fail the same way), no other lock
-//     is touched, and the error matches store.ErrCapacity (the Locker
+//     this kind. The key is unlocked once on the session to be sure (an
+//     unlock needs no room in the table; a pg_locks query would fail the
+//     same way), the connection goes back to the pool, no other lock is
+//     touched, and the error matches store.ErrCapacity (the Locker
 //     reports kannuki.ReasonCapacity and how many locks it holds). A
 //     transaction lock (AcquireTx) refused this way leaves its transaction
 //     aborted when the try failed (roll it back), usable when the wait did.
 //   - Answered, maybe granted: the server answered with another SQLSTATE
-//     (55P03 lock_timeout, 40P01 deadlock, 57014 canceled, ...). A wait can
-//     have been granted at the last moment, so the Backend asks the session
-//     whether it holds the lock and unlocks it if so before pooling the
-//     connection; if that fails, the connection is destroyed.
+//     (55P03 lock_timeout, 40P01 deadlock, 57014 canceled, ...), to a try
+//     or a wait. The grant can have come at the last moment, so the
+//     Backend asks the session whether it holds the lock and unlocks it if
+//     so before pooling the connection (a 55P03 that came with the grant
+//     hands the lock out); if that fails, the connection is destroyed.
 //   - In doubt: no answer (a lost socket, a timeout, a statement cut short,
-//     the driver's own cancellation), an answer that ended the session
-//     (class 08, 57P01-57P05), or a try failing with any other SQLSTATE.
-//     The connection is destroyed, which frees whatever its session held.
+//     the driver's own cancellation) or an answer that ended the session
+//     (class 08, 57P01-57P05). The connection is destroyed, which frees
+//     whatever its session held.
 //
 // A relock whose try fails has given its lock back already and is
 // destroyed as in doubt, which costs only its own connection. The

@@ -153,8 +153,8 @@ type settler struct {
 }
 
 func (s *settler) Code(err error) string {
-	if errors.Is(err, errOverdue) {
-		return "" // the socket watchdog cut the statement short: no answer
+	if errors.Is(err, errOverdue) || sessionGone(err) {
+		return "" // cut short by the socket watchdog, or an answer that ended the session
 	}
 	return sqlState(err)
 }
