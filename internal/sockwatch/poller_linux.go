@@ -37,7 +37,7 @@ type Poller struct {
 	idle    bool // the goroutine was told to end if nothing is armed by its deadline
 	watches map[uint64]*Watch
 	next    uint64
-	queue   due.Queue // watches waiting out Delay
+	queue   due.Queue // watches waiting out Delay: no timer per held lock (the told-at-once issue's bar)
 }
 
 // Arm watches c's socket for w, after the Poller's Delay. c must be idle:
