@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/kannuki-go/kannuki/store"
+
+	"github.com/kannuki-go/kannuki/internal/due"
 )
 
 // wait blocks on the server until the lock is granted, end passes (zero:
@@ -182,31 +184,39 @@ func (l *lease) notGranted(wait time.Duration) error {
 	return fmt.Errorf("not granted within %s: %w", wait, store.ErrNotAcquired)
 }
 
-// watchdog ends a session whose statement does not answer in time, on a
-// runtime timer of its own (a queue with one timer for all saved about
-// 1% of a cycle: BenchmarkPairedTimers, 2026-12-08, inside the noise).
+// watchdog ends a session whose statement does not answer in time. The
+// Backend's watchdogs wait in one queue with one timer (internal/due)
+// rather than a runtime timer each: a new earliest runtime timer makes
+// the Go runtime wake a second thread, twice per lock cycle.
 type watchdog struct {
-	timer *time.Timer
+	node  due.Node // on Backend.dogs; Owner is the *watchdog
 	b     *Backend
 	ctx   context.Context // for its values only
 	id    int64
 	state atomic.Int32  // 0 running, 1 fired, 2 stopped
-	fired chan struct{} // closed when the firing is over
+	fired chan struct{} // made by the firing; closed when it is over
 }
 
 // watch arms a watchdog for one statement of session id.
 func (b *Backend) watch(ctx context.Context, id int64) *watchdog {
-	w := &watchdog{b: b, ctx: ctx, id: id, fired: make(chan struct{})}
-	w.timer = time.AfterFunc(b.opts.ReleaseTimeout, w.fire)
+	w := &watchdog{b: b, ctx: ctx, id: id}
+	w.node.Owner = w
+	b.dogs.Push(&w.node, time.Now().Add(b.opts.ReleaseTimeout))
 	return w
 }
 
-// fire runs on the timer's own goroutine when a statement is overdue: it
-// ends the session (a KILL on another connection).
-func (w *watchdog) fire() {
+// watchdogFired is called on the queue's timer goroutine when a statement
+// is overdue. Ending the session takes a KILL on another connection, so
+// it runs on a goroutine of its own and the queue's other watchdogs are
+// not held up.
+func watchdogFired(n *due.Node) {
+	w := n.Owner.(*watchdog)
+	w.fired = make(chan struct{}) // read by stop only after the swap below
 	if w.state.CompareAndSwap(0, 1) {
-		defer close(w.fired)
-		_ = w.b.endSession(w.ctx, w.id)
+		go func() {
+			defer close(w.fired)
+			_ = w.b.endSession(w.ctx, w.id)
+		}()
 	}
 }
 
@@ -215,7 +225,7 @@ func (w *watchdog) fire() {
 // (or that was attempted) and the statement's outcome must not be trusted.
 func (w *watchdog) stop() bool {
 	if w.state.CompareAndSwap(0, 2) {
-		w.timer.Stop()
+		w.b.dogs.Remove(&w.node)
 		return false
 	}
 	<-w.fired

@@ -10,7 +10,9 @@ import (
 
 	"github.com/kannuki-go/kannuki/store"
 
+	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/internal/pgsql"
+	"github.com/kannuki-go/kannuki/internal/sockbound"
 	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
 
@@ -94,9 +96,20 @@ type Backend struct {
 	// prep holds FormPrepared's statements per driver connection.
 	prep prepared
 
-	// socks bounds a lease's statements through its socket on pgx/stdlib
-	// (socket.go).
-	socks sockets
+	// watchdog cancels a fast statement that runs past ReleaseTimeout, and
+	// connDog a pool request that runs past ConnWait: one timer for all
+	// instead of a timer each (see fast and conn). With sockDog, against a
+	// runtime timer per statement they save nothing measurable:
+	// BenchmarkPairedTimers, time per cycle with timers / with the queues,
+	// pgx/stdlib 0.99-1.05 (median 1.01), lib/pq 0.99-1.00, -count 5,
+	// 2026-12-08: candidates for the standard library.
+	watchdog due.Queue
+	connDog  due.Queue
+
+	// socks and sockDog bound a lease's statements through its socket on
+	// pgx/stdlib (socket.go).
+	socks   sockets
+	sockDog due.Queue
 
 	// poller watches the sockets of held locks (watch.go) unless
 	// Options.NoWatch (watch false), each once its lock has been held for
@@ -130,6 +143,9 @@ func New(db *sql.DB, opts Options) *Backend {
 	if b.connWait <= 0 {
 		b.connWait = DefaultConnWait
 	}
+	b.watchdog.Fire = due.FireCancel
+	b.connDog.Fire = due.FireCancel
+	b.sockDog.Fire = sockbound.Fire
 	pgx := db != nil && isPgx(db)
 	b.timers = pgx
 	switch {
@@ -251,10 +267,9 @@ func (b *Backend) conn(ctx context.Context, wait time.Duration) (*sql.Conn, erro
 	if !busy {
 		// A connection is to be had at once (idle, or room to dial).
 		start := time.Now()
-		rctx, cancel := context.WithDeadline(detached, start.Add(b.connWait))
+		rctx, limit := due.WithCancel(&b.connDog, detached, start.Add(b.connWait))
 		c, err := b.db.Conn(rctx)
-		expired := errors.Is(rctx.Err(), context.DeadlineExceeded) // read before cancel, which would set Canceled
-		cancel()
+		expired := limit.Stop(&b.connDog)
 		switch {
 		case err == nil:
 			if cerr := ctx.Err(); cerr != nil {
@@ -372,10 +387,12 @@ func ctxDone(ctx context.Context) error {
 // and never interrupts a blocked read anyway, so a timer would not bound a
 // dead network; TCP keepalive does.
 //
-// The bound is a context with a timeout of ReleaseTimeout. A queue with
-// one timer for all statements saved nothing measurable against it
-// (BenchmarkPairedTimers, 2026-12-08: 0.99-1.05 on pgx/stdlib, 0.99-1.00
-// on lib/pq, time per cycle with a timer each over the queue's).
+// The bound is a cancelable context that the Backend's watchdog cancels
+// when the statement is still running after ReleaseTimeout. A context
+// with a deadline would do the same with a runtime timer per statement,
+// and adding and stopping a timer twice per lock cycle measured 2-4% of
+// the uncontended cycle on pgx/stdlib against this (cycles interleaved
+// with the raw floor on one connection, medians).
 func (b *Backend) fast(ctx context.Context, useDeadline bool) (context.Context, context.CancelFunc) {
 	if !b.timers {
 		return context.WithoutCancel(ctx), func() {}
@@ -385,7 +402,8 @@ func (b *Backend) fast(ctx context.Context, useDeadline bool) (context.Context, 
 			return b.bounded(ctx, true) // a sooner deadline: rare enough for a timer
 		}
 	}
-	return context.WithTimeout(context.WithoutCancel(ctx), b.releaseTimeout)
+	cctx, g := due.WithCancel(&b.watchdog, context.WithoutCancel(ctx), time.Now().Add(b.releaseTimeout))
+	return cctx, func() { g.Stop(&b.watchdog) }
 }
 
 // bounded returns a context detached from ctx's cancellation and bounded

@@ -107,8 +107,8 @@
 // The first try, the pid lookup and the clean-up run to completion
 // whatever the context does, bounded by Options.ReleaseTimeout, so that
 // their outcome is always known. On pgx/stdlib the try, the unlock and the
-// relock are bounded through the connection's socket: a watchdog gives
-// the socket a deadline in the past when a
+// relock are bounded through the connection's socket: a watchdog shared by
+// the Backend's leases gives the socket a deadline in the past when a
 // statement is still running after ReleaseTimeout, and the connection is
 // destroyed. The statements themselves run on a context that cannot end,
 // so pgx sets up no cancellation watch for them. On lib/pq they have no

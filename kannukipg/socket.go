@@ -13,7 +13,7 @@ import (
 // On pgx/stdlib the try, the unlock and the relock of a lease are bounded
 // through the connection's socket when it can be reached (lease.bounded):
 // the statement runs on a context that cannot end, so pgx watches nothing,
-// and the lease's socket watchdog (internal/sockbound) gives
+// and the Backend's socket watchdog (one due.Queue for all leases) gives
 // the socket a deadline in the past if the statement is still running
 // after ReleaseTimeout. That is what pgx itself does when a statement's
 // context ends, minus the callback it registers for every statement whose
@@ -116,9 +116,9 @@ func (s *sockets) of(conn *sql.Conn, find func(dc any) net.Conn) net.Conn {
 
 // startBound bounds the statement the lease is about to run.
 func (l *lease) startBound() {
-	l.bound.Start(l.sock, time.Now().Add(l.b.releaseTimeout))
+	l.bound.Start(&l.b.sockDog, l.sock, time.Now().Add(l.b.releaseTimeout))
 }
 
 // endBound ends the bound and reports whether the watchdog cut the
 // statement short (the socket then fails every read and write).
-func (l *lease) endBound() (fired bool) { return l.bound.End() }
+func (l *lease) endBound() (fired bool) { return l.bound.End(&l.b.sockDog) }

@@ -420,6 +420,33 @@ func BenchmarkPairedWatch(b *testing.B) {
 	b.ReportMetric(med[3]/med[2], "mux-watch/nowatch")
 }
 
+// BenchmarkPairedTimers measures what the watchdogs' shared timer saves an
+// uncontended cycle: Acquire+Release on Backends sharing one connection,
+// multiplexing off and on, each with the due.Queue watchdogs as shipped
+// and with a runtime timer per statement and per pool request
+// (due.Queue.TimerPerNode, what a context with a timeout or a socket
+// deadline per statement costs), rotating their order. It reports the
+// median cycle of each and the ratios queue/timer (timer time / queue
+// time: above 1 the queue pays).
+func BenchmarkPairedTimers(b *testing.B) {
+	pool := newPool(b, 1)
+	perNode := func(be *Backend) *Backend {
+		duetest.TimerPerNode(be, "stmtDog", "connDog")
+		return be
+	}
+	backends := []*Backend{
+		New(pool, dedicatedOpts), perNode(New(pool, dedicatedOpts)),
+		New(pool, Options{}), perNode(New(pool, Options{})),
+	}
+	med := duetest.PairedCycles(b, stores(backends), keysFor(b, len(backends)))
+	b.ReportMetric(med[0], "dedicated-queue-ns/cycle")
+	b.ReportMetric(med[1], "dedicated-timer-ns/cycle")
+	b.ReportMetric(med[2], "mux-queue-ns/cycle")
+	b.ReportMetric(med[3], "mux-timer-ns/cycle")
+	b.ReportMetric(med[1]/med[0], "dedicated-queue/timer")
+	b.ReportMetric(med[3]/med[2], "mux-queue/timer")
+}
+
 func stores(bs []*Backend) []store.Backend {
 	out := make([]store.Backend, len(bs))
 	for i, be := range bs {

@@ -26,7 +26,7 @@ type lease struct {
 	lost    error         // why the connection was destroyed by a check
 	watched bool          // w is registered with the Backend's poller
 
-	bound sockbound.Bound // the unlock's watchdog
+	bound sockbound.Bound // the unlock's watchdog (Backend.stmtDog)
 	w     sockwatch.Watch // the socket watch while the lock is held (watch.go)
 	news  lossNews        // tells the Locker of a loss (store.LossWatcher)
 }
@@ -89,7 +89,7 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 	// end: pgx would watch a context with a timeout around the statement,
 	// which costs more than the rest of the release (see watchdog.go).
 	deadline := time.Now().Add(l.b.opts.releaseTimeout())
-	l.bound.Start(pc.Conn().PgConn().Conn(), deadline)
+	l.bound.Start(&l.b.stmtDog, pc.Conn().PgConn().Conn(), deadline)
 	ok, taken, err := unlockStatement(detach(ctx), pc.Conn(), l.key, l.mode, relock)
 	if relock && serverCode(err) == codeOutOfMemory && !pc.Conn().IsClosed() {
 		// The relock's try found the lock table full, after its unlock
@@ -98,7 +98,7 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 			ok, taken, err = true, false, nil
 		}
 	}
-	fired := l.bound.End()
+	fired := l.bound.End(&l.b.stmtDog)
 	if cause, err := judgeUnlock(l.key.String, ok, err, fired, deadline, pc.Conn().IsClosed(), "connection"); cause != nil {
 		l.news.tell(fmt.Errorf("the connection holding it was closed: %w", cause))
 		destroy(pc, l.b.opts.releaseTimeout())

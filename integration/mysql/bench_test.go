@@ -3,6 +3,7 @@ package mysql
 import (
 	"context"
 	"database/sql"
+	"github.com/kannuki-go/kannuki/internal/due/duetest"
 	"slices"
 	"testing"
 	"time"
@@ -273,4 +274,21 @@ func median(xs []float64) float64 {
 	}
 	slices.Sort(xs)
 	return xs[len(xs)/2]
+}
+
+// BenchmarkPairedTimers measures what kannukimysql's watchdogs (due.Queue
+// fields dogs and connDog: one timer for all statements) save an
+// uncontended cycle against a runtime timer per statement and per pool
+// request (due.Queue.TimerPerNode): two Backends on one pool of one
+// connection, alternating cycles. It reports the median cycle of each and
+// the ratio timer/queue (above 1 the queue pays).
+func BenchmarkPairedTimers(b *testing.B) {
+	v := variants[0]
+	queue, db := newBackend(b, v, 1, kannukimysql.Options{})
+	timer := kannukimysql.New(db, kannukimysql.Options{})
+	duetest.TimerPerNode(timer, "dogs", "connDog")
+	med := duetest.PairedCycles(b, []store.Backend{queue, timer}, []store.Key{uniqueKey(b), uniqueKey(b)})
+	b.ReportMetric(med[0], "queue-ns/cycle")
+	b.ReportMetric(med[1], "timer-ns/cycle")
+	b.ReportMetric(med[1]/med[0], "timer/queue")
 }

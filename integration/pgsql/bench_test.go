@@ -3,6 +3,7 @@ package pgsql
 import (
 	"context"
 	"database/sql"
+	"github.com/kannuki-go/kannuki/internal/due/duetest"
 	"testing"
 	"time"
 
@@ -242,4 +243,26 @@ func BenchmarkVsFloor(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPairedTimers measures what kannukipg's watchdogs (due.Queue
+// fields watchdog, connDog and sockDog: one timer for all statements)
+// save an uncontended cycle against a runtime timer per statement and per
+// pool request (due.Queue.TimerPerNode), on each driver: two Backends on
+// one pool of one connection, alternating cycles. It reports the median
+// cycle of each and the ratio timer/queue (above 1 the queue pays).
+func BenchmarkPairedTimers(b *testing.B) {
+	for _, d := range drivers {
+		b.Run(d.name, func(b *testing.B) { pairTimers(b, d) })
+	}
+}
+
+func pairTimers(b *testing.B, d driver) {
+	db := openDB(b, d, 1)
+	queue, timer := kannukipg.New(db, kannukipg.Options{}), kannukipg.New(db, kannukipg.Options{})
+	duetest.TimerPerNode(timer, "watchdog", "connDog", "sockDog")
+	med := duetest.PairedCycles(b, []store.Backend{queue, timer}, []store.Key{uniqueKey(b), uniqueKey(b)})
+	b.ReportMetric(med[0], "queue-ns/cycle")
+	b.ReportMetric(med[1], "timer-ns/cycle")
+	b.ReportMetric(med[1]/med[0], "timer/queue")
 }

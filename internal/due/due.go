@@ -1,7 +1,7 @@
 // Package due is a queue of things that fall due after a fixed delay,
 // served by one timer: Kannuki's Locker uses it for keepalive checks and
-// the waiting report, and internal/sockwatch for watches waiting out their
-// delay, so that no held lock costs a runtime timer.
+// the waiting report, and kannukipg to bound statements without a timer
+// per statement.
 package due
 
 import (

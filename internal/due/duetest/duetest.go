@@ -1,16 +1,35 @@
-// Package duetest holds what paired benchmarks share: candidates run side
-// by side in one process, so that the load of a shared machine falls on
-// all of them alike.
+// Package duetest lets benchmarks pair a due.Queue against a runtime
+// timer per entry (due.Queue.TimerPerNode) on a backend whose queues are
+// unexported fields, from outside its package.
 package duetest
 
 import (
 	"context"
+	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/kannuki-go/kannuki/internal/due"
 	"github.com/kannuki-go/kannuki/store"
 )
+
+// TimerPerNode sets TimerPerNode on the due.Queue fields named fields of
+// the struct *backend points to, before the backend's first use. It
+// panics on a name that is not a due.Queue field: a benchmark that
+// paired nothing would report a false figure.
+func TimerPerNode(backend any, fields ...string) {
+	v := reflect.ValueOf(backend).Elem()
+	for _, name := range fields {
+		f := v.FieldByName(name)
+		if !f.IsValid() || f.Type() != reflect.TypeFor[due.Queue]() {
+			panic(fmt.Sprintf("duetest: %T has no due.Queue field %q", backend, name))
+		}
+		(*due.Queue)(unsafe.Pointer(f.UnsafeAddr())).TimerPerNode = true
+	}
+}
 
 // PairedCycles runs Acquire+Release of keys[i] on backends[i], each in
 // turn, rotating the order every round, for b.Loop's rounds, and returns
