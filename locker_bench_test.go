@@ -72,7 +72,8 @@ func BenchmarkMemAcquire(b *testing.B) {
 // each per cycle and their ratio (timer / queue: above 1 the queue pays).
 func BenchmarkPairedQueues(b *testing.B) {
 	be := kannukimem.New()
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background()) // as from an application
+	defer cancel()
 	hook := nopHook{}
 	queue := kannuki.New(be, kannuki.Options{Hook: hook})
 	timer := kannuki.New(be, kannuki.Options{Hook: hook})

@@ -101,10 +101,9 @@ type Backend struct {
 	dogs   due.Queue // statements' watchdogs (wait.go)
 	// connDog bounds a pool request by ConnWait: one timer for all of
 	// them instead of a runtime timer each (see conn). With dogs, against
-	// a runtime timer per statement they save about 1%:
+	// a runtime timer per statement they pay at most a little:
 	// BenchmarkPairedTimers, time per cycle with timers / with the queues,
-	// 1.006-1.013, -count 5, 2026-12-08: inside the 2% noise, so
-	// candidates for the standard library.
+	// 0.993-1.012 (median 1.005), -count 5, 2026-12-08.
 	connDog due.Queue
 	// poller watches the sockets of held connections (watch.go).
 	poller sockwatch.Poller

@@ -99,10 +99,11 @@ type Backend struct {
 	// watchdog cancels a fast statement that runs past ReleaseTimeout, and
 	// connDog a pool request that runs past ConnWait: one timer for all
 	// instead of a timer each (see fast and conn). With sockDog, against a
-	// runtime timer per statement they save nothing measurable:
-	// BenchmarkPairedTimers, time per cycle with timers / with the queues,
-	// pgx/stdlib 0.99-1.05 (median 1.01), lib/pq 0.99-1.00, -count 5,
-	// 2026-12-08: candidates for the standard library.
+	// runtime timer per statement they pay a little: BenchmarkPairedTimers,
+	// time per cycle with timers / with the queues, pgx/stdlib 0.99-1.06
+	// (median 1.021), lib/pq 1.003-1.016 (median 1.007), -count 5,
+	// 2026-12-08; a paired A/B of whole WithLock cycles ran about 8%
+	// slower with the standard library's timers.
 	watchdog due.Queue
 	connDog  due.Queue
 

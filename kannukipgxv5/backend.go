@@ -36,11 +36,11 @@ type Backend struct {
 	// stmtDog bounds the try and the unlock on shared connections and the
 	// unlock on a connection of its own, through the socket; connDog the
 	// pool request of a try (TryConnTimeout), on a context it cancels
-	// (watchdog.go). Against a runtime timer per statement they save
+	// (watchdog.go). Against a runtime timer per statement they pay a
 	// little: BenchmarkPairedTimers, time per cycle with timers / with the
-	// queues, 0.99-1.12 (median 1.01) dedicated and 0.94-1.04 (median
-	// 1.01) multiplexed, -count 5, 2026-12-08: inside the 2% noise, so
-	// candidates for the standard library.
+	// queues, 1.00-1.02 (median 1.006) dedicated and 0.99-1.07 (median
+	// 1.016) multiplexed, -count 5, 2026-12-08; a paired A/B of whole
+	// WithLock cycles ran 6-17% slower with the standard library's timers.
 	stmtDog due.Queue
 	connDog due.Queue
 	// poller watches the sockets of connections that hold locks and idle
