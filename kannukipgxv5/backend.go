@@ -40,8 +40,9 @@ type Backend struct {
 	// little: BenchmarkPairedTimers, time per cycle with timers / with the
 	// queues, 1.00-1.02 (median 1.006) dedicated and 0.99-1.07 (median
 	// 1.016) multiplexed, -count 5, 2026-12-08. In a paired A/B of whole
-	// WithLock cycles against commit 1c792e5, 0.96x its time with the
-	// queues and 1.06-1.17x with a timer per statement.
+	// WithLock cycles against commit 1c792e5 (medians of 40-100 rounds,
+	// spread +-15%), 0.96-1.01x its time with the queues and 1.06-1.17x
+	// with a timer per statement.
 	stmtDog due.Queue
 	connDog due.Queue
 	// poller watches the sockets of connections that hold locks and idle
