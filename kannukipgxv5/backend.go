@@ -153,7 +153,7 @@ func (b *Backend) conn(ctx context.Context, key store.Key, wait time.Duration, s
 	if expired { // the pool had no connection for us
 		return nil, fmt.Errorf("%w: lock %q: no connection free within %s: %w", ErrPoolExhausted, key.String, time.Since(start).Round(time.Millisecond), store.ErrNotAcquired)
 	}
-	return nil, connError(key.String, err)
+	return nil, connError(err)
 }
 
 // tryConn takes a connection from the pool for a try, bounded by

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kannuki-go/kannuki"
 	"github.com/kannuki-go/kannuki/internal/pgcluster"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
 )
 
 // tableFull is a throwaway cluster with a small shared lock table (about
@@ -101,7 +102,7 @@ func (f *tableFull) fillBehind(t *testing.T, room int) {
 	n := 0
 	for ; ; n++ {
 		if _, err := c.Exec(ctx, "SELECT pg_try_advisory_lock($1::bigint)", int64(base+n)); err != nil {
-			if serverCode(err) != codeOutOfMemory {
+			if serverCode(err) != pgsql.CodeLockTableFull {
 				t.Fatalf("filling the lock table: %v", err)
 			}
 			break

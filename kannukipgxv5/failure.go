@@ -17,9 +17,6 @@ import (
 // session holds the key for nobody else); on a connection of its own
 // pg_locks is asked.
 
-// codeOutOfMemory is SQLSTATE 53200 (pgsql.CodeLockTableFull).
-const codeOutOfMemory = pgsql.CodeLockTableFull
-
 // serverCode is the SQLSTATE of an error the server sent, or "".
 func serverCode(err error) string {
 	var pgErr *pgconn.PgError
@@ -28,10 +25,6 @@ func serverCode(err error) string {
 	}
 	return ""
 }
-
-// capacityError is the error of a lock statement refused with 53200
-// (pgsql.CapacityError).
-func capacityError(_ string, err error) error { return pgsql.CapacityError(err) }
 
 // settleUnlock unlocks k on c after a statement that failed and may have
 // granted it, so that the session is known not to hold it: an unlock that
@@ -46,12 +39,12 @@ func settleUnlock(ctx context.Context, c *pgx.Conn, k store.Key, m store.Mode) e
 	return c.QueryRow(ctx, pgsql.Unlock(k, m), pgx.QueryExecModeSimpleProtocol).Scan(&unlocked)
 }
 
-// connError is the error of a pool request for a lock of key that failed.
-// A server whose lock table is full cannot start a session either (the
+// connError is the error of a pool request for a lock that failed. A
+// server whose lock table is full cannot start a session either (the
 // start takes locks on shared catalogs): that is a capacity error too.
-func connError(key string, err error) error {
-	if serverCode(err) == codeOutOfMemory {
-		return capacityError(key, err)
+func connError(err error) error {
+	if serverCode(err) == pgsql.CodeLockTableFull {
+		return pgsql.CapacityError(err)
 	}
 	return err
 }

@@ -91,7 +91,7 @@ func (l *lease) unlock(ctx context.Context, relock bool) (*pgxpool.Conn, error) 
 	deadline := time.Now().Add(l.b.opts.releaseTimeout())
 	l.bound.Start(&l.b.stmtDog, pc.Conn().PgConn().Conn(), deadline)
 	ok, taken, err := unlockStatement(detach(ctx), pc.Conn(), l.key, l.mode, relock)
-	if relock && serverCode(err) == codeOutOfMemory && !pc.Conn().IsClosed() {
+	if relock && serverCode(err) == pgsql.CodeLockTableFull && !pc.Conn().IsClosed() {
 		// The relock's try found the lock table full, after its unlock
 		// (failure.go): a release. Unlock once more to be sure.
 		if settleUnlock(detach(ctx), pc.Conn(), l.key, l.mode) == nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/kannuki-go/kannuki/store"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kannuki-go/kannuki/internal/pgsql"
 	"github.com/kannuki-go/kannuki/internal/sockbound"
 	"github.com/kannuki-go/kannuki/internal/sockwatch"
 )
@@ -214,7 +215,7 @@ func (m *muxer) open(ctx context.Context, key store.Key) (*sharedConn, error) {
 		if expired {
 			return nil, ErrPoolExhausted
 		}
-		return nil, connError(key.String, err)
+		return nil, connError(err)
 	}
 	if err := m.b.checkSession(ctx, pc, key); err != nil {
 		pc.Release()
@@ -491,8 +492,8 @@ func (c *sharedConn) runTry(ctx context.Context, key store.Key, mode store.Mode)
 		if cerr := ctx.Err(); cerr != nil {
 			return false, sent, cerr
 		}
-		if serverCode(err) == codeOutOfMemory {
-			return false, sent, capacityError(key.String, err)
+		if serverCode(err) == pgsql.CodeLockTableFull {
+			return false, sent, pgsql.CapacityError(err)
 		}
 		return false, sent, err
 	}

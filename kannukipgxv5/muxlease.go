@@ -101,7 +101,7 @@ func (l *muxLease) unlock(ctx context.Context, relock bool) (next *muxLease, err
 	sent := time.Now()
 	deadline := c.startBound(sent)
 	ok, taken, err := unlockStatement(detach(ctx), c.pc.Conn(), l.key, l.mode, relock)
-	if relock && serverCode(err) == codeOutOfMemory && !c.pc.Conn().IsClosed() {
+	if relock && serverCode(err) == pgsql.CodeLockTableFull && !c.pc.Conn().IsClosed() {
 		// The relock's try found the lock table full, after its unlock
 		// (failure.go): a release, which leaves the other locks on c
 		// alone. Unlock once more to be sure.
